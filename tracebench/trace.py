@@ -1,0 +1,330 @@
+"""The canonical trace: one Parquet file, rows sorted by ``ts_ns``, metadata in the footer.
+
+Writers hand in numpy columns and a :class:`TraceMeta`; readers get validated
+numpy chunks (``kind`` already as its int8 code) so memory stays flat whatever
+the trace length. Every check names the file, row and column it failed on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tracebench import __version__
+from tracebench.atomic import atomic_path
+from tracebench.errors import TraceError
+from tracebench.schema import (
+    METADATA_KEY,
+    SCHEMA_VERSION,
+    TARGET_MASK,
+    TRACE_NUMPY_DTYPES,
+    TRACE_SCHEMA,
+    EventKind,
+)
+
+#: rows per Parquet row group; also the unit of streaming replay
+DEFAULT_ROW_GROUP = 1 << 20
+COLUMNS = tuple(TRACE_NUMPY_DTYPES)
+
+
+@dataclasses.dataclass
+class TraceMeta:
+    """File-level metadata of a canonical trace (stored as JSON under the ``tracebench`` key).
+
+    Attributes
+    ----------
+    n_cpus : number of vCPUs; every ``cpu`` value is below it.
+    duration_ns : length of the traced interval, ns.
+    method : how it was made: ``record``, ``ingest`` or ``synth``.
+    source : details of the method (scenario + seed + parameters, or source
+        format, file names and sha256, unmapped event counts).
+    clock : clock domain of ``ts_ns`` (e.g. ``local``, ``mono``, ``x86-tsc``, ``synthetic``).
+    environment : where the trace was taken: ``{"platform": "bare-metal"|"guest"|"synthetic",
+        "hypervisor": ..., "features": [...]}``.
+    attribution : who recorded it, licence, provenance text.
+    """
+
+    n_cpus: int
+    duration_ns: int
+    method: str
+    source: dict = dataclasses.field(default_factory=dict)
+    clock: str = "unknown"
+    environment: dict = dataclasses.field(default_factory=dict)
+    attribution: str = ""
+    schema_version: int = SCHEMA_VERSION
+    tracebench_version: str = __version__
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> TraceMeta:
+        try:
+            data = json.loads(raw)
+            known = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, TypeError) as exc:
+            raise TraceError(f"{where}: unreadable tracebench metadata ({exc})") from None
+
+
+def empty_columns(n: int = 0) -> dict[str, np.ndarray]:
+    """Columns of ``n`` rows with the neutral values (-1 vector/target, 0 arg/dur)."""
+    cols = {name: np.zeros(n, dtype=dt) for name, dt in TRACE_NUMPY_DTYPES.items()}
+    cols["vector"][:] = -1
+    cols["target"][:] = -1
+    return cols
+
+
+def sort_columns(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Stable sort by ``ts_ns``: ties keep their input order (never broken by chance)."""
+    order = np.argsort(cols["ts_ns"], kind="stable")
+    return {k: np.ascontiguousarray(v[order]) for k, v in cols.items()}
+
+
+def _kind_array(codes: np.ndarray) -> pa.DictionaryArray:
+    # The dictionary is always the full kind list in code order, so indices == codes.
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes.astype(np.int8), pa.int8()), pa.array(EventKind.labels())
+    )
+
+
+def columns_to_table(cols: dict[str, np.ndarray], meta: TraceMeta | None = None) -> pa.Table:
+    arrays = []
+    for field in TRACE_SCHEMA:
+        values = np.asarray(cols[field.name]).astype(TRACE_NUMPY_DTYPES[field.name], copy=False)
+        arrays.append(_kind_array(values) if field.name == "kind" else pa.array(values))
+    schema = TRACE_SCHEMA
+    if meta is not None:
+        schema = schema.with_metadata({METADATA_KEY: meta.to_json()})
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class TraceWriter:
+    """Streams sorted chunks into a trace file, atomically (temporary name, then rename).
+
+    Use as a context manager; ``meta`` may be updated (e.g. duration) until it closes.
+    """
+
+    def __init__(self, path: str | os.PathLike, meta: TraceMeta, force: bool = False,
+                 row_group: int = DEFAULT_ROW_GROUP):
+        self.path = Path(path)
+        self.meta = meta
+        self.force = force
+        self.row_group = row_group
+        self.rows = 0
+        self._last_ts = None
+        self._ctx = None
+        self._tmp: Path | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> TraceWriter:
+        self._ctx = atomic_path(self.path, force=self.force)
+        self._tmp = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(self._tmp, TRACE_SCHEMA, compression="zstd")
+        return self
+
+    def write(self, cols: dict[str, np.ndarray]) -> None:
+        n = len(cols["ts_ns"])
+        if n == 0:
+            return
+        ts = cols["ts_ns"]
+        if self._last_ts is not None and ts[0] < self._last_ts:
+            raise TraceError(f"{self.path}: chunk starting at row {self.rows} goes back in time")
+        self._last_ts = int(ts[-1])
+        self._writer.write_table(columns_to_table(cols), row_group_size=self.row_group)
+        self.rows += n
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                # File-level key-value metadata can be added at close, once the
+                # duration and counts of a streamed trace are known.
+                self._writer.add_key_value_metadata({METADATA_KEY: self.meta.to_json()})
+            self._writer.close()
+        finally:
+            self._ctx.__exit__(exc_type, exc, tb)
+        return False
+
+
+def write_trace(path: str | os.PathLike, cols: dict[str, np.ndarray], meta: TraceMeta,
+                force: bool = False, row_group: int = DEFAULT_ROW_GROUP) -> Path:
+    """Validate and write a whole in-memory trace (columns need not be sorted yet)."""
+    cols = sort_columns(cols)
+    validate_columns(cols, meta.n_cpus, where=str(path))
+    with atomic_path(path, force=force) as tmp:
+        pq.write_table(columns_to_table(cols, meta), tmp, row_group_size=row_group,
+                       compression="zstd")
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class TraceFile:
+    """An opened, schema-checked trace: metadata now, validated chunks on demand."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        where = str(self.path)
+        if not self.path.exists():
+            raise TraceError(f"{where}: no such file")
+        if self.path.is_dir():
+            raise TraceError(f"{where}: is a folder, expected a trace .parquet file")
+        try:
+            self._pf = pq.ParquetFile(self.path)
+        except (pa.ArrowException, OSError) as exc:
+            raise TraceError(f"{where}: not a readable Parquet file ({_one_line(exc)})") from None
+        schema = self._pf.schema_arrow
+        raw = (self._pf.metadata.metadata or {}).get(METADATA_KEY)
+        if raw is None:
+            raise TraceError(f"{where}: no tracebench metadata (not a canonical trace; "
+                             "use `tracebench ingest` for text traces)")
+        self.meta = TraceMeta.from_json(raw, where)
+        _check_schema(schema, where)
+        if self.meta.n_cpus < 1 or self.meta.n_cpus > 65535:
+            raise TraceError(f"{where}: metadata n_cpus={self.meta.n_cpus} is out of range")
+        self.num_rows = self._pf.metadata.num_rows
+
+    def chunks(self, rows: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """Yield validated numpy column chunks in file order (kind as int8 code)."""
+        where = str(self.path)
+        first_row = 0
+        last_ts = None
+        try:
+            batches = self._pf.iter_batches(batch_size=rows or DEFAULT_ROW_GROUP)
+            for batch in batches:
+                cols = _batch_to_numpy(batch, where, first_row)
+                validate_columns(cols, self.meta.n_cpus, where, first_row, last_ts)
+                if len(cols["ts_ns"]):
+                    last_ts = int(cols["ts_ns"][-1])
+                first_row += len(cols["ts_ns"])
+                yield cols
+        except (pa.ArrowException, OSError) as exc:
+            raise TraceError(f"{where}: corrupt or truncated Parquet data near row {first_row} "
+                             f"({_one_line(exc)})") from None
+
+    def read_all(self) -> dict[str, np.ndarray]:
+        parts = list(self.chunks())
+        if not parts:
+            return empty_columns(0)
+        return {k: np.concatenate([p[k] for p in parts]) for k in COLUMNS}
+
+    def sha256(self) -> str:
+        return file_sha256(self.path)
+
+
+def read_trace(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], TraceMeta]:
+    """Read and validate a whole trace into memory."""
+    tf = TraceFile(path)
+    return tf.read_all(), tf.meta
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _check_schema(schema: pa.Schema, where: str) -> None:
+    names = set(schema.names)
+    for field in TRACE_SCHEMA:
+        if field.name not in names:
+            raise TraceError(f"{where}: missing column {field.name!r}")
+        got = schema.field(field.name).type
+        want = field.type
+        if field.name == "kind":
+            ok = pa.types.is_dictionary(got) and pa.types.is_string(got.value_type) or \
+                pa.types.is_string(got) or pa.types.is_large_string(got)
+        else:
+            ok = got == want
+        if not ok:
+            raise TraceError(f"{where}: column {field.name!r} has type {got}, expected {want}")
+
+
+_KIND_CODE = {label: code for code, label in enumerate(EventKind.labels())}
+
+
+def _kind_codes(arr: pa.Array, where: str, first_row: int) -> np.ndarray:
+    if pa.types.is_dictionary(arr.type):
+        dictionary = arr.dictionary.to_pylist()
+        indices = arr.indices.to_numpy(zero_copy_only=False)
+    else:
+        enc = arr.dictionary_encode()
+        dictionary = enc.dictionary.to_pylist()
+        indices = enc.indices.to_numpy(zero_copy_only=False)
+    lut = np.full(len(dictionary), -1, dtype=np.int8)
+    for i, label in enumerate(dictionary):
+        lut[i] = _KIND_CODE.get(label, -1)
+    if arr.null_count:
+        row = first_row + int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+        raise TraceError(f"{where}: row {row}, column 'kind': missing value")
+    codes = lut[indices] if len(indices) else np.zeros(0, np.int8)
+    bad = np.flatnonzero(codes < 0)
+    if len(bad):
+        row = int(bad[0])
+        raise TraceError(f"{where}: row {first_row + row}, column 'kind': unknown event kind "
+                         f"{dictionary[indices[row]]!r} (known: {', '.join(EventKind.labels())})")
+    return codes
+
+
+def _batch_to_numpy(batch: pa.RecordBatch, where: str, first_row: int) -> dict[str, np.ndarray]:
+    cols = {}
+    for name, dtype in TRACE_NUMPY_DTYPES.items():
+        arr = batch.column(name)
+        if name == "kind":
+            cols[name] = _kind_codes(arr, where, first_row)
+            continue
+        if arr.null_count:
+            row = first_row + int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+            raise TraceError(f"{where}: row {row}, column {name!r}: missing value")
+        cols[name] = arr.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    return cols
+
+
+def validate_columns(cols: dict[str, np.ndarray], n_cpus: int, where: str,
+                     first_row: int = 0, last_ts: int | None = None) -> None:
+    """Check one chunk of numpy columns; raise :class:`TraceError` naming the first bad row."""
+
+    def fail(mask: np.ndarray, column: str, what: str) -> None:
+        idx = np.flatnonzero(mask)
+        if len(idx):
+            row = int(idx[0])
+            value = cols[column][row]
+            raise TraceError(f"{where}: row {first_row + row}, column {column!r}: {what} "
+                             f"(value {value})")
+
+    ts = cols["ts_ns"]
+    if len(ts) == 0:
+        return
+    fail(ts < 0, "ts_ns", "negative timestamp")
+    if last_ts is not None and ts[0] < last_ts:
+        fail(np.arange(len(ts)) == 0, "ts_ns", f"timestamps not sorted (previous row {last_ts})")
+    fail(np.concatenate([[False], ts[1:] < ts[:-1]]), "ts_ns", "timestamps not sorted")
+    kind = cols["kind"]
+    fail((kind < 0) | (kind >= len(EventKind)), "kind", "unknown event kind code")
+    fail(cols["cpu"].astype(np.int64) >= n_cpus, "cpu", f"cpu >= declared n_cpus {n_cpus}")
+    fail(cols["dur_ns"] < 0, "dur_ns", "negative duration")
+    is_ipi = kind == EventKind.IPI_SEND
+    target = cols["target"]
+    fail(is_ipi & ((target < TARGET_MASK) | (target >= n_cpus)), "target",
+         f"IPI target out of range (-2..{n_cpus - 1})")
+    masked = is_ipi & (target == TARGET_MASK)
+    if masked.any():
+        if n_cpus < 64:
+            fail(masked & ((cols["arg"] >> np.int64(n_cpus)) != 0), "arg",
+                 f"IPI mask names a vCPU >= n_cpus {n_cpus}")
+        fail(masked & (cols["arg"] == 0), "arg", "IPI mask is empty")
