@@ -1,0 +1,8 @@
+"""The ``tracebench`` command line: one module per verb family, all on one typer app."""
+
+from tracebench.cli import ingest as _ingest  # noqa: F401  (registers ingest, record)
+from tracebench.cli import replay as _replay  # noqa: F401  (registers replay, backends)
+from tracebench.cli import synth as _synth  # noqa: F401  (registers synth)
+from tracebench.cli.common import app as app
+
+__all__ = ["app"]

@@ -1,0 +1,92 @@
+"""What every command shares: the typer app, error reporting, output formats.
+
+Heavy imports (numba, hdrh, polars) happen inside the commands, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from enum import Enum
+
+import typer
+
+from tracebench.errors import TracebenchError
+
+app = typer.Typer(
+    name="tracebench",
+    help="Record/replay, trace-driven evaluation of interrupt and timer virtualization.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error on stderr and exit (1: data/runtime, 2: usage)."""
+    print(f"tracebench: error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def user_errors(func):
+    """Turn :class:`TracebenchError` (a user mistake or bad input) into one line + exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except TracebenchError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted", code=130)
+
+    return wrapper
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def print_rows(rows: list[dict], fmt: OutputFormat, title: str | None = None) -> None:
+    """Print a list of flat dicts on stdout as a rich table, JSON lines array, or CSV."""
+    if fmt is OutputFormat.json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    columns = list(rows[0]) if rows else []
+    if fmt is OutputFormat.csv:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right" if rows and _numeric(rows[0][col]) else "left")
+    for row in rows:
+        table.add_row(*(_fmt_cell(row[c]) for c in columns))
+    Console(width=max(160, Console().width)).print(table)
+
+
+def _numeric(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _fmt_cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return "" if v is None else str(v)
