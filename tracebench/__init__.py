@@ -1,3 +1,29 @@
-"""tracebench: record/replay, trace-driven evaluation of interrupt and timer virtualization."""
+"""tracebench: record/replay, trace-driven evaluation of interrupt and timer virtualization.
+
+Public API (imported lazily so that ``tracebench --help`` stays instant):
+
+- :func:`tracebench.replay` -- replay traces through backends, polars frames back;
+- :func:`tracebench.synth` -- synthesize a scenario trace to a file;
+- :func:`tracebench.read_trace` -- read a canonical trace into numpy columns + metadata;
+- :func:`tracebench.get_backend` -- a registered backend (or a ``.toml`` one) by name.
+"""
 
 __version__ = "0.1.0"
+
+__all__ = ["replay", "synth", "read_trace", "get_backend", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "replay":
+        from tracebench.api import replay
+
+        return replay
+    if name == "read_trace":
+        from tracebench.trace import read_trace
+
+        return read_trace
+    if name == "get_backend":
+        from tracebench.backends import get_backend
+
+        return get_backend
+    raise AttributeError(f"module 'tracebench' has no attribute {name!r}")

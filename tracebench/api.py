@@ -1,0 +1,160 @@
+"""The documented Python API; the CLI is a thin layer over these functions.
+
+>>> import tracebench
+>>> tracebench.synth("timer-heavy", "t.parquet", n_cpus=2, duration="1s", seed=1)
+>>> res = tracebench.replay(["t.parquet"], backends=["full-virt", "pv-clock"])
+>>> res.summary.filter(kind="timer_arm")     # polars DataFrame
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from tracebench import __version__
+from tracebench.atomic import atomic_path
+from tracebench.backends import resolve_backends
+from tracebench.backends.params import param_values_from_toml
+from tracebench.errors import TracebenchError
+from tracebench.results import (
+    EXITS_SCHEMA,
+    SUMMARY_SCHEMA,
+    EventWriter,
+    RunContext,
+    events_table,
+    exit_rows,
+    partition_dir,
+    summary_rows,
+    trace_id,
+    write_aggregates,
+)
+from tracebench.runner import BackendRun, configure, replay_file
+from tracebench.trace import TraceFile
+
+
+@dataclasses.dataclass
+class ReplayResult:
+    """Frames of one replay; ``events`` is lazy over ``out`` when results were written."""
+
+    summary: pl.DataFrame
+    exits: pl.DataFrame
+    events: pl.DataFrame | pl.LazyFrame | None
+    out: Path | None
+
+    def comparison(self) -> list[dict]:
+        """Per (trace, backend): the headline figures of the comparison table."""
+        rows = []
+        s = self.summary
+        for (trace, backend), part in s.group_by(["trace", "backend"], maintain_order=True):
+            allrow = part.filter(kind="all", metric="latency_ns").row(0, named=True)
+            irq = part.filter(kind="interrupts", metric="latency_ns").row(0, named=True)
+            terr = part.filter(metric="timer_error_ns").row(0, named=True)
+            ex = (self.exits.filter(trace=trace, backend=backend)
+                  .group_by("reason").agg(pl.col("count").sum())
+                  .sort(["count", "reason"], descending=[True, False]))
+            total = max(int(ex["count"].sum()), 1)
+            top = ", ".join(f"{r} {100 * c / total:.0f}%" for r, c in ex.head(3).iter_rows())
+            rows.append({
+                "trace": trace, "backend": backend, "exits": allrow["exits"],
+                "exits_per_s": allrow["exits_per_s"], "top_exit_reasons": top or "-",
+                "overhead_pct": allrow["overhead_pct"], "irq_p50_us": _us(irq["p50_ns"]),
+                "irq_p99_us": _us(irq["p99_ns"]), "irq_p99_9_us": _us(irq["p99_9_ns"]),
+                "timer_err_p99_us": _us(terr["p99_ns"]),
+            })
+        return rows
+
+
+def _us(ns: int | None) -> float | None:
+    return None if ns is None else ns / 1000.0
+
+
+def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None = None, *,
+           out: str | os.PathLike | None = None, force: bool = False,
+           params: Mapping[str, float] | None = None,
+           params_file: str | os.PathLike | None = None, profile: str | None = None,
+           events: bool = True, chunk_rows: int | None = None, threads: int | None = None,
+           progress: Callable[[int], None] | None = None) -> ReplayResult:
+    """Replay traces through backends.
+
+    Parameters
+    ----------
+    traces : canonical trace files (``.parquet``).
+    backends : registered names or ``.toml`` backend files; ``None`` = every registered one.
+    out : results folder to write atomically (refused if it exists unless ``force``);
+        ``None`` keeps everything in memory.
+    params, params_file : cost overrides (``name -> value``; a TOML file), applied to every
+        selected backend that has the parameter; a name none has is an error.
+    profile : CPU cost profile name (``skx-2020``, ``nhm-2010``, ``kvm-2012``, ``modern-2024``).
+    events : also produce per-event rows (off: only summaries and exit tables).
+    chunk_rows : rows per streamed chunk (results do not depend on it).
+    threads : worker threads for the backends (default: CPU count).
+    """
+    if not traces:
+        raise TracebenchError("no trace given")
+    files = [TraceFile(t) for t in traces]  # validate every input before writing anything
+    chosen = resolve_backends(list(backends) if backends else None)
+    overrides = dict(param_values_from_toml(params_file)) if params_file else {}
+    overrides.update(params or {})
+    configured = configure(chosen, overrides, profile,
+                           where=str(params_file) if params_file and not params else "--param")
+    if out is None:
+        return _replay_all(files, configured, None, profile, events, chunk_rows, threads, progress)
+    with atomic_path(out, force=force) as tmp:
+        tmp.mkdir(parents=True)
+        result = _replay_all(files, configured, tmp, profile, events, chunk_rows, threads,
+                             progress)
+        (tmp / "run.json").write_text(json.dumps({
+            "tracebench_version": __version__, "profile": profile,
+            "traces": [str(f.path) for f in files],
+            "backends": [b.name for b, _, _ in configured], "events": events,
+        }, indent=2) + "\n")
+    final = Path(out)
+    lazy = pl.scan_parquet(final / "events", hive_partitioning=True) if events else None
+    return ReplayResult(result.summary, result.exits, lazy, final)
+
+
+def _replay_all(files, configured, root: Path | None, profile, events, chunk_rows, threads,
+                progress) -> ReplayResult:
+    summaries, exits, event_tables = [], [], []
+    taken: set[str] = set()
+    for tf in files:
+        ctx = RunContext(tf, trace_id(tf.path, taken), tf.sha256(), profile)
+        writers: dict[str, EventWriter] = {}
+        mem: dict[str, list[pa.Table]] = {}
+
+        def sink(run: BackendRun, cols, out, ctx=ctx, writers=writers, mem=mem):
+            name = run.backend.name
+            if root is not None:
+                if name not in writers:  # first chunk: each backend has its own file
+                    writers[name] = EventWriter(
+                        partition_dir(root, "events", name, ctx.trace_id) / "part-0.parquet",
+                        ctx.metadata(run, "events"))
+                writers[name].write(cols, out)
+            else:
+                mem.setdefault(name, []).append(events_table(cols, out))
+
+        try:
+            runs = replay_file(tf, configured, sink if events else None, chunk_rows, threads,
+                               progress)
+        finally:
+            for w in writers.values():
+                w.close()
+        for run in runs:
+            summaries += summary_rows(run, ctx)
+            exits += exit_rows(run, ctx)
+            if root is not None:
+                write_aggregates(root, run, ctx)
+            elif events and mem.get(run.backend.name):
+                t = pl.from_arrow(pa.concat_tables(mem[run.backend.name]))
+                event_tables.append(t.with_columns(backend=pl.lit(run.backend.name),
+                                                   trace=pl.lit(ctx.trace_id)))
+    summary = pl.from_arrow(pa.Table.from_pylist(summaries, schema=SUMMARY_SCHEMA))
+    exit_df = pl.from_arrow(pa.Table.from_pylist(exits, schema=EXITS_SCHEMA))
+    ev = pl.concat(event_tables, how="vertical_relaxed") if event_tables else None
+    return ReplayResult(summary, exit_df, ev, root)

@@ -1,0 +1,144 @@
+"""Cost primitives (TSC cycles) and named CPU profiles, each figure with its source.
+
+Defaults are the Skylake-SP-class 2020 server ("skx-2020") of ../shared/COSTS.md
+section (d). Figures marked [D] were fitted so that compositions reproduce the
+published kvm-unit-tests round trips (the worked examples in
+``tests/test_published_figures.py``); [U] marks assumptions no primary source
+anchors yet; sweep them before drawing conclusions that depend on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tracebench.backends.params import Param
+from tracebench.errors import ParamError
+
+_KUT_PIO = "kvm-unit-tests commit 00bfecaa 'vmexit: time ... simple PIO' (2012)"
+_TSCDL = "Wanpeng Li, tscdeadline fastpath cover letter, kvm@vger, Apr 2020 (Skylake-SP)"
+_IPIV = "Zeng Guang et al., IPI virtualization v7, kvm@vger 2022"
+
+CYCLE_PARAMS: tuple[Param, ...] = (
+    Param("tsc_ghz", 2.4, "GHz", "[U] Skylake-SP Xeon Gold class base clock; CPUs in the "
+          "sources are unnamed", "TSC frequency: converts cycles to ns", 0.1, 10.0),
+    Param("exit_roundtrip_cyc", 1530, "cycles", "[C] vmcall 1,529-1,539 cycles, Skylake-SP, "
+          "Wanpeng Li, kvm@vger, 13 Mar 2020", "VM exit + trivial handler + VM entry"),
+    Param("insn_emulation_cyc", 1700, "cycles", f"[D] xAPIC 6,059 - x2APIC 4,338 IPI, {_IPIV}",
+          "fetch + decode + emulate a trapped MMIO/PIO instruction"),
+    Param("userspace_exit_cyc", 13000, "cycles", f"[C] 'exiting to userspace is 13000 cycles', "
+          f"{_KUT_PIO}", "KVM -> QEMU -> KVM for a device emulated in user space"),
+    Param("hypercall_handler_cyc", 200, "cycles", "[D] COSTS.md (d) back-end 2: vmcall + ~200",
+          "dispatch of a PV hypercall beyond the bare exit"),
+    Param("apic_reg_handler_cyc", 100, "cycles", "[U] small register emulation, not measured",
+          "emulate a plain local APIC register read/write"),
+    Param("icr_handler_cyc", 800, "cycles", f"[D] fitted: x2APIC IPI 4,338 = exit + ICR + "
+          f"posted delivery, {_IPIV}", "ICR write emulation: decode destination, queue IPI"),
+    Param("eoi_handler_cyc", 400, "cycles", f"[D] fitted: tscdeadline 7,474 (no APICv) vs "
+          f"5,662 (APICv), {_TSCDL}", "EOI emulation: clear ISR, find next pending vector"),
+    Param("timer_program_cyc", 700, "cycles", f"[D] fitted: tscdeadline_immed 4,781/2,919, "
+          f"{_TSCDL}", "host side of (re)programming the guest timer (hrtimer/preemption)"),
+    Param("timer_expiry_cyc", 600, "cycles", f"[D] fitted: tscdeadline 7,474, {_TSCDL}",
+          "host handling of guest timer expiry (mark pending, request injection)"),
+    Param("host_timer_irq_cyc", 1200, "cycles", "[C] tscdeadline 6,800 (hrtimer) vs 5,600 "
+          "(preemption timer), Haswell, kvm-unit-tests commit cfbd129c (2017)",
+          "extra cost when a host hrtimer interrupt, not the preemption timer, expires"),
+    Param("inject_cyc", 400, "cycles", f"[D] fitted: tscdeadline 7,474 no APICv, {_TSCDL}",
+          "legacy event injection on VM entry (KVM_REQ_EVENT)"),
+    Param("posted_inject_cyc", 530, "cycles", f"[D] fitted: tscdeadline 5,662 APICv, {_TSCDL}",
+          "virtual-interrupt delivery via the posted-interrupt descriptor"),
+    Param("posted_notify_cyc", 2000, "cycles", f"[D] fitted: x2APIC IPI 4,338 (APICv, no "
+          f"IPIv), {_IPIV}; COSTS.md (d) gives 1,000-2,000 [U]",
+          "notification IPI to a running vCPU's pCPU + hardware delivery, no exit"),
+    Param("host_ipi_cyc", 1500, "cycles", "[U] COSTS.md (d): host notification IPI ~1,000-2,000",
+          "host IPI that kicks a running vCPU out of guest mode"),
+    Param("host_irq_route_cyc", 1500, "cycles", "[U] host IRQ handler + irqfd/MSI routing, not "
+          "measured in COSTS.md", "host work before a device interrupt can be injected"),
+    Param("halt_wakeup_cyc", 6745, "cycles", "[D] half the nested self_ipi_sti_hlt - sti_nop gap "
+          "(28,348 - 14,858), Bonzini '[PATCH 00/43] VMX optimizations' 2019; COSTS.md says "
+          "not anchored", "wake a halted vCPU thread and re-enter the guest"),
+    Param("pmtimer_device_cyc", 4041, "cycles", f"[D] inl_from_pmtimer 24,615 - inl_from_qemu "
+          f"20,574, {_KUT_PIO}", "QEMU's ACPI PM timer device model per read"),
+    Param("hpet_device_cyc", 4041, "cycles", "[U] assumed equal to the PM timer device model "
+          "(COSTS.md a.3: HPET ~ userspace MMIO)", "QEMU's HPET counter read"),
+    Param("inkernel_pio_cyc", 553, "cycles", f"[D] outl_to_kernel 4,451 - vmcall 3,898, "
+          f"{_KUT_PIO}", "in-kernel device (PIT, PIC, ELCR) port access handler"),
+    Param("ioapic_handler_cyc", 300, "cycles", "[U] in-kernel IO-APIC register emulation; "
+          "COSTS.md (d) IO-APIC EOI not measured", "IO-APIC IOREGSEL/IOWIN access handler"),
+    Param("pv_ipi_per_target_cyc", 150, "cycles", "[U] per-destination work of KVM_HC_SEND_IPI",
+          "per-target cost inside one PV multicast IPI hypercall"),
+    Param("ipiv_send_cyc", 1645, "cycles", f"[D] fitted: x2APIC IPI with IPIv 3,645 - posted "
+          f"delivery 2,000, {_IPIV}", "sender-side cost of a hardware-virtualized IPI"),
+    Param("shared_mem_cyc", 20, "cycles", "[U] COSTS.md (d) back-end 4: ~20, no published figure",
+          "EOI/mask/flag update in guest-host shared memory"),
+    Param("pvclock_read_cyc", 40, "cycles", "[U] COSTS.md a.3: rdtsc + pvclock scaling 20-60",
+          "kvm-clock / pvclock / VMI GetCycleCounter read"),
+    Param("tsc_read_cyc", 25, "cycles", "[U] COSTS.md (d): native rdtsc ~25", "rdtsc"),
+    Param("native_apic_access_cyc", 40, "cycles", "[U] x2APIC MSR / APIC page access on bare "
+          "metal, not measured", "bare-metal local APIC register access"),
+    Param("native_ioapic_access_cyc", 200, "cycles", "[U] uncached MMIO to the IO-APIC",
+          "bare-metal IO-APIC register access"),
+    Param("native_irq_entry_cyc", 300, "cycles", "[U] APIC delivery + IDT entry on bare metal",
+          "hardware interrupt delivery to the handler's first instruction"),
+    Param("native_c1_exit_cyc", 4800, "cycles", "[U] intel_idle skx C1 exit_latency 2 us at "
+          "2.4 GHz (recalled, not re-read)", "wake a halted CPU from C1 on bare metal"),
+)
+
+CYCLE_PARAM_NAMES = frozenset(p.name for p in CYCLE_PARAMS)
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuProfile:
+    """A named set of overrides of :data:`CYCLE_PARAMS` for one class of host CPU."""
+
+    name: str
+    description: str
+    values: dict
+    sources: dict
+
+    def __post_init__(self):
+        unknown = set(self.values) - CYCLE_PARAM_NAMES
+        assert not unknown, f"profile {self.name}: unknown {unknown}"
+        assert set(self.sources) == set(self.values), f"profile {self.name}: unsourced values"
+
+
+PROFILES: dict[str, CpuProfile] = {
+    p.name: p
+    for p in (
+        CpuProfile("skx-2020", "Skylake-SP / Cascade Lake server, KVM ~5.x (the defaults)", {}, {}),
+        CpuProfile(
+            "nhm-2010", "Nehalem-EP server (Xeon X5570 2.93 GHz), KVM 2.6.34 era",
+            {"tsc_ghz": 2.93, "exit_roundtrip_cyc": 2000, "insn_emulation_cyc": 3300},
+            {"tsc_ghz": "[C] Xeon X5570 2.93 GHz, SplitX (WIOV 2011) Sec. 1",
+             "exit_roundtrip_cyc": "[C] ~2,000-cycle direct exit cost, Landau et al., SplitX "
+                                   "(WIOV 2011)",
+             "insn_emulation_cyc": f"[C] 'the cost of emulation is 3300 cycles', {_KUT_PIO}"},
+        ),
+        CpuProfile(
+            "kvm-2012", "the unnamed 2012 host of kvm-unit-tests commit 00bfecaa",
+            {"tsc_ghz": 2.9, "exit_roundtrip_cyc": 3898, "insn_emulation_cyc": 3300,
+             "userspace_exit_cyc": 13000},
+            {"tsc_ghz": "[U] host not named in the commit",
+             "exit_roundtrip_cyc": f"[C] vmcall 3,898 cycles, {_KUT_PIO}",
+             "insn_emulation_cyc": f"[C] emulation 3,300 cycles, {_KUT_PIO}",
+             "userspace_exit_cyc": f"[C] userspace exit 13,000 cycles, {_KUT_PIO}"},
+        ),
+        CpuProfile(
+            "modern-2024", "2024-class Intel server, KVM 6.x",
+            {"tsc_ghz": 2.1, "exit_roundtrip_cyc": 1050},
+            {"tsc_ghz": "[U] Sapphire/Emerald Rapids class base clock",
+             "exit_roundtrip_cyc": "[C] cpuid exit 1,018-1,053 cycles, Christopherson/Kauer, "
+                                   "kvm@vger, Dec 2024"},
+        ),
+    )
+}
+DEFAULT_PROFILE = "skx-2020"
+
+
+def profile_values(name: str | None) -> dict:
+    """Overrides of the named profile (``None`` -> the defaults)."""
+    if name is None:
+        return {}
+    try:
+        return dict(PROFILES[name].values)
+    except KeyError:
+        raise ParamError(f"unknown CPU profile {name!r}; known: {', '.join(PROFILES)}") from None

@@ -1,0 +1,255 @@
+"""The compiled replay loop shared by every composed backend (``reference.py`` is its twin).
+
+Replay semantics (per vCPU state, carried across chunks in ``state``):
+
+* Events are taken in trace order. A guest-originated event on vCPU ``c`` wants to
+  start at ``ts + shift[c]`` (it moves with the stall accumulated on its vCPU) and
+  cannot start before ``busy[c]``, the end of the vCPU's previous exit.
+  It stalls the vCPU for its action cost; ``latency`` = queueing + cost.
+* Interrupts arrive at a physical time: a timer at its programmed deadline (as
+  shifted when armed), an IPI when its sender's ICR write completed, a device
+  interrupt at its absolute trace time. Delivery adds host-side handling plus the
+  path into a running vCPU (kick / posted) or a halted one (wakeup); the handler
+  starts no earlier than ``busy[c]``. ``latency`` = handler start - arrival;
+  timer error = handler start - deadline. Afterwards the vCPU's timeline is no
+  earlier than the handler (``shift = max(shift + stall, start - ts)``).
+* An unmatched timer interrupt (no arm seen) arrives at ``ts + shift``; an
+  unmatched IPI at its trace time. The latest IPI sent to a vCPU wins.
+
+The kernel is pure: arrays in, preallocated arrays out, no allocation per event.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tracebench.backends.model import (
+    ACT_COST,
+    ACT_EXITS,
+    ACT_REASON,
+    HALTS,
+    IPI_CALL_COST,
+    IPI_CALL_EXITS,
+    IPI_REASON,
+    IPI_SHORT_COST,
+    IPI_SHORT_EXITS,
+    IPI_SHORT_REASON,
+    IPI_TARGET_COST,
+    IPI_TARGET_EXITS,
+    IPI_USES_SHORT,
+    IRQ_HOST,
+    IRQ_RUN,
+    IRQ_RUN_EXITS,
+    IRQ_RUN_REASON,
+    IRQ_RUN_STALL,
+    IRQ_WAKE,
+)
+from tracebench.jit import kernel
+from tracebench.schema import EventKind, ExitReason
+
+# Plain ints: numba freezes module globals at compile time.
+TIMER_ARM = int(EventKind.TIMER_ARM)
+TIMER_CANCEL = int(EventKind.TIMER_CANCEL)
+TIMER_IRQ = int(EventKind.TIMER_IRQ)
+DEVICE_IRQ = int(EventKind.DEVICE_IRQ)
+IPI_SEND = int(EventKind.IPI_SEND)
+IPI_IRQ = int(EventKind.IPI_IRQ)
+IDLE_ENTER = int(EventKind.IDLE_ENTER)
+IDLE_EXIT = int(EventKind.IDLE_EXIT)
+HLT = int(ExitReason.HLT)
+
+#: per-vCPU state columns
+S_SHIFT, S_BUSY, S_DEADLINE, S_IPI_ARRIVE, S_IDLE, S_IDLE_SINCE, S_WOKE_AT = range(7)
+N_STATE = 7
+#: "no time" in state and in the timer-error output
+NO_TIME = -1
+#: aggregate columns: per kind, and per (vCPU, reason)
+A_COUNT, A_EXITS, A_STALL = range(3)
+E_COUNT, E_TOTAL, E_MIN, E_MAX = range(4)
+#: HdrHistogram geometry passed to the kernel (see hist.py)
+H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = range(6)
+
+
+def new_state(n_cpus: int) -> np.ndarray:
+    state = np.zeros((n_cpus, N_STATE), dtype=np.int64)
+    state[:, S_DEADLINE] = NO_TIME
+    state[:, S_IPI_ARRIVE] = NO_TIME
+    state[:, S_IDLE_SINCE] = NO_TIME
+    state[:, S_WOKE_AT] = NO_TIME
+    return state
+
+
+@kernel
+def _bit_length(v):
+    n = 0
+    if v >= 4294967296:
+        v >>= 32
+        n += 32
+    if v >= 65536:
+        v >>= 16
+        n += 16
+    if v >= 256:
+        v >>= 8
+        n += 8
+    if v >= 16:
+        v >>= 4
+        n += 4
+    if v >= 4:
+        v >>= 2
+        n += 2
+    if v >= 2:
+        v >>= 1
+        n += 1
+    return n + v
+
+
+@kernel
+def hdr_index(value, hdr):
+    """Counts-array index of ``value`` (clamped to [0, highest]); HdrHistogram's formula."""
+    v = min(max(value, 0), hdr[H_HIGHEST])
+    bucket = _bit_length(v | hdr[H_SUB_MASK]) - hdr[H_UNIT_MAG] - (hdr[H_HALF_MAG] + 1)
+    sub = v >> (bucket + hdr[H_UNIT_MAG])
+    return ((bucket + 1) << hdr[H_HALF_MAG]) + sub - hdr[H_HALF_COUNT]
+
+
+@kernel
+def _record_exits(exit_agg, c, reason, n, exit_ns):
+    if n > 0:
+        per = exit_ns // n
+        exit_agg[c, reason, E_COUNT] += n
+        exit_agg[c, reason, E_TOTAL] += exit_ns
+        if per < exit_agg[c, reason, E_MIN]:
+            exit_agg[c, reason, E_MIN] = per
+        if per > exit_agg[c, reason, E_MAX]:
+            exit_agg[c, reason, E_MAX] = per
+
+
+@kernel
+def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state,
+                    out_start, out_latency, out_stall, out_exit_ns, out_terr, out_exits,
+                    out_reason, kind_agg, exit_agg, lat_counts, terr_counts):
+    """Replay one chunk; all outputs are written in place. Returns the rows processed."""
+    halts = ipi_table[HALTS] != 0
+    n = ts.shape[0]
+    for i in range(n):
+        c = np.int64(cpu[i])
+        k = np.int64(kind[i])
+        t = ts[i]
+        terr = NO_TIME
+        exit_ns = 0
+        if k in (TIMER_IRQ, DEVICE_IRQ, IPI_IRQ):
+            if k == TIMER_IRQ:
+                arrive = state[c, S_DEADLINE]
+                if arrive == NO_TIME:
+                    arrive = t + state[c, S_SHIFT]
+                    matched = False
+                else:
+                    state[c, S_DEADLINE] = NO_TIME
+                    matched = True
+            elif k == IPI_IRQ:
+                arrive = state[c, S_IPI_ARRIVE]
+                if arrive == NO_TIME:
+                    arrive = t
+                else:
+                    state[c, S_IPI_ARRIVE] = NO_TIME
+            else:
+                arrive = t
+            if state[c, S_IDLE] != 0:
+                ready = arrive + kind_table[k, IRQ_HOST] + kind_table[k, IRQ_WAKE]
+                stall = 0
+                exits = 0
+                reason = 0
+                state[c, S_IDLE] = 0
+                woke = True
+            else:
+                ready = arrive + kind_table[k, IRQ_HOST] + kind_table[k, IRQ_RUN]
+                stall = kind_table[k, IRQ_RUN_STALL]
+                exits = kind_table[k, IRQ_RUN_EXITS]
+                reason = kind_table[k, IRQ_RUN_REASON]
+                woke = False
+            start = max(ready, state[c, S_BUSY])
+            if woke:
+                state[c, S_WOKE_AT] = start
+            state[c, S_BUSY] = start
+            state[c, S_SHIFT] = max(state[c, S_SHIFT] + stall, start - t)
+            latency = start - arrive
+            if k == TIMER_IRQ and matched:
+                terr = start - arrive
+                terr_counts[hdr_index(terr, hdr)] += 1
+            if exits > 0:
+                exit_ns = stall
+        else:
+            want = t + state[c, S_SHIFT]
+            start = max(want, state[c, S_BUSY])
+            if k == IPI_SEND:
+                tg = target[i]
+                if tg == -1 and ipi_table[IPI_USES_SHORT] != 0:
+                    cost = ipi_table[IPI_SHORT_COST]
+                    exits = ipi_table[IPI_SHORT_EXITS]
+                    reason = ipi_table[IPI_SHORT_REASON]
+                else:
+                    if tg >= 0:
+                        nt = 1
+                    elif tg == -1:
+                        nt = n_cpus - 1
+                    else:
+                        nt = 0
+                        m = arg[i]
+                        for d in range(n_cpus):
+                            if (m >> d) & 1:
+                                nt += 1
+                    cost = ipi_table[IPI_CALL_COST] + nt * ipi_table[IPI_TARGET_COST]
+                    exits = ipi_table[IPI_CALL_EXITS] + nt * ipi_table[IPI_TARGET_EXITS]
+                    reason = ipi_table[IPI_REASON]
+                sent = start + cost
+                if tg >= 0:
+                    state[tg, S_IPI_ARRIVE] = sent
+                else:
+                    m = arg[i]
+                    for d in range(n_cpus):
+                        if (tg == -1 and d != c) or (tg != -1 and (m >> d) & 1):
+                            state[d, S_IPI_ARRIVE] = sent
+            else:
+                cost = kind_table[k, ACT_COST]
+                exits = kind_table[k, ACT_EXITS]
+                reason = kind_table[k, ACT_REASON]
+            if k == TIMER_ARM:
+                state[c, S_DEADLINE] = arg[i] + (start - t) if arg[i] >= 0 else NO_TIME
+            elif k == TIMER_CANCEL:
+                state[c, S_DEADLINE] = NO_TIME
+            elif k == IDLE_ENTER:
+                if halts:
+                    state[c, S_IDLE] = 1
+                    state[c, S_IDLE_SINCE] = start
+                    state[c, S_WOKE_AT] = NO_TIME
+            elif k == IDLE_EXIT:
+                if state[c, S_IDLE] != 0:  # left idle without an interrupt
+                    state[c, S_IDLE] = 0
+                    state[c, S_WOKE_AT] = start
+                if exits > 0 and reason == HLT:
+                    since = state[c, S_IDLE_SINCE]
+                    woke_at = state[c, S_WOKE_AT]
+                    if since != NO_TIME and woke_at != NO_TIME and woke_at >= since:
+                        exit_ns = woke_at - since
+                    state[c, S_IDLE_SINCE] = NO_TIME
+            stall = cost
+            if exits > 0 and reason != HLT:
+                exit_ns = cost
+            state[c, S_BUSY] = start + cost
+            state[c, S_SHIFT] = start + cost - t
+            latency = start - want + cost
+        if exits == 0:
+            reason = 0
+        out_start[i] = start
+        out_latency[i] = latency
+        out_stall[i] = stall
+        out_exit_ns[i] = exit_ns
+        out_terr[i] = terr
+        out_exits[i] = exits
+        out_reason[i] = reason
+        kind_agg[k, A_COUNT] += 1
+        kind_agg[k, A_EXITS] += exits
+        kind_agg[k, A_STALL] += stall
+        _record_exits(exit_agg, c, reason, exits, exit_ns)
+        lat_counts[k, hdr_index(latency, hdr)] += 1
+    return n

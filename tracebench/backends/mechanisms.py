@@ -1,0 +1,381 @@
+"""Mechanisms: the building blocks every backend is composed of.
+
+A backend chooses one option on each axis (DESIGN.md section 4):
+
+==============  ==============================================================
+apic_access     how a local-APIC register access reaches the hypervisor
+timer           how the guest programs its one-shot timer and how expiry arrives
+clocksource     what a clock read costs
+delivery        how interrupts reach a running or halted vCPU
+eoi             how end-of-interrupt is signalled
+ipi             how an IPI is sent
+tpr             how task-priority writes are handled
+mask            how an interrupt line is masked / unmasked
+idle            what a vCPU does when it goes idle
+==============  ==============================================================
+
+Each option is a function of the parameters (cycles) that fills part of a
+:class:`CycleModel`. The parameters a backend exposes are exactly those its
+options read (recorded while composing), so listings cannot drift from the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+from tracebench.backends.model import (
+    HALTS,
+    IPI_CALL_COST,
+    IPI_CALL_EXITS,
+    IPI_REASON,
+    IPI_SHORT_COST,
+    IPI_SHORT_EXITS,
+    IPI_SHORT_REASON,
+    IPI_TARGET_COST,
+    IPI_TARGET_EXITS,
+    IPI_USES_SHORT,
+    CycleModel,
+)
+from tracebench.errors import ParamError
+from tracebench.schema import EventKind as K
+from tracebench.schema import ExitReason as R
+
+
+class RecordingParams:
+    """Attribute access to parameter values that remembers which names were read."""
+
+    def __init__(self, values: Mapping[str, float]):
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "used", set())
+
+    def __getattr__(self, name: str) -> float:
+        try:
+            value = self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        self.used.add(name)
+        return value
+
+
+Cost = tuple[float, int, R]  # (cycles, exits, reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class Access:
+    """How one local-APIC register access is virtualized (the ``apic_access`` axis)."""
+
+    doc: str
+    read: Callable[[RecordingParams, str], Cost]  # (params, handler-cost parameter name)
+    write: Callable[[RecordingParams, str], Cost]
+    icr_writes: int  # register writes per unicast IPI: xAPIC writes ICR2 then ICR
+
+
+def _native(p, _h):
+    return p.native_apic_access_cyc, 0, R.NONE
+
+
+def _mmio(p, h):
+    return p.exit_roundtrip_cyc + p.insn_emulation_cyc + getattr(p, h), 1, R.APIC_ACCESS
+
+
+def _msr(reason):
+    return lambda p, h: (p.exit_roundtrip_cyc + getattr(p, h), 1, reason)
+
+
+def _hcall(p, h):
+    return p.exit_roundtrip_cyc + p.hypercall_handler_cyc + getattr(p, h), 1, R.VMCALL
+
+
+def _shared(p, _h):
+    return p.shared_mem_cyc, 0, R.NONE
+
+
+APIC_ACCESS = {
+    "native": Access("bare-metal APIC, no exit", _native, _native, 1),
+    "xapic_mmio": Access("xAPIC page trapped: APIC_ACCESS exit + instruction decode",
+                         _mmio, _mmio, 2),
+    "x2apic_msr": Access("x2APIC MSRs intercepted: MSR_READ/MSR_WRITE exit, no decode",
+                         _msr(R.MSR_READ), _msr(R.MSR_WRITE), 1),
+    "x2apic_apicv": Access("x2APIC with APIC-register virtualization: reads from the "
+                           "virtual-APIC page, writes exit", _native, _msr(R.MSR_WRITE), 1),
+    "hypercall": Access("apic_read/apic_write hooks become hypercalls (VMI style, xAPIC "
+                        "register layout)", _hcall, _hcall, 2),
+    "shared_mem": Access("no APIC: per-vCPU interrupt state in guest-host shared memory",
+                         _shared, _shared, 1),
+}
+
+
+def _irq_inject_cost(p, delivery: str) -> float:
+    return p.posted_inject_cyc if delivery in ("posted", "exitless") else p.inject_cyc
+
+
+def _timer(kind: str):
+    """Timer options: (arm cost, expiry path). ``native`` needs no host at all."""
+
+    def build(m: CycleModel, p, acc: Access, delivery: str) -> None:
+        if kind == "native":
+            arm = (p.native_apic_access_cyc, 0, R.NONE)
+            m.action(K.TIMER_ARM, *arm)
+            m.action(K.TIMER_CANCEL, *arm)
+            m.interrupt(K.TIMER_IRQ, 0, p.native_irq_entry_cyc, 0, 0, R.NONE,
+                        p.native_c1_exit_cyc + p.native_irq_entry_cyc)
+            return
+        if kind == "lapic_tmict":
+            arm = acc.write(p, "timer_program_cyc")
+        elif kind == "pv_alarm":
+            arm = _hcall(p, "timer_program_cyc")
+        else:  # tsc_deadline, tsc_deadline_preemption
+            arm = (p.exit_roundtrip_cyc + p.timer_program_cyc, 1, R.MSR_WRITE)
+        m.action(K.TIMER_ARM, *arm)
+        m.action(K.TIMER_CANCEL, *arm)
+        inj = _irq_inject_cost(p, delivery)
+        if kind == "tsc_deadline_preemption":
+            # The preemption timer expires in guest mode: one cheap exit, no host IRQ.
+            fire = p.exit_roundtrip_cyc + p.timer_expiry_cyc + inj
+            reason = R.PREEMPTION_TIMER
+        else:
+            fire = p.host_timer_irq_cyc + p.exit_roundtrip_cyc + p.timer_expiry_cyc + inj
+            reason = R.EXTERNAL_INTERRUPT
+        # A halted vCPU has no preemption timer running: a host hrtimer wakes its thread.
+        wake = p.host_timer_irq_cyc + p.timer_expiry_cyc + p.halt_wakeup_cyc + inj
+        m.interrupt(K.TIMER_IRQ, 0, fire, fire, 1, reason, wake)
+
+    return build
+
+
+TIMER = {
+    "native": ("bare-metal LAPIC TSC-deadline timer", _timer("native")),
+    "lapic_tmict": ("LAPIC one-shot: TMICT register write through apic_access; host hrtimer",
+                    _timer("lapic_tmict")),
+    "tsc_deadline": ("TSC-deadline MSR write (MSR_WRITE exit); host hrtimer",
+                     _timer("tsc_deadline")),
+    "tsc_deadline_preemption": ("TSC-deadline MSR write; expiry via the VMX preemption timer "
+                                "(PREEMPTION_TIMER exit)", _timer("tsc_deadline_preemption")),
+    "pv_alarm": ("one-shot alarm hypercall (VMI SetAlarm, Xen set_timer_op); host hrtimer",
+                 _timer("pv_alarm")),
+}
+
+
+def _clock(m: CycleModel, cost: Cost) -> None:
+    m.action(K.CLOCK_READ, *cost)
+
+
+CLOCKSOURCE = {
+    "tsc": ("rdtsc, not intercepted",
+            lambda m, p: _clock(m, (p.tsc_read_cyc, 0, R.NONE))),
+    "pvclock": ("kvm-clock / pvclock page: rdtsc + scaling, no exit",
+                lambda m, p: _clock(m, (p.pvclock_read_cyc, 0, R.NONE))),
+    "acpi_pm": ("ACPI PM timer port read emulated in user space (IO_INSTRUCTION)",
+                lambda m, p: _clock(m, (p.exit_roundtrip_cyc + p.insn_emulation_cyc
+                                        + p.userspace_exit_cyc + p.pmtimer_device_cyc,
+                                        1, R.IO_INSTRUCTION))),
+    "hpet": ("HPET counter MMIO read emulated in user space (EPT_MISCONFIG)",
+             lambda m, p: _clock(m, (p.exit_roundtrip_cyc + p.insn_emulation_cyc
+                                     + p.userspace_exit_cyc + p.hpet_device_cyc,
+                                     1, R.EPT_MISCONFIG))),
+    "pit": ("i8254 PIT read: latch + two byte reads, in-kernel PIO (3 IO_INSTRUCTION exits)",
+            lambda m, p: _clock(m, (3 * (p.exit_roundtrip_cyc + p.insn_emulation_cyc
+                                         + p.inkernel_pio_cyc), 3, R.IO_INSTRUCTION))),
+}
+
+
+def _delivery(kind: str):
+    def build(m: CycleModel, p) -> None:
+        if kind == "native":
+            run, wake = p.native_irq_entry_cyc, p.native_c1_exit_cyc + p.native_irq_entry_cyc
+            for k in (K.DEVICE_IRQ, K.IPI_IRQ):
+                m.interrupt(k, 0, run, 0, 0, R.NONE, wake)
+            return
+        inj = _irq_inject_cost(p, kind)
+        wake = p.halt_wakeup_cyc + inj
+        if kind == "inject":
+            # Kick: a host IPI forces the running vCPU out, the interrupt is injected on entry.
+            stall = p.exit_roundtrip_cyc + inj
+            ipi = (0, p.host_ipi_cyc + stall, stall, 1, R.EXTERNAL_INTERRUPT, wake)
+            dev = (p.host_irq_route_cyc,) + ipi[1:]
+        else:
+            ipi = (0, p.posted_notify_cyc, 0, 0, R.NONE, wake)
+            if kind == "exitless":  # ELI: the device's interrupt goes straight to the guest
+                dev = (0, p.native_irq_entry_cyc, 0, 0, R.NONE, wake)
+            else:
+                dev = (p.host_irq_route_cyc,) + ipi[1:]
+        m.interrupt(K.IPI_IRQ, *ipi)
+        m.interrupt(K.DEVICE_IRQ, *dev)
+
+    return build
+
+
+DELIVERY = {
+    "native": ("bare-metal interrupt delivery", _delivery("native")),
+    "inject": ("event injection on VM entry; a running vCPU is kicked out "
+               "(EXTERNAL_INTERRUPT)", _delivery("inject")),
+    "posted": ("posted interrupts / virtual-interrupt delivery (APICv, event-channel upcall): "
+               "no exit on a running vCPU", _delivery("posted")),
+    "exitless": ("exitless interrupts (ELI): assigned-device interrupts go straight to the "
+                 "guest; IPIs and timers posted", _delivery("exitless")),
+}
+
+EOI = {
+    "native": ("bare-metal EOI register write",
+               lambda m, p, acc: m.action(K.EOI, p.native_apic_access_cyc)),
+    "trap": ("EOI register write through apic_access (exits unless apic_access is exitless)",
+             lambda m, p, acc: m.action(K.EOI, *acc.write(p, "eoi_handler_cyc"))),
+    "virtual": ("APICv virtual EOI on the virtual-APIC page, no exit (edge vectors)",
+                lambda m, p, acc: m.action(K.EOI, p.native_apic_access_cyc)),
+    "pv_eoi": ("KVM PV EOI: a bit in guest memory, no exit",
+               lambda m, p, acc: m.action(K.EOI, p.shared_mem_cyc)),
+    "shared_mem": ("irq_chip EOI in shared memory (event channels), no exit",
+                   lambda m, p, acc: m.action(K.EOI, p.shared_mem_cyc)),
+}
+
+
+def _ipi(kind: str):
+    def build(m: CycleModel, p, acc: Access) -> None:
+        t = m.ipi
+        if kind == "native":
+            t[IPI_TARGET_COST] = p.native_apic_access_cyc
+            t[IPI_USES_SHORT], t[IPI_SHORT_COST] = 1, p.native_apic_access_cyc
+            return
+        icr = acc.write(p, "icr_handler_cyc")
+        if kind == "icr":
+            # xAPIC: ICR2 (destination) then ICR; x2APIC: one 64-bit ICR write.
+            extra = acc.write(p, "apic_reg_handler_cyc") if acc.icr_writes == 2 else (0, 0, 0)
+            t[IPI_TARGET_COST], t[IPI_TARGET_EXITS] = icr[0] + extra[0], icr[1] + extra[1]
+            t[IPI_REASON] = icr[2]
+        elif kind == "pv_multicast":
+            call = _hcall(p, "icr_handler_cyc")
+            t[IPI_CALL_COST], t[IPI_CALL_EXITS], t[IPI_REASON] = call
+            t[IPI_TARGET_COST] = p.pv_ipi_per_target_cyc
+            return  # the all-but-self case is one multicast hypercall too
+        elif kind == "pv_unicast":
+            send = _hcall(p, "icr_handler_cyc")
+            t[IPI_TARGET_COST], t[IPI_TARGET_EXITS], t[IPI_REASON] = send
+            return  # no shorthand: one send per destination
+        elif kind == "ipiv":
+            # IPIv virtualizes physical-destination unicast only; shorthands still trap.
+            t[IPI_TARGET_COST] = p.ipiv_send_cyc
+        t[IPI_USES_SHORT] = 1
+        t[IPI_SHORT_COST], t[IPI_SHORT_EXITS], t[IPI_SHORT_REASON] = icr
+
+    return build
+
+
+IPI = {
+    "native": ("bare-metal ICR write", _ipi("native")),
+    "icr": ("ICR write(s) through apic_access, per destination; all-but-self shorthand",
+            _ipi("icr")),
+    "pv_multicast": ("one PV send-IPI hypercall for the whole destination mask "
+                     "(KVM_HC_SEND_IPI, abstract irq_chip)", _ipi("pv_multicast")),
+    "pv_unicast": ("one hypercall per destination (Xen EVTCHNOP_send)", _ipi("pv_unicast")),
+    "ipiv": ("IPI virtualization: unicast without exit on the sender; shorthands trap",
+             _ipi("ipiv")),
+}
+
+TPR = {
+    "native": ("bare-metal CR8/TPR write",
+               lambda m, p, acc: m.action(K.TPR_WRITE, p.native_apic_access_cyc)),
+    "apic_access": ("TPR register write through apic_access (32-bit guests, no TPR shadow)",
+                    lambda m, p, acc: m.action(K.TPR_WRITE, *acc.write(p, "apic_reg_handler_cyc"))),
+    "cr8_shadow": ("CR8 write with the VMX TPR shadow, no exit",
+                   lambda m, p, acc: m.action(K.TPR_WRITE, p.native_apic_access_cyc)),
+    "shared_mem": ("priority kept in shared memory, no exit",
+                   lambda m, p, acc: m.action(K.TPR_WRITE, p.shared_mem_cyc)),
+}
+
+
+def _mask_cost(kind: str, p, acc: Access) -> Cost:
+    if kind == "native":
+        return 2 * p.native_ioapic_access_cyc, 0, R.NONE
+    if kind == "ioapic_mmio":  # IOREGSEL then IOWIN: two MMIO exits to the in-kernel IO-APIC
+        return 2 * (p.exit_roundtrip_cyc + p.insn_emulation_cyc + p.ioapic_handler_cyc), 2, \
+            R.EPT_MISCONFIG
+    if kind == "lvt_hooks":  # VMI-LOCAL irq_chip: apic_read + apic_write of the LVT entry
+        r, w = acc.read(p, "apic_reg_handler_cyc"), acc.write(p, "apic_reg_handler_cyc")
+        return r[0] + w[0], r[1] + w[1], w[2] if w[1] else r[2]
+    return p.shared_mem_cyc, 0, R.NONE
+
+
+def _mask(kind: str):
+    def build(m: CycleModel, p, acc: Access) -> None:
+        cost = _mask_cost(kind, p, acc)
+        m.action(K.IRQ_MASK, *cost)
+        m.action(K.IRQ_UNMASK, *cost)
+
+    return build
+
+
+MASK = {
+    "native": ("bare-metal IO-APIC redirection-entry write", _mask("native")),
+    "ioapic_mmio": ("emulated IO-APIC: IOREGSEL + IOWIN MMIO writes (2 EPT_MISCONFIG exits)",
+                    _mask("ioapic_mmio")),
+    "lvt_hooks": ("VMI-LOCAL irq_chip: mask/unmask = apic_read + apic_write of the LVT",
+                  _mask("lvt_hooks")),
+    "shared_mem": ("irq_chip mask bit in shared memory, no exit", _mask("shared_mem")),
+}
+
+
+def _idle(m: CycleModel, halts: bool, hlt_exit: bool) -> None:
+    m.ipi[HALTS] = 1 if halts else 0
+    if hlt_exit:
+        # The HLT exit is accounted when the vCPU re-enters (its time is the blocked time).
+        m.action(K.IDLE_EXIT, 0.0, 1, R.HLT)
+
+
+IDLE = {
+    "native": ("bare-metal HLT/mwait into C1", lambda m, p: _idle(m, True, False)),
+    "hlt_exit": ("HLT exits; the vCPU thread blocks in the host until an interrupt",
+                 lambda m, p: _idle(m, True, True)),
+    "poll": ("guest polls instead of halting (idle=poll, successful haltpoll): no exit, "
+             "no wakeup", lambda m, p: _idle(m, False, False)),
+}
+
+AXES: dict[str, dict] = {
+    "apic_access": APIC_ACCESS, "timer": TIMER, "clocksource": CLOCKSOURCE,
+    "delivery": DELIVERY, "eoi": EOI, "ipi": IPI, "tpr": TPR, "mask": MASK, "idle": IDLE,
+}
+
+
+def _doc(option) -> str:
+    return option.doc if isinstance(option, Access) else option[0]
+
+
+def axis_options() -> dict[str, dict[str, str]]:
+    """Every axis with its options and their one-line descriptions."""
+    return {axis: {name: _doc(opt) for name, opt in opts.items()} for axis, opts in AXES.items()}
+
+
+def check_mechanisms(mech: Mapping[str, str], where: str) -> dict[str, str]:
+    """Reject missing axes, unknown axes and unknown options, naming the valid ones."""
+    unknown = set(mech) - set(AXES)
+    if unknown:
+        raise ParamError(f"{where}: unknown mechanism axis {sorted(unknown)[0]!r}; "
+                         f"axes: {', '.join(AXES)}")
+    out = {}
+    for axis, options in AXES.items():
+        if axis not in mech:
+            raise ParamError(f"{where}: mechanism {axis!r} not chosen; options: "
+                             f"{', '.join(options)}")
+        if mech[axis] not in options:
+            raise ParamError(f"{where}: {axis} = {mech[axis]!r} is not an option; options: "
+                             f"{', '.join(options)}")
+        out[axis] = mech[axis]
+    return out
+
+
+def compose(mech: Mapping[str, str], values: Mapping[str, float]) -> tuple[CycleModel, set[str]]:
+    """Build the cycle tables for a mechanism choice; also return the parameter names read."""
+    p = RecordingParams(values)
+    m = CycleModel()
+    acc = APIC_ACCESS[mech["apic_access"]]
+    for kind, handler in ((K.APIC_READ, acc.read), (K.APIC_WRITE, acc.write)):
+        m.action(kind, *handler(p, "apic_reg_handler_cyc"))
+    TIMER[mech["timer"]][1](m, p, acc, mech["delivery"])
+    CLOCKSOURCE[mech["clocksource"]][1](m, p)
+    DELIVERY[mech["delivery"]][1](m, p)
+    EOI[mech["eoi"]][1](m, p, acc)
+    IPI[mech["ipi"]][1](m, p, acc)
+    TPR[mech["tpr"]][1](m, p, acc)
+    MASK[mech["mask"]][1](m, p, acc)
+    IDLE[mech["idle"]][1](m, p)
+    return m, p.used

@@ -1,0 +1,1 @@
+"""Built-in backends: one module each, every one a preset of the composed model."""

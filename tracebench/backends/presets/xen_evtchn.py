@@ -1,0 +1,16 @@
+"""``xen-evtchn``: Xen PV/PVH event channels."""
+
+from tracebench.backends.base import Backend
+
+BACKEND = Backend(
+    name="xen-evtchn",
+    description=(
+        "Xen event channels (PV/PVH guests): interrupts are events with pending/mask bits in "
+        "the shared-info page and an upcall; EOI and masking are memory writes; each IPI "
+        "destination is one EVTCHNOP_send hypercall; VCPUOP_set_singleshot_timer is the "
+        "clockevent and the pvclock page the clocksource."
+    ),
+    mechanisms=dict(apic_access="shared_mem", timer="pv_alarm", clocksource="pvclock",
+                    delivery="posted", eoi="shared_mem", ipi="pv_unicast", tpr="shared_mem",
+                    mask="shared_mem", idle="hlt_exit"),
+)

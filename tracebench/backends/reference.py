@@ -1,0 +1,145 @@
+"""Plain-Python reference of the replay model: slow, obvious, and the kernel's judge.
+
+It implements the semantics documented in ``kernel.py`` with Python ints and
+per-vCPU records instead of arrays, and returns whole-trace results, so tests
+can check the compiled kernel (and chunking) row by row with exact equality.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tracebench.backends import model as M
+from tracebench.backends.model import CompiledModel
+from tracebench.schema import EventKind as K
+from tracebench.schema import ExitReason as R
+
+INTERRUPTS = (K.TIMER_IRQ, K.DEVICE_IRQ, K.IPI_IRQ)
+
+
+@dataclasses.dataclass
+class VcpuState:
+    shift: int = 0  # how far this vCPU's guest timeline lags the trace, ns
+    busy: int = 0  # end of its latest exit / start of its latest handler, ns
+    deadline: int | None = None  # programmed timer deadline (replay clock), ns
+    ipi_arrive: int | None = None  # when the latest IPI sent to it left the sender, ns
+    idle: bool = False
+    idle_since: int | None = None
+    woke_at: int | None = None
+
+
+@dataclasses.dataclass
+class ReferenceResult:
+    start_ns: list
+    latency_ns: list
+    stall_ns: list
+    exit_ns: list
+    timer_error_ns: list  # None where not a matched timer interrupt
+    exits: list
+    reason: list
+
+
+def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
+                     n_cpus: int) -> ReferenceResult:
+    """Replay a whole trace (numpy columns) through ``model``; one output per row."""
+    kt = [[int(v) for v in row] for row in model.kind_table]
+    ipi = [int(v) for v in model.ipi_table]
+    halts = ipi[M.HALTS] != 0
+    vcpus = [VcpuState() for _ in range(n_cpus)]
+    res = ReferenceResult([], [], [], [], [], [], [])
+    rows = zip(cols["ts_ns"].tolist(), cols["cpu"].tolist(), cols["kind"].tolist(),
+               cols["target"].tolist(), cols["arg"].tolist(), strict=True)
+    for t, c, k, tg, arg in rows:
+        v = vcpus[c]
+        row = kt[k]
+        terr = None
+        exit_ns = 0
+        if k in INTERRUPTS:
+            matched = False
+            if k == K.TIMER_IRQ and v.deadline is not None:
+                arrive, v.deadline, matched = v.deadline, None, True
+            elif k == K.TIMER_IRQ:
+                arrive = t + v.shift
+            elif k == K.IPI_IRQ and v.ipi_arrive is not None:
+                arrive, v.ipi_arrive = v.ipi_arrive, None
+            else:
+                arrive = t  # device interrupts (and unmatched IPIs) keep absolute time
+            woke = v.idle
+            if woke:
+                ready = arrive + row[M.IRQ_HOST] + row[M.IRQ_WAKE]
+                stall, exits, reason = 0, 0, 0
+                v.idle = False
+            else:
+                ready = arrive + row[M.IRQ_HOST] + row[M.IRQ_RUN]
+                stall, exits = row[M.IRQ_RUN_STALL], row[M.IRQ_RUN_EXITS]
+                reason = row[M.IRQ_RUN_REASON]
+            start = max(ready, v.busy)
+            if woke:
+                v.woke_at = start
+            v.busy = start
+            v.shift = max(v.shift + stall, start - t)
+            latency = start - arrive
+            if matched:
+                terr = start - arrive
+            if exits:
+                exit_ns = stall
+        else:
+            want = t + v.shift
+            start = max(want, v.busy)
+            if k == K.IPI_SEND:
+                cost, exits, reason = _ipi_cost(ipi, tg, arg, n_cpus)
+                for d in _ipi_targets(tg, arg, c, n_cpus):
+                    vcpus[d].ipi_arrive = start + cost
+            else:
+                cost, exits, reason = row[M.ACT_COST], row[M.ACT_EXITS], row[M.ACT_REASON]
+            if k == K.TIMER_ARM:
+                v.deadline = arg + (start - t) if arg >= 0 else None
+            elif k == K.TIMER_CANCEL:
+                v.deadline = None
+            elif k == K.IDLE_ENTER and halts:
+                v.idle, v.idle_since, v.woke_at = True, start, None
+            elif k == K.IDLE_EXIT:
+                if v.idle:
+                    v.idle, v.woke_at = False, start
+                if exits and reason == R.HLT:
+                    if v.idle_since is not None and v.woke_at is not None \
+                            and v.woke_at >= v.idle_since:
+                        exit_ns = v.woke_at - v.idle_since
+                    v.idle_since = None
+            stall = cost
+            if exits and reason != R.HLT:
+                exit_ns = cost
+            v.busy = start + cost
+            v.shift = start + cost - t
+            latency = start - want + cost
+        res.start_ns.append(start)
+        res.latency_ns.append(latency)
+        res.stall_ns.append(stall)
+        res.exit_ns.append(exit_ns)
+        res.timer_error_ns.append(terr)
+        res.exits.append(exits)
+        res.reason.append(reason if exits else 0)
+    return res
+
+
+def _ipi_cost(ipi: list[int], tg: int, arg: int, n_cpus: int) -> tuple[int, int, int]:
+    if tg == -1 and ipi[M.IPI_USES_SHORT]:
+        return ipi[M.IPI_SHORT_COST], ipi[M.IPI_SHORT_EXITS], ipi[M.IPI_SHORT_REASON]
+    if tg >= 0:
+        n = 1
+    elif tg == -1:
+        n = n_cpus - 1
+    else:
+        n = sum(1 for d in range(n_cpus) if (arg >> d) & 1)
+    return (ipi[M.IPI_CALL_COST] + n * ipi[M.IPI_TARGET_COST],
+            ipi[M.IPI_CALL_EXITS] + n * ipi[M.IPI_TARGET_EXITS], ipi[M.IPI_REASON])
+
+
+def _ipi_targets(tg: int, arg: int, sender: int, n_cpus: int) -> list[int]:
+    if tg >= 0:
+        return [tg]
+    if tg == -1:
+        return [d for d in range(n_cpus) if d != sender]
+    return [d for d in range(n_cpus) if (arg >> d) & 1]

@@ -1,0 +1,135 @@
+"""``tracebench replay`` and ``tracebench backends``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tracebench.cli.common import OutputFormat, app, print_rows, stderr_console, user_errors
+
+BackendOpt = Annotated[list[str] | None, typer.Option(
+    "--backend", "-b", help="Backend name or .toml backend file; repeat; default: all.")]
+ParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", "-p", help="Override a cost parameter, NAME=VALUE (cycles / GHz); repeat.")]
+ParamsFileOpt = Annotated[Path | None, typer.Option(
+    "--params", help="TOML file of parameter overrides (top level or [params]).")]
+ProfileOpt = Annotated[str | None, typer.Option(
+    "--profile", help="CPU cost profile: skx-2020 (default), nhm-2010, kvm-2012, modern-2024.")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+
+
+def _progress_bar(total_rows: int, quiet: bool):
+    """A rich progress bar on stderr when it is a terminal, else nothing."""
+    if quiet or not sys.stderr.isatty():
+        return None, None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    prog = Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,}/"
+                    "{task.total:,} events"), TimeRemainingColumn(), console=stderr_console(),
+                    transient=True)
+    task = prog.add_task("replay", total=total_rows)
+    return prog, lambda n: prog.advance(task, n)
+
+
+@app.command()
+@user_errors
+def replay(
+    traces: Annotated[list[Path], typer.Argument(help="Canonical trace files (.parquet).")],
+    backend: BackendOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write the results dataset to this folder (atomically).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    param: ParamOpt = None,
+    params: ParamsFileOpt = None,
+    profile: ProfileOpt = None,
+    events: Annotated[bool, typer.Option(
+        "--events/--no-events", help="Write per-event rows (with --out).")] = True,
+    chunk_rows: Annotated[int | None, typer.Option(
+        "--chunk-rows", min=1, help="Rows per streamed chunk (results do not depend on it).")]
+    = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="Worker threads (default: CPU count).")] = None,
+    fmt: FormatOpt = OutputFormat.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Replay traces through every backend (or -b ...) and print the comparison table.
+
+    Without --out nothing is written; with it, the results dataset (per-event rows,
+    exit reasons, summaries with HdrHistograms) goes to that folder.
+    """
+    from tracebench.api import replay as run_replay
+    from tracebench.backends.params import parse_assignments
+    from tracebench.trace import TraceFile
+
+    overrides = parse_assignments(param or [])
+    total = sum(TraceFile(t).num_rows for t in traces)
+    prog, advance = _progress_bar(total, quiet)
+    if prog is not None:
+        prog.start()
+    try:
+        result = run_replay(traces, backend, out=out, force=force, params=overrides,
+                            params_file=params, profile=profile,
+                            events=events and out is not None, chunk_rows=chunk_rows,
+                            threads=threads, progress=advance)
+    finally:
+        if prog is not None:
+            prog.stop()
+    print_rows(result.comparison(), fmt, title="tracebench replay: interrupt/timer "
+               "virtualization cost by backend")
+    if out is not None and not quiet:
+        stderr_console().print(f"results written to {out}/ (events, exits, summary, configs)")
+
+
+@app.command()
+@user_errors
+def backends(
+    names: Annotated[list[str] | None, typer.Argument(
+        help="Backends to show (names or .toml files); default: all.")] = None,
+    show_params: Annotated[bool, typer.Option(
+        "--params", help="List every parameter: unit, default, source.")] = False,
+    axes: Annotated[bool, typer.Option(
+        "--axes", help="List the mechanism axes and their options instead.")] = False,
+    profile: ProfileOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+):
+    """Describe backends: mechanisms, parameters with unit, default and published source."""
+    from tracebench.backends import resolve_backends
+    from tracebench.backends.mechanisms import AXES, axis_options
+
+    if axes:
+        rows = [{"axis": a, "option": o, "description": d}
+                for a, opts in axis_options().items() for o, d in opts.items()]
+        print_rows(rows, fmt, title="mechanism axes")
+        return
+    chosen = resolve_backends(names)
+    if fmt is OutputFormat.json:
+        import json
+
+        doc = []
+        for b in chosen:
+            ps = b.params(profile=profile)
+            doc.append({"name": b.name, "description": b.description, "origin": b.origin,
+                        "mechanisms": dict(b.mechanisms),
+                        "params": [{"name": s.name, "value": ps[s.name], "default": s.default,
+                                    "unit": s.unit, "bounds": [s.lo, s.hi], "source": s.source,
+                                    "doc": s.doc} for s in b.param_specs()],
+                        "params_sha256": ps.digest()})
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    if show_params:
+        rows = []
+        for b in chosen:
+            ps = b.params(profile=profile)
+            rows += [{"backend": b.name, "param": s.name, "value": ps[s.name], "unit": s.unit,
+                      "doc": s.doc, "source": s.source} for s in b.param_specs()]
+        print_rows(rows, fmt, title="backend parameters")
+        return
+    rows = [{"backend": b.name, **{a: b.mechanisms[a] for a in AXES}, "origin": b.origin}
+            for b in chosen]
+    print_rows(rows, fmt, title="backends (mechanism per axis)")
+    if fmt is OutputFormat.table:
+        for b in chosen:
+            print(f"\n{b.name}: {b.description}")

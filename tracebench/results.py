@@ -1,0 +1,193 @@
+"""The results dataset (DESIGN.md section 5): per-event rows, exit reasons, summaries.
+
+Layout under the output folder (Hive partitions, readable by polars, pyarrow, DuckDB)::
+
+    events/backend=NAME/trace=ID/part-0.parquet
+    exits/backend=NAME/trace=ID/part-0.parquet
+    summary/backend=NAME/trace=ID/part-0.parquet
+    configs/NAME-<params sha256[:12]>.json
+    run.json
+
+Every Parquet file carries, under the ``tracebench`` key, the trace metadata and
+digest, the backend's mechanisms and its full parameter set with its hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tracebench import __version__, hist
+from tracebench.backends.kernel import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
+from tracebench.runner import BackendRun
+from tracebench.schema import INTERRUPT_KINDS, METADATA_KEY, SCHEMA_VERSION, EventKind, ExitReason
+from tracebench.trace import TraceFile
+
+REASON_TYPE = pa.dictionary(pa.int8(), pa.string())
+_REASON_DICT = pa.array([r.name for r in ExitReason])
+_KIND_DICT = pa.array(EventKind.labels())
+
+EVENT_SCHEMA = pa.schema([
+    ("ts_ns", pa.int64()), ("cpu", pa.uint16()), ("kind", pa.dictionary(pa.int8(), pa.string())),
+    ("start_ns", pa.int64()), ("latency_ns", pa.int64()), ("stall_ns", pa.int64()),
+    ("exits", pa.uint16()), ("exit_reason", REASON_TYPE), ("exit_ns", pa.int64()),
+    ("timer_error_ns", pa.int64()),
+])
+
+
+def trace_id(path: Path, taken: set[str]) -> str:
+    """A partition-safe, unique id from the file name."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", path.name.removesuffix(".parquet")) or "trace"
+    tid, n = base, 2
+    while tid in taken:
+        tid, n = f"{base}-{n}", n + 1
+    taken.add(tid)
+    return tid
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What every result file of one (trace, backend) says about where it came from."""
+
+    trace: TraceFile
+    trace_id: str
+    trace_sha256: str
+    profile: str | None
+
+    def metadata(self, run: BackendRun, table: str) -> dict:
+        return {
+            "table": table, "schema_version": SCHEMA_VERSION, "tracebench_version": __version__,
+            "trace_id": self.trace_id, "trace_file": str(self.trace.path),
+            "trace_sha256": self.trace_sha256, "trace": dataclasses.asdict(self.trace.meta),
+            "backend": run.backend.name, "backend_origin": run.backend.origin,
+            "mechanisms": dict(run.backend.mechanisms), "profile": self.profile,
+            "params": run.params.as_dict(), "params_sha256": run.params.digest(),
+            "model_ns": run.model.describe(),
+        }
+
+
+def events_table(cols, out) -> pa.Table:
+    terr = out["timer_error_ns"]
+    arrays = [
+        pa.array(cols["ts_ns"]), pa.array(cols["cpu"]),
+        pa.DictionaryArray.from_arrays(pa.array(cols["kind"], pa.int8()), _KIND_DICT),
+        pa.array(out["start_ns"]), pa.array(out["latency_ns"]), pa.array(out["stall_ns"]),
+        pa.array(out["exits"]),
+        pa.DictionaryArray.from_arrays(pa.array(out["exit_reason"], pa.int8()), _REASON_DICT),
+        pa.array(out["exit_ns"]), pa.array(terr, mask=terr < 0),
+    ]
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+def _pct_row(counts: np.ndarray) -> dict:
+    p50, p90, p99, p999, pmax = hist.percentiles(counts)
+    return {"p50_ns": p50, "p90_ns": p90, "p99_ns": p99, "p99_9_ns": p999, "max_ns": pmax,
+            "hdr": hist.encode(counts)}
+
+
+def summary_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
+    """One row per event kind present, plus ``interrupts`` and ``all``; timer error rows."""
+    meta = ctx.trace.meta
+    secs = max(meta.duration_ns, 1) / 1e9
+    capacity_ns = max(meta.duration_ns, 1) * meta.n_cpus
+
+    def row(kind: str, metric: str, count, exits, stall, counts) -> dict:
+        return {"backend": run.backend.name, "trace": ctx.trace_id, "kind": kind,
+                "metric": metric, "count": int(count), "exits": int(exits),
+                "exits_per_s": exits / secs, "stall_ns": int(stall),
+                "overhead_pct": 100.0 * stall / capacity_ns, **_pct_row(counts)}
+
+    rows = []
+    agg = run.kind_agg
+    for k in EventKind:
+        if agg[k, A_COUNT]:
+            rows.append(row(k.label, "latency_ns", *agg[k], run.lat_counts[k]))
+    irq = list(INTERRUPT_KINDS)
+    rows.append(row("interrupts", "latency_ns", *agg[irq].sum(axis=0),
+                    run.lat_counts[irq].sum(axis=0)))
+    rows.append(row("all", "latency_ns", *agg.sum(axis=0), run.lat_counts.sum(axis=0)))
+    t = EventKind.TIMER_IRQ
+    rows.append(row(t.label, "timer_error_ns", run.terr_counts.sum(), 0, 0, run.terr_counts))
+    return rows
+
+
+def exit_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
+    """Per vCPU x exit reason, the columns ``perf kvm stat report`` users know."""
+    agg = run.exit_agg
+    total_n = int(agg[:, 1:, E_COUNT].sum())
+    total_t = int(agg[:, 1:, E_TOTAL].sum())
+    rows = []
+    for cpu in range(agg.shape[0]):
+        for r in ExitReason:
+            n = int(agg[cpu, r, E_COUNT])
+            if r is ExitReason.NONE or n == 0:
+                continue
+            t = int(agg[cpu, r, E_TOTAL])
+            rows.append({"backend": run.backend.name, "trace": ctx.trace_id, "cpu": cpu,
+                         "reason": r.name, "count": n, "samples_pct": 100.0 * n / total_n,
+                         "time_pct": 100.0 * t / total_t if total_t else 0.0,
+                         "total_ns": t, "min_ns": int(agg[cpu, r, E_MIN]),
+                         "max_ns": int(agg[cpu, r, E_MAX]), "mean_ns": t / n})
+    return rows
+
+
+SUMMARY_SCHEMA = pa.schema([
+    ("backend", pa.string()), ("trace", pa.string()), ("kind", pa.string()),
+    ("metric", pa.string()), ("count", pa.int64()), ("exits", pa.int64()),
+    ("exits_per_s", pa.float64()), ("stall_ns", pa.int64()), ("overhead_pct", pa.float64()),
+    ("p50_ns", pa.int64()), ("p90_ns", pa.int64()), ("p99_ns", pa.int64()),
+    ("p99_9_ns", pa.int64()), ("max_ns", pa.int64()), ("hdr", pa.string()),
+])
+EXITS_SCHEMA = pa.schema([
+    ("backend", pa.string()), ("trace", pa.string()), ("cpu", pa.uint16()),
+    ("reason", pa.string()), ("count", pa.int64()), ("samples_pct", pa.float64()),
+    ("time_pct", pa.float64()), ("total_ns", pa.int64()), ("min_ns", pa.int64()),
+    ("max_ns", pa.int64()), ("mean_ns", pa.float64()),
+])
+
+
+def rows_table(rows: list[dict], schema: pa.Schema, meta: dict | None = None) -> pa.Table:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    if meta is not None:
+        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    return table
+
+
+def partition_dir(root: Path, table: str, backend: str, tid: str) -> Path:
+    return root / table / f"backend={backend}" / f"trace={tid}"
+
+
+class EventWriter:
+    """Streams one (backend, trace)'s per-event chunks into ``events/.../part-0.parquet``."""
+
+    def __init__(self, path: Path, meta: dict):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        schema = EVENT_SCHEMA.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+
+    def write(self, cols, out) -> None:
+        self.writer.write_table(events_table(cols, out))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def write_aggregates(root: Path, run: BackendRun, ctx: RunContext) -> None:
+    for name, rows, schema in (("summary", summary_rows(run, ctx), SUMMARY_SCHEMA),
+                               ("exits", exit_rows(run, ctx), EXITS_SCHEMA)):
+        d = partition_dir(root, name, run.backend.name, ctx.trace_id)
+        d.mkdir(parents=True, exist_ok=True)
+        pq.write_table(rows_table(rows, schema, ctx.metadata(run, name)), d / "part-0.parquet")
+    cfg = root / "configs" / f"{run.backend.name}-{run.params.digest()[:12]}.json"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(json.dumps({"backend": run.backend.name, "origin": run.backend.origin,
+                               "mechanisms": dict(run.backend.mechanisms),
+                               "params": run.params.as_dict(),
+                               "params_sha256": run.params.digest()}, indent=2, sort_keys=True)
+                   + "\n")

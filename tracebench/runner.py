@@ -1,0 +1,129 @@
+"""Drive backend kernels over a trace, chunk by chunk, with per-vCPU state carried across.
+
+For each chunk every backend runs on its own thread (the kernels release the
+GIL) and writes its per-event rows; aggregates (per kind, per exit reason and
+vCPU, HdrHistogram counts) accumulate in arrays, so memory is flat whatever the
+trace length. ``results.py`` turns the aggregates into the results dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from tracebench import hist
+from tracebench.backends.base import Backend
+from tracebench.backends.kernel import E_MIN, new_state
+from tracebench.backends.model import CompiledModel
+from tracebench.backends.params import ParamSet
+from tracebench.errors import ParamError
+from tracebench.schema import N_KINDS, N_REASONS
+from tracebench.trace import TraceFile
+
+OUTPUT_DTYPES = {
+    "start_ns": np.int64, "latency_ns": np.int64, "stall_ns": np.int64, "exit_ns": np.int64,
+    "timer_error_ns": np.int64, "exits": np.uint16, "exit_reason": np.int8,
+}
+
+
+@dataclasses.dataclass
+class BackendRun:
+    """One backend's configuration and running aggregates over one trace."""
+
+    backend: Backend
+    params: ParamSet
+    model: CompiledModel
+    n_cpus: int
+    state: np.ndarray = None
+    kind_agg: np.ndarray = None  # [kind, (count, exits, stall_ns)]
+    exit_agg: np.ndarray = None  # [cpu, reason, (count, total_ns, min_ns, max_ns)]
+    lat_counts: np.ndarray = None  # [kind, hdr counts]
+    terr_counts: np.ndarray = None  # [hdr counts] timer error of matched timer interrupts
+
+    def __post_init__(self):
+        self.state = new_state(self.n_cpus)
+        self.kind_agg = np.zeros((N_KINDS, 3), dtype=np.int64)
+        self.exit_agg = np.zeros((self.n_cpus, N_REASONS, 4), dtype=np.int64)
+        self.exit_agg[:, :, E_MIN] = np.iinfo(np.int64).max
+        self.lat_counts = np.zeros((N_KINDS, hist.counts_len()), dtype=np.int64)
+        self.terr_counts = np.zeros(hist.counts_len(), dtype=np.int64)
+
+    def run_chunk(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(cols["ts_ns"])
+        out = {name: np.empty(n, dtype=dt) for name, dt in OUTPUT_DTYPES.items()}
+        self.backend.get_kernel()(
+            cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+            self.model.kind_table, self.model.ipi_table, self.n_cpus, hdr, self.state,
+            out["start_ns"], out["latency_ns"], out["stall_ns"], out["exit_ns"],
+            out["timer_error_ns"], out["exits"], out["exit_reason"],
+            self.kind_agg, self.exit_agg, self.lat_counts, self.terr_counts)
+        return out
+
+
+def split_overrides(backends: list[Backend], overrides: Mapping[str, float],
+                    where: str) -> dict[str, dict[str, float]]:
+    """Give each backend the overrides it has; a name no selected backend has is an error."""
+    per: dict[str, dict[str, float]] = {b.name: {} for b in backends}
+    valid: set[str] = set()
+    for b in backends:
+        names = {p.name for p in b.param_specs()}
+        valid |= names
+        per[b.name] = {k: v for k, v in overrides.items() if k in names}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ParamError(f"{where}: unknown parameter {unknown[0]!r} for the selected backends; "
+                         f"valid: {', '.join(sorted(valid))}")
+    return per
+
+
+def configure(backends: list[Backend], overrides: Mapping[str, float] | None = None,
+              profile: str | None = None,
+              where: str = "--param") -> list[tuple[Backend, ParamSet, CompiledModel]]:
+    per = split_overrides(backends, overrides or {}, where)
+    out = []
+    for b in backends:
+        ps = b.params(profile=profile, overrides=per[b.name], where=where)
+        out.append((b, ps, b.compile(ps)))
+    return out
+
+
+ChunkSink = Callable[[BackendRun, Mapping[str, np.ndarray], dict[str, np.ndarray]], None]
+
+
+def replay_file(trace: TraceFile, configured: list[tuple[Backend, ParamSet, CompiledModel]],
+                sink: ChunkSink | None = None, chunk_rows: int | None = None,
+                threads: int | None = None,
+                progress: Callable[[int], None] | None = None) -> list[BackendRun]:
+    """Replay one trace through every configured backend; ``sink`` receives each output chunk.
+
+    Parameters
+    ----------
+    chunk_rows : rows per chunk (default: the reader's row-group size); results do not
+        depend on it.
+    threads : worker threads (default: CPU count); one backend per task per chunk.
+    progress : called with the number of rows after each chunk.
+    """
+    runs = [BackendRun(b, ps, m, trace.meta.n_cpus) for b, ps, m in configured]
+    hdr = hist.geometry()
+    workers = max(1, min(len(runs), threads or os.cpu_count() or 1))
+
+    def one(run: BackendRun, cols):
+        out = run.run_chunk(cols, hdr)
+        if sink is not None:
+            sink(run, cols, out)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for cols in trace.chunks(chunk_rows):
+            if workers == 1:
+                for run in runs:
+                    one(run, cols)
+            else:
+                for f in [pool.submit(one, run, cols) for run in runs]:
+                    f.result()
+            if progress is not None:
+                progress(len(cols["ts_ns"]))
+    return runs
