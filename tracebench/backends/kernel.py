@@ -11,8 +11,11 @@ Replay semantics (per vCPU state, carried across chunks in ``state``):
   interrupt at its absolute trace time. Delivery adds host-side handling plus the
   path into a running vCPU (kick / posted) or a halted one (wakeup); the handler
   starts no earlier than ``busy[c]``. ``latency`` = handler start - arrival;
-  timer error = handler start - deadline. Afterwards the vCPU's timeline is no
-  earlier than the handler (``shift = max(shift + stall, start - ts)``).
+  timer error = handler start - deadline. Afterwards a running vCPU's timeline
+  is no earlier than the handler and still owes the stall
+  (``shift = max(shift + stall, start - ts)``); a halted vCPU's idle time absorbed
+  any lag, so its timeline restarts at the handler (``shift = start - ts``). Either
+  way no event starts before ``busy[c]``, so a vCPU's replay times never go back.
 * An unmatched timer interrupt (no arm seen) arrives at ``ts + shift``; an
   unmatched IPI at its trace time. The latest IPI sent to a vCPU wins.
 
@@ -171,7 +174,10 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
             if woke:
                 state[c, S_WOKE_AT] = start
             state[c, S_BUSY] = start
-            state[c, S_SHIFT] = max(state[c, S_SHIFT] + stall, start - t)
+            if woke:  # idling absorbed any lag: the timeline restarts at the handler
+                state[c, S_SHIFT] = start - t
+            else:  # the interrupted work still has to be done, after the stall
+                state[c, S_SHIFT] = max(state[c, S_SHIFT] + stall, start - t)
             latency = start - arrive
             if k == TIMER_IRQ and matched:
                 terr = start - arrive

@@ -79,6 +79,10 @@ def _mmio(p, h):
     return p.exit_roundtrip_cyc + p.insn_emulation_cyc + getattr(p, h), 1, R.APIC_ACCESS
 
 
+def _mmio_apicv(p, h):
+    return p.exit_roundtrip_cyc + p.insn_emulation_cyc + getattr(p, h), 1, R.APIC_WRITE
+
+
 def _msr(reason):
     return lambda p, h: (p.exit_roundtrip_cyc + getattr(p, h), 1, reason)
 
@@ -97,6 +101,9 @@ APIC_ACCESS = {
                          _mmio, _mmio, 2),
     "x2apic_msr": Access("x2APIC MSRs intercepted: MSR_READ/MSR_WRITE exit, no decode",
                          _msr(R.MSR_READ), _msr(R.MSR_WRITE), 1),
+    "xapic_apicv": Access("xAPIC page with APIC-register virtualization: reads and ICR2 "
+                          "virtualized, other writes a decoded APIC_WRITE exit",
+                          _native, _mmio_apicv, 1),
     "x2apic_apicv": Access("x2APIC with APIC-register virtualization: reads from the "
                            "virtual-APIC page, writes exit", _native, _msr(R.MSR_WRITE), 1),
     "hypercall": Access("apic_read/apic_write hooks become hypercalls (VMI style, xAPIC "

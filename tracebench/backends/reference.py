@@ -79,7 +79,7 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             if woke:
                 v.woke_at = start
             v.busy = start
-            v.shift = max(v.shift + stall, start - t)
+            v.shift = start - t if woke else max(v.shift + stall, start - t)
             latency = start - arrive
             if matched:
                 terr = start - arrive
