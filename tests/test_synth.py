@@ -46,8 +46,15 @@ def near(got: float, expect: float, sd: float, k: float = 6.0) -> bool:
 
 
 def test_every_scenario_is_registered_and_documented():
-    assert set(SCENARIOS) >= {"idle-nohz", "hz-tick", "timer-heavy", "ipi-storm", "net-rr",
-                              "clock-heavy", "mixed-server"}
+    assert set(SCENARIOS) >= {
+        "idle-nohz",
+        "hz-tick",
+        "timer-heavy",
+        "ipi-storm",
+        "net-rr",
+        "clock-heavy",
+        "mixed-server",
+    }
     for d in describe_scenarios():
         assert d["summary"] and len(d["doc"]) > 200, d["name"]
         assert "Expected" in d["doc"], f"{d['name']}: doc does not state its expected counts"
@@ -58,36 +65,47 @@ def test_every_scenario_is_registered_and_documented():
 def test_resolve_fills_defaults_and_parses_cli_strings():
     spec = get_scenario("hz-tick")
     p = spec.resolve({"hz": "250", "handler_ns": "2us", "skew-tick": "yes", "mode": "Periodic"})
-    assert p == {**spec.defaults(), "hz": 250, "handler_ns": 2000, "skew_tick": True,
-                 "mode": "periodic"}
+    assert p == {
+        **spec.defaults(),
+        "hz": 250,
+        "handler_ns": 2000,
+        "skew_tick": True,
+        "mode": "periodic",
+    }
     assert get_scenario("ipi-storm").resolve({"resched_per_s": "20k"})["resched_per_s"] == 20_000
-    assert get_scenario("timer-heavy").resolve({"cancel_fraction": "0.5"})["cancel_fraction"] == .5
+    assert get_scenario("timer-heavy").resolve({"cancel_fraction": "0.5"})["cancel_fraction"] == 0.5
 
 
-@pytest.mark.parametrize(("name", "params", "message"), [
-    ("hz-tick", {"hzz": 1}, "unknown parameter 'hzz' (valid: hz, mode, handler_ns"),
-    ("hz-tick", {"hz": "fast"}, "hz='fast'"),
-    ("hz-tick", {"hz": 0}, "below 1"),
-    ("hz-tick", {"hz": 1.5}, "whole number"),
-    ("hz-tick", {"mode": "burst"}, "not one of oneshot, periodic"),
-    ("hz-tick", {"idle": "maybe"}, "true/false"),
-    ("timer-heavy", {"cancel_fraction": 1.5}, "above 1"),
-    ("clock-heavy", {"clocksource": "sundial"}, "not one of tsc, pvclock"),
-])
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("hz-tick", {"hzz": 1}, "unknown parameter 'hzz' (valid: hz, mode, handler_ns"),
+        ("hz-tick", {"hz": "fast"}, "hz='fast'"),
+        ("hz-tick", {"hz": 0}, "below 1"),
+        ("hz-tick", {"hz": 1.5}, "whole number"),
+        ("hz-tick", {"mode": "burst"}, "not one of oneshot, periodic"),
+        ("hz-tick", {"idle": "maybe"}, "true/false"),
+        ("timer-heavy", {"cancel_fraction": 1.5}, "above 1"),
+        ("clock-heavy", {"clocksource": "sundial"}, "not one of tsc, pvclock"),
+    ],
+)
 def test_bad_parameters_are_one_line_errors(name, params, message):
     with pytest.raises(ParamError, match="^scenario " + name) as exc:
         get_scenario(name).resolve(params)
     assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize(("name", "n_cpus", "params", "message"), [
-    ("hz-tick", 1, {"hz": 10_000, "handler_ns": 60_000}, "half a tick"),
-    ("timer-heavy", 1, {"loop_hz": 100_000, "work_ns": 9000}, "loop period"),
-    ("timer-heavy", 1, {"timeout_ns": 1000}, "timeout_ns"),
-    ("ipi-storm", 2, {"resched_per_s": 2_000_000}, "busy"),
-    ("net-rr", 2, {"requests_per_s": 1_000_000}, "busy"),
-    ("ipi-storm", 1, {}, "needs 2..65535 vCPUs"),
-])
+@pytest.mark.parametrize(
+    ("name", "n_cpus", "params", "message"),
+    [
+        ("hz-tick", 1, {"hz": 10_000, "handler_ns": 60_000}, "half a tick"),
+        ("timer-heavy", 1, {"loop_hz": 100_000, "work_ns": 9000}, "loop period"),
+        ("timer-heavy", 1, {"timeout_ns": 1000}, "timeout_ns"),
+        ("ipi-storm", 2, {"resched_per_s": 2_000_000}, "busy"),
+        ("net-rr", 2, {"requests_per_s": 1_000_000}, "busy"),
+        ("ipi-storm", 1, {}, "needs 2..65535 vCPUs"),
+    ],
+)
 def test_parameter_combinations_that_cannot_work_are_rejected(name, n_cpus, params, message):
     with pytest.raises(ParamError, match=message):
         generate(name, n_cpus, SEC // 100, 0, params)
@@ -102,8 +120,7 @@ def test_bad_run_arguments():
         generate("hz-tick", 1, SEC, -1)
     with pytest.raises(ParamError, match="n_cpus"):
         generate("hz-tick", 1.5, SEC, 0)
-    assert parse_assignments(["hz=250", " mode = periodic "]) == {"hz": "250",
-                                                                 "mode": "periodic"}
+    assert parse_assignments(["hz=250", " mode = periodic "]) == {"hz": "250", "mode": "periodic"}
     with pytest.raises(ParamError, match="name=value"):
         parse_assignments(["hz"])
 
@@ -122,17 +139,20 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, name):
 
 
 def test_metadata_records_how_to_make_the_trace_again(tmp_path):
-    path = synthesize_to_file(tmp_path / "t.parquet", "net-rr", 3, SEC // 4, 5,
-                              {"requests_per_s": "20k"})[0]
+    path = synthesize_to_file(
+        tmp_path / "t.parquet", "net-rr", 3, SEC // 4, 5, {"requests_per_s": "20k"}
+    )[0]
     cols, meta = read_trace(path)
-    assert (meta.method, meta.clock, meta.environment) == ("synth", "synthetic",
-                                                           {"platform": "synthetic"})
+    assert (meta.method, meta.clock, meta.environment) == (
+        "synth",
+        "synthetic",
+        {"platform": "synthetic"},
+    )
     assert meta.n_cpus == 3 and meta.duration_ns == SEC // 4
     src = meta.source
     assert src["scenario"] == "net-rr" and src["seed"] == 5
     assert src["params"] == {**get_scenario("net-rr").defaults(), "requests_per_s": 20_000}
-    again, _ = generate(src["scenario"], meta.n_cpus, meta.duration_ns, src["seed"],
-                        src["params"])
+    again, _ = generate(src["scenario"], meta.n_cpus, meta.duration_ns, src["seed"], src["params"])
     for name in cols:
         np.testing.assert_array_equal(cols[name], again[name])
     with pytest.raises(TracebenchError, match="already exists"):
@@ -162,8 +182,7 @@ def test_hz_tick_counts(mode):
 
 def test_hz_tick_skew_and_idle():
     cols, _ = generate("hz-tick", 4, SEC // 10, 1, {"skew_tick": True, "idle": True})
-    first = [cols["ts_ns"][(cols["kind"] == K.TIMER_IRQ) & (cols["cpu"] == c)][0]
-             for c in range(4)]
+    first = [cols["ts_ns"][(cols["kind"] == K.TIMER_IRQ) & (cols["cpu"] == c)][0] for c in range(4)]
     assert np.diff(first).tolist() == [250_000] * 3  # a quarter of the 1 ms period apart
     c = counts(cols)
     assert c[K.IDLE_EXIT] == c[K.TIMER_IRQ] and c[K.IDLE_ENTER] == c[K.TIMER_IRQ] + 4
@@ -184,8 +203,13 @@ def test_timer_heavy_counts():
 
 def test_idle_nohz_counts():
     rt, rd, busy, dur_s, n = 40, 20, 20_000, 20, 4
-    cols, _ = generate("idle-nohz", n, dur_s * SEC, 3,
-                       {"timer_wakeups_per_s": rt, "device_irq_per_s": rd, "busy_ns": busy})
+    cols, _ = generate(
+        "idle-nohz",
+        n,
+        dur_s * SEC,
+        3,
+        {"timer_wakeups_per_s": rt, "device_irq_per_s": rd, "busy_ns": busy},
+    )
     c = counts(cols)
     wakeups = c[K.TIMER_IRQ] + c[K.DEVICE_IRQ]
     # renewal: each cycle is an idle time (exponential, rate rt + rd) plus a few us
@@ -201,8 +225,9 @@ def test_idle_nohz_counts():
 
 def test_clock_heavy_counts_and_clock_source():
     rate, dur_s, n, hz = 300_000, 1, 2, 250
-    cols, _ = generate("clock-heavy", n, dur_s * SEC, 4,
-                       {"reads_per_s": rate, "clocksource": "hpet", "hz": hz})
+    cols, _ = generate(
+        "clock-heavy", n, dur_s * SEC, 4, {"reads_per_s": rate, "clocksource": "hpet", "hz": hz}
+    )
     reads = cols["kind"] == K.CLOCK_READ
     assert (cols["arg"][reads] == ClockSource.HPET).all()
     for cpu in range(n):
@@ -214,9 +239,18 @@ def test_clock_heavy_counts_and_clock_source():
 
 def test_ipi_storm_counts_and_target_kinds():
     resched, shoot, dur_s, n, k, bf = 5_000, 2_000, 1, 6, 3, 0.25
-    cols, _ = generate("ipi-storm", n, dur_s * SEC, 5,
-                       {"resched_per_s": resched, "shootdown_per_s": shoot,
-                        "shootdown_targets": k, "broadcast_fraction": bf})
+    cols, _ = generate(
+        "ipi-storm",
+        n,
+        dur_s * SEC,
+        5,
+        {
+            "resched_per_s": resched,
+            "shootdown_per_s": shoot,
+            "shootdown_targets": k,
+            "broadcast_fraction": bf,
+        },
+    )
     c = counts(cols)
     sends = cols["kind"] == K.IPI_SEND
     expect = n * dur_s * (resched + shoot)
@@ -237,8 +271,9 @@ def test_ipi_storm_counts_and_target_kinds():
 
 
 def test_ipi_storm_without_mask_room_sends_one_ipi_per_target():
-    cols, _ = generate("ipi-storm", 70, SEC // 20, 6, {"broadcast_fraction": 0.0,
-                                                         "resched_per_s": 0})
+    cols, _ = generate(
+        "ipi-storm", 70, SEC // 20, 6, {"broadcast_fraction": 0.0, "resched_per_s": 0}
+    )
     assert not (cols["target"] == TARGET_MASK).any()
     sends, irqs = (cols["kind"] == K.IPI_SEND).sum(), (cols["kind"] == K.IPI_IRQ).sum()
     assert sends - 3 * 70 <= irqs <= sends  # one unicast per target; the last may be cut
@@ -248,8 +283,7 @@ def test_ipi_storm_without_mask_room_sends_one_ipi_per_target():
 
 def test_net_rr_counts():
     rate, dur_s, n, burst = 40_000, 1, 4, 4
-    cols, _ = generate("net-rr", n, dur_s * SEC, 7, {"requests_per_s": rate,
-                                                     "burst_mean": burst})
+    cols, _ = generate("net-rr", n, dur_s * SEC, 7, {"requests_per_s": rate, "burst_mean": burst})
     c = counts(cols)
     # compound Poisson: bursts at rate/burst, geometric sizes of mean `burst`
     sd = math.sqrt(rate * dur_s / burst * burst * (2 * burst - 1))
@@ -279,8 +313,13 @@ def test_mixed_server_allocation_covers_every_vcpu(n):
 def test_mixed_server_groups_run_their_own_scenario():
     cols, meta = generate("mixed-server", 10, SEC // 5, 8)
     layout = meta.source["layout"]
-    assert layout == {"net-rr": [0, 2], "clock-heavy": [3, 4], "timer-heavy": [5, 5],
-                      "ipi-storm": [6, 7], "idle-nohz": [8, 9]}
+    assert layout == {
+        "net-rr": [0, 2],
+        "clock-heavy": [3, 4],
+        "timer-heavy": [5, 5],
+        "ipi-storm": [6, 7],
+        "idle-nohz": [8, 9],
+    }
     per = {c: counts(cols, c) for c in range(10)}
     assert per[0][K.DEVICE_IRQ] > 1000 and per[1][K.IPI_IRQ] > 500
     assert per[3][K.CLOCK_READ] > 20_000 and per[5][K.TIMER_IRQ] > 3000
@@ -312,8 +351,9 @@ def test_serve_fifo_matches_the_recursion(jobs):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2000), st.integers(0, 300)),
-                max_size=40))
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2000), st.integers(0, 300)), max_size=40)
+)
 def test_serve_per_cpu_is_fifo_per_cpu_in_input_order(jobs):
     cpu = np.array([c for c, _, _ in jobs], dtype=np.int64)
     arrival = np.array([a for _, a, _ in jobs], dtype=np.int64)

@@ -40,8 +40,9 @@ def check_interrupt_eoi(cols) -> int:
         assert is_irq[0::2].all(), f"cpu {c}: eoi with no interrupt in service"
         assert not is_irq[1::2].any(), f"cpu {c}: nested interrupt before the eoi"
         np.testing.assert_array_equal(cols["vector"][eois], cols["vector"][starts])
-        np.testing.assert_array_equal(cols["ts_ns"][eois],
-                                      cols["ts_ns"][starts] + cols["dur_ns"][starts])
+        np.testing.assert_array_equal(
+            cols["ts_ns"][eois], cols["ts_ns"][starts] + cols["dur_ns"][starts]
+        )
         assert (cols["dur_ns"][starts] > 0).all()
         pairs += len(starts)
     return pairs
@@ -64,8 +65,9 @@ def check_idle(cols) -> int:
         allowed = is_irq | (k == K.EOI) | in_handler
         assert allowed[idle_now].all(), f"cpu {c}: guest-originated event while idle"
         exits = np.flatnonzero(k == K.IDLE_EXIT)
-        assert (exits > 0).all() and (k[exits - 1] == K.EOI).all(), \
+        assert (exits > 0).all() and (k[exits - 1] == K.EOI).all(), (
             f"cpu {c}: idle_exit without an interrupt handled"
+        )
         wakeups += len(exits)
     return wakeups
 
@@ -89,12 +91,14 @@ def check_timers(cols, duration_ns: int) -> int:
         assert (arg[arms] > ts[arms]).all(), f"cpu {c}: deadline not in the future"
         nxt = arms + 1
         last = nxt == len(k)
-        assert (arg[arms[last]] >= duration_ns - TAIL_NS).all(), \
+        assert (arg[arms[last]] >= duration_ns - TAIL_NS).all(), (
             f"cpu {c}: an arm before the end never fired"
+        )
         mid = arms[~last]
         replaced = k[mid + 1] != K.TIMER_IRQ
-        assert (ts[mid + 1][replaced] < arg[mid][replaced]).all(), \
+        assert (ts[mid + 1][replaced] < arg[mid][replaced]).all(), (
             f"cpu {c}: timer re-armed/cancelled after its deadline passed without firing"
+        )
         fired += len(irq)
     return fired
 
@@ -129,9 +133,10 @@ def check_ipis(cols, n_cpus: int, duration_ns: int) -> int:
             s = np.sort(sent[(dst == c) & (vec == v)])
             r = cols["ts_ns"][(kind == K.IPI_IRQ) & (cols["cpu"] == c) & (cols["vector"] == v)]
             assert len(r) <= len(s), f"cpu {c} vector {v}: more ipi_irq than sends to it"
-            assert (r > s[:len(r)]).all(), f"cpu {c} vector {v}: an ipi_irq before its send"
-            assert len(s) - len(r) <= (s >= duration_ns - TAIL_NS).sum(), \
+            assert (r > s[: len(r)]).all(), f"cpu {c} vector {v}: an ipi_irq before its send"
+            assert len(s) - len(r) <= (s >= duration_ns - TAIL_NS).sum(), (
                 f"cpu {c} vector {v}: sends never delivered"
+            )
             total += len(r)
     assert total == (kind == K.IPI_IRQ).sum(), "ipi_irq with a vector no send used"
     return total
@@ -139,9 +144,12 @@ def check_ipis(cols, n_cpus: int, duration_ns: int) -> int:
 
 def check_all(cols, meta) -> dict[str, int]:
     assert (np.diff(cols["ts_ns"]) >= 0).all()
-    return {"pairs": check_interrupt_eoi(cols), "wakeups": check_idle(cols),
-            "timer": check_timers(cols, meta.duration_ns),
-            "ipi": check_ipis(cols, meta.n_cpus, meta.duration_ns)}
+    return {
+        "pairs": check_interrupt_eoi(cols),
+        "wakeups": check_idle(cols),
+        "timer": check_timers(cols, meta.duration_ns),
+        "ipi": check_ipis(cols, meta.n_cpus, meta.duration_ns),
+    }
 
 
 # --------------------------------------------------------------------------- the checkers fail
@@ -150,17 +158,26 @@ def check_all(cols, meta) -> dict[str, int]:
 def _rows(rows):
     cols = empty_columns(len(rows))
     for i, (ts, cpu, kind, vector, target, arg, dur) in enumerate(rows):
-        for name, v in zip(("ts_ns", "cpu", "kind", "vector", "target", "arg", "dur_ns"),
-                           (ts, cpu, int(kind), vector, target, arg, dur), strict=True):
+        for name, v in zip(
+            ("ts_ns", "cpu", "kind", "vector", "target", "arg", "dur_ns"),
+            (ts, cpu, int(kind), vector, target, arg, dur),
+            strict=True,
+        ):
             cols[name][i] = v
     return cols
 
 
 def test_checkers_reject_broken_traces():
-    good = [(0, 0, K.TIMER_ARM, -1, -1, 100, 0), (5, 0, K.IDLE_ENTER, -1, -1, 0, 0),
-            (100, 0, K.TIMER_IRQ, 236, -1, 0, 10), (110, 0, K.EOI, 236, -1, 0, 0),
-            (120, 0, K.IDLE_EXIT, -1, -1, 0, 0), (130, 0, K.IPI_SEND, 253, 1, 0, 0),
-            (140, 1, K.IPI_IRQ, 253, -1, 0, 5), (145, 1, K.EOI, 253, -1, 0, 0)]
+    good = [
+        (0, 0, K.TIMER_ARM, -1, -1, 100, 0),
+        (5, 0, K.IDLE_ENTER, -1, -1, 0, 0),
+        (100, 0, K.TIMER_IRQ, 236, -1, 0, 10),
+        (110, 0, K.EOI, 236, -1, 0, 0),
+        (120, 0, K.IDLE_EXIT, -1, -1, 0, 0),
+        (130, 0, K.IPI_SEND, 253, 1, 0, 0),
+        (140, 1, K.IPI_IRQ, 253, -1, 0, 5),
+        (145, 1, K.EOI, 253, -1, 0, 0),
+    ]
     cols = _rows(good)
     check_interrupt_eoi(cols)
     check_idle(cols)
@@ -169,15 +186,22 @@ def test_checkers_reject_broken_traces():
     bad_eoi = _rows(good[:3] + good[4:])  # timer_irq never EOI'd
     with pytest.raises(AssertionError):
         check_interrupt_eoi(bad_eoi)
-    late = _rows([good[0]] + [(101, 0, K.TIMER_IRQ, 236, -1, 0, 10),
-                              (111, 0, K.EOI, 236, -1, 0, 0)])
+    late = _rows(
+        [good[0]] + [(101, 0, K.TIMER_IRQ, 236, -1, 0, 10), (111, 0, K.EOI, 236, -1, 0, 0)]
+    )
     with pytest.raises(AssertionError):
         check_timers(late, 10**9)
     busy_idle = _rows(good[:2] + [(50, 0, K.CLOCK_READ, -1, -1, 1, 0)] + good[2:])
     with pytest.raises(AssertionError):
         check_idle(busy_idle)
-    early = _rows(good[:5] + [(139, 1, K.IPI_IRQ, 253, -1, 0, 5), (144, 1, K.EOI, 253, -1, 0, 0),
-                              (140, 0, K.IPI_SEND, 253, 1, 0, 0)])
+    early = _rows(
+        good[:5]
+        + [
+            (139, 1, K.IPI_IRQ, 253, -1, 0, 5),
+            (144, 1, K.EOI, 253, -1, 0, 0),
+            (140, 0, K.IPI_SEND, 253, 1, 0, 0),
+        ]
+    )
     early = {k: v[np.argsort(early["ts_ns"], kind="stable")] for k, v in early.items()}
     with pytest.raises(AssertionError):
         check_ipis(early, 2, 10**9)
@@ -206,8 +230,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "n_cpus", "params"), CASES,
-                         ids=[f"{n}-{c}cpu-{i}" for i, (n, c, _) in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("name", "n_cpus", "params"),
+    CASES,
+    ids=[f"{n}-{c}cpu-{i}" for i, (n, c, _) in enumerate(CASES)],
+)
 def test_scenario_trace_is_valid_and_realistic(tmp_path, name, n_cpus, params):
     path, meta, n = synthesize_to_file(tmp_path / "t.parquet", name, n_cpus, SEC // 2, 7, params)
     cols, meta = read_trace(path)  # validates schema, order, cpu and target ranges

@@ -57,8 +57,9 @@ def describe_scenarios() -> list[dict]:
     return [s.describe() for s in SCENARIOS.values()]
 
 
-def generate(scenario: str, n_cpus: int, duration_ns: int, seed: int,
-             params: Mapping | None = None) -> tuple[dict[str, np.ndarray], TraceMeta]:
+def generate(
+    scenario: str, n_cpus: int, duration_ns: int, seed: int, params: Mapping | None = None
+) -> tuple[dict[str, np.ndarray], TraceMeta]:
     """Synthesize a trace in memory.
 
     Parameters
@@ -90,15 +91,27 @@ def generate(scenario: str, n_cpus: int, duration_ns: int, seed: int,
     spec.build(events, rng, np.arange(n_cpus, dtype=np.int64), values)
     cols = events.columns()
     source = {"scenario": spec.name, "seed": seed, "params": values, **events.notes}
-    meta = TraceMeta(n_cpus=n_cpus, duration_ns=duration_ns, method="synth", source=source,
-                     clock="synthetic", environment={"platform": "synthetic"},
-                     attribution=ATTRIBUTION)
+    meta = TraceMeta(
+        n_cpus=n_cpus,
+        duration_ns=duration_ns,
+        method="synth",
+        source=source,
+        clock="synthetic",
+        environment={"platform": "synthetic"},
+        attribution=ATTRIBUTION,
+    )
     return cols, meta
 
 
-def synthesize_to_file(path: str | os.PathLike, scenario: str, n_cpus: int, duration_ns: int,
-                       seed: int, params: Mapping | None = None, force: bool = False
-                       ) -> tuple[Path, TraceMeta, int]:
+def synthesize_to_file(
+    path: str | os.PathLike,
+    scenario: str,
+    n_cpus: int,
+    duration_ns: int,
+    seed: int,
+    params: Mapping | None = None,
+    force: bool = False,
+) -> tuple[Path, TraceMeta, int]:
     """:func:`generate` and write the trace to ``path`` (atomically; ``force`` overwrites).
 
     Returns ``(path, meta, n_events)``.
@@ -117,8 +130,9 @@ def _check_run(spec: Scenario, n_cpus, duration_ns, seed) -> tuple[int, int, int
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise ParamError(f"{name} must be an integer, got {value!r}")
     if not spec.min_cpus <= n_cpus <= MAX_CPUS:
-        raise ParamError(f"scenario {spec.name} needs {spec.min_cpus}..{MAX_CPUS} vCPUs, "
-                         f"got {n_cpus}")
+        raise ParamError(
+            f"scenario {spec.name} needs {spec.min_cpus}..{MAX_CPUS} vCPUs, got {n_cpus}"
+        )
     if duration_ns <= 0:
         raise ParamError(f"duration must be positive, got {duration_ns} ns")
     if seed < 0:

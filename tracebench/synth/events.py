@@ -57,8 +57,15 @@ class Events:
         """Add point events (arrays broadcast to ``ts``); those at/after the end are dropped."""
         ts = np.asarray(ts, dtype=np.int64).ravel()
         keep = ts < self.duration_ns
-        values = {"ts_ns": ts, "cpu": cpu, "kind": np.asarray(kind, np.int8), "vector": vector,
-                  "target": target, "arg": arg, "dur_ns": dur_ns}
+        values = {
+            "ts_ns": ts,
+            "cpu": cpu,
+            "kind": np.asarray(kind, np.int8),
+            "vector": vector,
+            "target": target,
+            "arg": arg,
+            "dur_ns": dur_ns,
+        }
         part = {}
         for name, dtype in TRACE_NUMPY_DTYPES.items():
             col = np.broadcast_to(np.asarray(values[name]), ts.shape).astype(dtype)
@@ -77,8 +84,7 @@ class Events:
         """
         if not self._parts:
             return empty_columns(0)
-        cols = {name: np.concatenate([p[name] for p in self._parts])
-                for name in TRACE_NUMPY_DTYPES}
+        cols = {name: np.concatenate([p[name] for p in self._parts]) for name in TRACE_NUMPY_DTYPES}
         return sort_columns(cols)
 
 
@@ -96,8 +102,9 @@ class Episodes:
         self.cpu = np.broadcast_to(np.asarray(cpu, dtype=np.int64), (self.n,))
         self._steps: list[tuple] = []
 
-    def step(self, ts, kind, vector=-1, target=-1, arg=0, dur_ns=0,
-             present=True, cpu=None) -> np.ndarray:
+    def step(
+        self, ts, kind, vector=-1, target=-1, arg=0, dur_ns=0, present=True, cpu=None
+    ) -> np.ndarray:
         """Append a step; returns its times (int64 array of ``n``) for later steps to use.
 
         ``present`` (bool array or scalar) leaves the step out of some episodes, e.g.
@@ -106,8 +113,18 @@ class Episodes:
         ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), (self.n,))
         # kind may be an array: one step that is a timer_irq in some episodes and a
         # device_irq in others (whichever woke the vCPU).
-        self._steps.append((ts, np.asarray(kind, dtype=np.int8), vector, target, arg, dur_ns,
-                            present, self.cpu if cpu is None else cpu))
+        self._steps.append(
+            (
+                ts,
+                np.asarray(kind, dtype=np.int8),
+                vector,
+                target,
+                arg,
+                dur_ns,
+                present,
+                self.cpu if cpu is None else cpu,
+            )
+        )
         return ts
 
     def emit(self, events: Events, keep=None) -> np.ndarray:
@@ -159,8 +176,7 @@ def serve_fifo(arrival_ns: np.ndarray, service_ns: np.ndarray) -> np.ndarray:
     return before + np.maximum.accumulate(arrival_ns - before)
 
 
-def serve_per_cpu(cpu: np.ndarray, arrival_ns: np.ndarray, service_ns: np.ndarray
-                  ) -> np.ndarray:
+def serve_per_cpu(cpu: np.ndarray, arrival_ns: np.ndarray, service_ns: np.ndarray) -> np.ndarray:
     """:func:`serve_fifo` on each vCPU separately; results in the input order.
 
     Jobs arriving at the same time on one vCPU are served in input order.
@@ -178,8 +194,9 @@ def serve_per_cpu(cpu: np.ndarray, arrival_ns: np.ndarray, service_ns: np.ndarra
     return start
 
 
-def poisson_times(rng: np.random.Generator, rate_per_s: float, end_ns: int,
-                  start_ns: int = 0) -> np.ndarray:
+def poisson_times(
+    rng: np.random.Generator, rate_per_s: float, end_ns: int, start_ns: int = 0
+) -> np.ndarray:
     """Arrival times (int64 ns, sorted) of a Poisson process in ``[start_ns, end_ns)``.
 
     Exponential gaps are drawn in chunks sized from the expected count, so the
@@ -201,8 +218,9 @@ def poisson_times(rng: np.random.Generator, rate_per_s: float, end_ns: int,
     return np.floor(times[times < end_ns]).astype(np.int64)
 
 
-def uniform_around(rng: np.random.Generator, mean_ns: int, n: int, spread: float = 0.5
-                   ) -> np.ndarray:
+def uniform_around(
+    rng: np.random.Generator, mean_ns: int, n: int, spread: float = 0.5
+) -> np.ndarray:
     """``n`` int64 times uniform in ``mean * [1 - spread, 1 + spread]`` (at least 1 ns).
 
     Handler and work times vary from one run to the next; a bounded spread keeps

@@ -30,22 +30,54 @@ MAX_ROUNDS = 200
 MAX_MASK_CPU = 62
 
 IPI_PARAMS = (
-    Param("resched_per_s", 10_000, "1/s", "reschedule IPIs sent per vCPU per second: a "
-          "scheduler-heavy load (hackbench, thread pools) waking tasks on other vCPUs",
-          low=0, high=10_000_000),
-    Param("shootdown_per_s", 1_000, "1/s", "TLB shootdowns started per vCPU per second "
-          "(munmap/mprotect in a multi-threaded process)", low=0, high=10_000_000),
-    Param("shootdown_targets", 3, "count", "vCPUs a multicast shootdown reaches (the other "
-          "vCPUs the mm ran on); 1 is a call-function-single IPI", low=1, high=65535),
-    Param("broadcast_fraction", 0.2, "fraction", "shootdowns sent to all-but-self "
-          "(flush_tlb_all, kernel mapping changes)", low=0.0, high=1.0),
-    Param("delivery_ns", 1000, "ns", "send to handler start on the target (bare metal ~1 us)",
-          low=0),
+    Param(
+        "resched_per_s",
+        10_000,
+        "1/s",
+        "reschedule IPIs sent per vCPU per second: a "
+        "scheduler-heavy load (hackbench, thread pools) waking tasks on other vCPUs",
+        low=0,
+        high=10_000_000,
+    ),
+    Param(
+        "shootdown_per_s",
+        1_000,
+        "1/s",
+        "TLB shootdowns started per vCPU per second (munmap/mprotect in a multi-threaded process)",
+        low=0,
+        high=10_000_000,
+    ),
+    Param(
+        "shootdown_targets",
+        3,
+        "count",
+        "vCPUs a multicast shootdown reaches (the other "
+        "vCPUs the mm ran on); 1 is a call-function-single IPI",
+        low=1,
+        high=65535,
+    ),
+    Param(
+        "broadcast_fraction",
+        0.2,
+        "fraction",
+        "shootdowns sent to all-but-self (flush_tlb_all, kernel mapping changes)",
+        low=0.0,
+        high=1.0,
+    ),
+    Param(
+        "delivery_ns", 1000, "ns", "send to handler start on the target (bare metal ~1 us)", low=0
+    ),
     Param("resched_handler_ns", 500, "ns", "reschedule IPI handler time", low=2 * STEP_NS),
     Param("shootdown_handler_ns", 1500, "ns", "TLB flush handler time", low=2 * STEP_NS),
-    Param("apic_mode", "xapic", "choice", "xapic: each IPI reads ICR (wait idle) and writes "
-          "ICR2 (destination) before the ICR write, as an MMIO LAPIC guest does; x2apic: "
-          "a single ICR MSR write", choices=("xapic", "x2apic")),
+    Param(
+        "apic_mode",
+        "xapic",
+        "choice",
+        "xapic: each IPI reads ICR (wait idle) and writes "
+        "ICR2 (destination) before the ICR write, as an MMIO LAPIC guest does; x2apic: "
+        "a single ICR MSR write",
+        choices=("xapic", "x2apic"),
+    ),
 )
 
 
@@ -58,17 +90,21 @@ def check_ipi(p: dict, n_cpus: int, where: str) -> None:
     k = min(p["shootdown_targets"], n_cpus - 1)
     fanout = p["broadcast_fraction"] * (n_cpus - 1) + (1 - p["broadcast_fraction"]) * k
     send = (p["resched_per_s"] + p["shootdown_per_s"] * (1 if k > 1 else k)) * _send_window(p)
-    recv = (p["resched_per_s"] * (p["resched_handler_ns"] + STEP_NS)
-            + p["shootdown_per_s"] * fanout * (p["shootdown_handler_ns"] + STEP_NS))
+    recv = p["resched_per_s"] * (p["resched_handler_ns"] + STEP_NS) + p[
+        "shootdown_per_s"
+    ] * fanout * (p["shootdown_handler_ns"] + STEP_NS)
     load = (send + recv) * (1 + HANDLER_SPREAD) / 1e9
     if load > MAX_LOAD:
-        raise ParamError(f"{where}: IPI sending and handling would keep each vCPU "
-                         f"{load:.0%} busy with interrupts off (limit {MAX_LOAD:.0%}); "
-                         "lower the rates or handler times")
+        raise ParamError(
+            f"{where}: IPI sending and handling would keep each vCPU "
+            f"{load:.0%} busy with interrupts off (limit {MAX_LOAD:.0%}); "
+            "lower the rates or handler times"
+        )
 
 
-def _draw_sends(rng: np.random.Generator, cpus: np.ndarray, p: dict, duration_ns: int,
-                whole_vm: bool) -> tuple[dict, dict]:
+def _draw_sends(
+    rng: np.random.Generator, cpus: np.ndarray, p: dict, duration_ns: int, whole_vm: bool
+) -> tuple[dict, dict]:
     """Send operations (one ICR write each) and their recipients, at nominal times."""
     m = len(cpus)
     k = min(p["shootdown_targets"], m - 1)
@@ -101,8 +137,15 @@ def _draw_sends(rng: np.random.Generator, cpus: np.ndarray, p: dict, duration_ns
         h = p["shootdown_handler_ns"]
         others = (i + 1 + np.arange(m - 1)) % m
         tb = t[bcast]
-        add_ops(i, tb, CALL_FUNCTION_VECTOR, TARGET_ALL_BUT_SELF, 0, h,
-                np.broadcast_to(others, (len(tb), m - 1)))
+        add_ops(
+            i,
+            tb,
+            CALL_FUNCTION_VECTOR,
+            TARGET_ALL_BUT_SELF,
+            0,
+            h,
+            np.broadcast_to(others, (len(tb), m - 1)),
+        )
         t, dst = t[~bcast], dst[~bcast]
         if k == 1:
             add_ops(i, t, CALL_FUNCTION_SINGLE_VECTOR, cpus[dst[:, 0]], 0, h, dst)
@@ -113,15 +156,21 @@ def _draw_sends(rng: np.random.Generator, cpus: np.ndarray, p: dict, duration_ns
             # No int64 mask can name these vCPUs: one ICR write per target, as
             # xAPIC physical destination mode does.
             for j in range(k):
-                add_ops(i, t + j * _send_window(p), CALL_FUNCTION_VECTOR, cpus[dst[:, j]], 0,
-                        h, dst[:, j:j + 1])
+                add_ops(
+                    i,
+                    t + j * _send_window(p),
+                    CALL_FUNCTION_VECTOR,
+                    cpus[dst[:, j]],
+                    0,
+                    h,
+                    dst[:, j : j + 1],
+                )
     ops = {key: np.concatenate(v) if v else np.zeros(0, np.int64) for key, v in ops.items()}
     rec = {key: np.concatenate(v) if v else np.zeros(0, np.int64) for key, v in rec.items()}
     return ops, rec
 
 
-def build_ipi_storm(events: Events, rng: np.random.Generator, cpus: np.ndarray,
-                    p: dict) -> None:
+def build_ipi_storm(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
     """Reschedule and TLB-shootdown IPIs among busy vCPUs.
 
     Every vCPU sends reschedule IPIs (vector 0xfd) to a random other vCPU and
@@ -162,17 +211,27 @@ def build_ipi_storm(events: Events, rng: np.random.Generator, cpus: np.ndarray,
             break
         sent = start[:n_ops]
     else:
-        raise TracebenchError("ipi-storm: sends and handlers did not settle; the IPI load is "
-                              "too high for the vCPUs")
+        raise TracebenchError(
+            "ipi-storm: sends and handlers did not settle; the IPI load is too high for the vCPUs"
+        )
     begin = start[n_ops:]
 
     xapic = p["apic_mode"] == "xapic"
     tx = Episodes(cpus[ops["src"]], n_ops)
     tx.step(sent, EventKind.APIC_READ, arg=APIC_ICR, present=xapic)
-    tx.step(sent + STEP_NS, EventKind.APIC_WRITE, arg=APIC_ICR2,
-            present=xapic & (ops["target"] != TARGET_ALL_BUT_SELF))
-    tx.step(sent + send_offset, EventKind.IPI_SEND, vector=ops["vector"], target=ops["target"],
-            arg=ops["arg"])
+    tx.step(
+        sent + STEP_NS,
+        EventKind.APIC_WRITE,
+        arg=APIC_ICR2,
+        present=xapic & (ops["target"] != TARGET_ALL_BUT_SELF),
+    )
+    tx.step(
+        sent + send_offset,
+        EventKind.IPI_SEND,
+        vector=ops["vector"],
+        target=ops["target"],
+        arg=ops["arg"],
+    )
     kept = tx.emit(events)
     rx = Episodes(cpus[rec["dst"]], len(begin))
     vector = ops["vector"][rec["op"]]

@@ -21,16 +21,46 @@ def _weight_name(s: Scenario) -> str:
 
 
 MIXED_PARAMS = (
-    Param(_weight_name(NET_RR), 3, "weight", "share of vCPUs serving network requests "
-          "(net-rr: one takes the NIC interrupts)", low=0, high=1000),
-    Param(_weight_name(CLOCK_HEAVY), 2, "weight", "share of vCPUs running a clock-reading "
-          "database (clock-heavy)", low=0, high=1000),
-    Param(_weight_name(TIMER_HEAVY), 1, "weight", "share of vCPUs running timer loops "
-          "(timer-heavy)", low=0, high=1000),
-    Param(_weight_name(IPI_STORM), 2, "weight", "share of vCPUs of a multi-threaded job "
-          "exchanging IPIs (ipi-storm; gets 2 or none)", low=0, high=1000),
-    Param(_weight_name(IDLE_NOHZ), 2, "weight", "share of idle tickless vCPUs (idle-nohz)",
-          low=0, high=1000),
+    Param(
+        _weight_name(NET_RR),
+        3,
+        "weight",
+        "share of vCPUs serving network requests (net-rr: one takes the NIC interrupts)",
+        low=0,
+        high=1000,
+    ),
+    Param(
+        _weight_name(CLOCK_HEAVY),
+        2,
+        "weight",
+        "share of vCPUs running a clock-reading database (clock-heavy)",
+        low=0,
+        high=1000,
+    ),
+    Param(
+        _weight_name(TIMER_HEAVY),
+        1,
+        "weight",
+        "share of vCPUs running timer loops (timer-heavy)",
+        low=0,
+        high=1000,
+    ),
+    Param(
+        _weight_name(IPI_STORM),
+        2,
+        "weight",
+        "share of vCPUs of a multi-threaded job exchanging IPIs (ipi-storm; gets 2 or none)",
+        low=0,
+        high=1000,
+    ),
+    Param(
+        _weight_name(IDLE_NOHZ),
+        2,
+        "weight",
+        "share of idle tickless vCPUs (idle-nohz)",
+        low=0,
+        high=1000,
+    ),
 )
 
 
@@ -51,19 +81,22 @@ def allocate(p: dict, n_cpus: int) -> dict[str, int]:
         count[i] += 1
     for i, s in enumerate(PARTS):
         if 0 < count[i] < s.min_cpus:
-            takers = [j for j in range(len(PARTS)) if j != i and count[j]] or \
-                     [j for j in range(len(PARTS)) if j != i and weights[j] and
-                      PARTS[j].min_cpus <= count[i]]
+            takers = [j for j in range(len(PARTS)) if j != i and count[j]] or [
+                j
+                for j in range(len(PARTS))
+                if j != i and weights[j] and PARTS[j].min_cpus <= count[i]
+            ]
             if not takers:
-                raise ParamError(f"scenario mixed-server: {s.name} needs {s.min_cpus} vCPUs "
-                                 f"and no other part has weight; got {n_cpus} vCPU(s)")
+                raise ParamError(
+                    f"scenario mixed-server: {s.name} needs {s.min_cpus} vCPUs "
+                    f"and no other part has weight; got {n_cpus} vCPU(s)"
+                )
             count[takers[0]] += count[i]
             count[i] = 0
     return {s.name: int(c) for s, c in zip(PARTS, count, strict=True)}
 
 
-def build_mixed_server(events: Events, rng: np.random.Generator, cpus: np.ndarray,
-                       p: dict) -> None:
+def build_mixed_server(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
     """A blend of the other scenarios on disjoint groups of vCPUs, each with its defaults.
 
     vCPUs are shared out by the ``*_weight`` parameters (largest remainder, in the
@@ -88,7 +121,7 @@ def build_mixed_server(events: Events, rng: np.random.Generator, cpus: np.ndarra
         k = counts[part.name]
         if not k:
             continue
-        group = cpus[first:first + k]
+        group = cpus[first : first + k]
         layout[part.name] = [int(group[0]), int(group[-1])]
         part.build(events, stream, group, part.resolve(None, n_cpus=k))
         first += k
@@ -98,7 +131,7 @@ def build_mixed_server(events: Events, rng: np.random.Generator, cpus: np.ndarra
 MIXED_SERVER = Scenario(
     name="mixed-server",
     summary="a blend on disjoint vCPU groups: net-rr, clock-heavy, timer-heavy, ipi-storm, "
-            "idle-nohz",
+    "idle-nohz",
     params=MIXED_PARAMS,
     build=build_mixed_server,
 )

@@ -29,27 +29,66 @@ MAX_LOAD = 0.8
 TSC = int(ClockSource.TSC)
 
 NET_PARAMS = (
-    Param("requests_per_s", 50_000, "1/s", "requests per second over all NIC queues, one "
-          "interrupt each (a busy memcached NIC takes ~100k irq/s)", low=0, high=10_000_000),
-    Param("irq_cpus", 1, "count", "vCPUs taking NIC queue interrupts (one queue each); the "
-          "rest run the application (with one vCPU it does both)", low=1, high=65535),
-    Param("burst_mean", 4, "count", "mean requests per burst (geometric): clients' requests "
-          "arrive in clumps", low=1, high=10_000),
+    Param(
+        "requests_per_s",
+        50_000,
+        "1/s",
+        "requests per second over all NIC queues, one "
+        "interrupt each (a busy memcached NIC takes ~100k irq/s)",
+        low=0,
+        high=10_000_000,
+    ),
+    Param(
+        "irq_cpus",
+        1,
+        "count",
+        "vCPUs taking NIC queue interrupts (one queue each); the "
+        "rest run the application (with one vCPU it does both)",
+        low=1,
+        high=65535,
+    ),
+    Param(
+        "burst_mean",
+        4,
+        "count",
+        "mean requests per burst (geometric): clients' requests arrive in clumps",
+        low=1,
+        high=10_000,
+    ),
     Param("burst_gap_ns", 2000, "ns", "gap between requests of one burst", low=0),
     Param("irq_handler_ns", 2000, "ns", "NIC hard-IRQ handler time", low=4 * STEP_NS),
-    Param("softirq_ns", 1500, "ns", "receive processing (NAPI poll, TCP) before the wakeup",
-          low=0),
-    Param("wake_delivery_ns", 1000, "ns", "wakeup IPI send to handler start (bare metal ~1 us)",
-          low=4 * STEP_NS),
+    Param("softirq_ns", 1500, "ns", "receive processing (NAPI poll, TCP) before the wakeup", low=0),
+    Param(
+        "wake_delivery_ns",
+        1000,
+        "ns",
+        "wakeup IPI send to handler start (bare metal ~1 us)",
+        low=4 * STEP_NS,
+    ),
     Param("wake_handler_ns", 500, "ns", "reschedule IPI handler time", low=2 * STEP_NS),
-    Param("app_ns", 5000, "ns", "application time per request (a memcached get ~ a few us)",
-          low=1),
-    Param("clock_reads_per_request", 3, "count", "clock reads per request (receive and "
-          "reply timestamps, latency accounting)", low=0, high=64),
-    Param("mask_irq", True, "bool", "mask the queue interrupt from the handler until the "
-          "poll completes (NAPI: irq_mask ... irq_unmask)"),
-    Param("tpr_raise", True, "bool", "raise TPR to DISPATCH around the receive processing "
-          "and lower it after, as a Windows guest's IRQL does; false for Linux guests"),
+    Param("app_ns", 5000, "ns", "application time per request (a memcached get ~ a few us)", low=1),
+    Param(
+        "clock_reads_per_request",
+        3,
+        "count",
+        "clock reads per request (receive and reply timestamps, latency accounting)",
+        low=0,
+        high=64,
+    ),
+    Param(
+        "mask_irq",
+        True,
+        "bool",
+        "mask the queue interrupt from the handler until the "
+        "poll completes (NAPI: irq_mask ... irq_unmask)",
+    ),
+    Param(
+        "tpr_raise",
+        True,
+        "bool",
+        "raise TPR to DISPATCH around the receive processing "
+        "and lower it after, as a Windows guest's IRQL does; false for Linux guests",
+    ),
 )
 
 
@@ -62,17 +101,22 @@ def check_net(p: dict, n_cpus: int, where: str) -> None:
     q, shared = _roles(p, n_cpus)
     irq = p["irq_handler_ns"] * (1 + HANDLER_SPREAD) + p["softirq_ns"] + 6 * STEP_NS
     app = p["wake_handler_ns"] * (1 + HANDLER_SPREAD) + p["app_ns"] + 3 * STEP_NS
-    loads = ([p["requests_per_s"] * (irq + p["app_ns"]) / 1e9] if shared else
-             [p["requests_per_s"] / q * irq / 1e9,
-              p["requests_per_s"] / (n_cpus - q) * app / 1e9])
+    loads = (
+        [p["requests_per_s"] * (irq + p["app_ns"]) / 1e9]
+        if shared
+        else [p["requests_per_s"] / q * irq / 1e9, p["requests_per_s"] / (n_cpus - q) * app / 1e9]
+    )
     if max(loads) > MAX_LOAD:
-        raise ParamError(f"{where}: {p['requests_per_s']} requests/s would keep a vCPU "
-                         f"{max(loads):.0%} busy (limit {MAX_LOAD:.0%}); lower requests_per_s, "
-                         "the handler/app times, or give it more vCPUs")
+        raise ParamError(
+            f"{where}: {p['requests_per_s']} requests/s would keep a vCPU "
+            f"{max(loads):.0%} busy (limit {MAX_LOAD:.0%}); lower requests_per_s, "
+            "the handler/app times, or give it more vCPUs"
+        )
 
 
-def _idle_before(cpu: np.ndarray, start: np.ndarray, end: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _idle_before(
+    cpu: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per job: did its vCPU idle before it, and since when (end of the previous job)."""
     order = np.lexsort((start, cpu))
     prev_end = np.empty_like(end)
@@ -87,8 +131,7 @@ def _app_steps(ep: Episodes, base, work, p: dict, present=True) -> None:
     """Clock reads spread over the application's work starting at ``base``."""
     c = p["clock_reads_per_request"]
     for j in range(c):
-        ep.step(base + (j * work) // max(c - 1, 1), EventKind.CLOCK_READ, arg=TSC,
-                present=present)
+        ep.step(base + (j * work) // max(c - 1, 1), EventKind.CLOCK_READ, arg=TSC, present=present)
 
 
 def build_net_rr(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
@@ -140,8 +183,9 @@ def build_net_rr(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: 
     ep.step(s + h, EventKind.EOI, vector=irq)
     ep.step(s + h + STEP_NS, EventKind.IDLE_EXIT, present=idle)
     ep.step(s + h + 2 * STEP_NS, EventKind.TPR_WRITE, arg=TPR_DISPATCH, present=p["tpr_raise"])
-    ep.step(send, EventKind.IPI_SEND, vector=RESCHEDULE_VECTOR, target=app_cpus[app],
-            present=not shared)
+    ep.step(
+        send, EventKind.IPI_SEND, vector=RESCHEDULE_VECTOR, target=app_cpus[app], present=not shared
+    )
     ep.step(send + STEP_NS, EventKind.TPR_WRITE, arg=0, present=p["tpr_raise"])
     ep.step(send + 2 * STEP_NS, EventKind.IRQ_UNMASK, vector=irq, present=p["mask_irq"])
     if shared:

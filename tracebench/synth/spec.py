@@ -56,8 +56,11 @@ class Param:
                 if isinstance(value, bool):
                     raise ValueError("expected a number")
                 if isinstance(value, str):
-                    out = (parse_duration_ns(value, default_unit="ns") if self.unit == "ns"
-                           else parse_count(value))
+                    out = (
+                        parse_duration_ns(value, default_unit="ns")
+                        if self.unit == "ns"
+                        else parse_count(value)
+                    )
                 elif isinstance(value, float) and value != int(value):
                     raise ValueError("expected a whole number")
                 else:
@@ -71,8 +74,9 @@ class Param:
         except (ValueError, TypeError, TracebenchError) as exc:
             raise ParamError(f"{where}: parameter {self.name}={value!r}: {exc}") from None
         if self.choices and out not in self.choices:
-            raise ParamError(f"{where}: parameter {self.name}={value!r} is not one of "
-                             f"{', '.join(self.choices)}")
+            raise ParamError(
+                f"{where}: parameter {self.name}={value!r} is not one of {', '.join(self.choices)}"
+            )
         if self.low is not None and out < self.low:
             raise ParamError(f"{where}: parameter {self.name}={value!r} is below {self.low:g}")
         if self.high is not None and out > self.high:

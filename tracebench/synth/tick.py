@@ -23,19 +23,52 @@ from tracebench.synth.spec import Param, Scenario
 HANDLER_SPREAD = 0.25
 
 HZ_PARAMS = (
-    Param("hz", 1000, "Hz", "tick rate, CONFIG_HZ: 1000 on RHEL/Fedora kernels, 250 on "
-          "Debian/Ubuntu", low=1, high=100_000),
-    Param("mode", "oneshot", "choice", "oneshot: the tick re-arms a one-shot (TSC-deadline) "
-          "timer every period, as Linux highres does; periodic: LAPIC periodic mode, no arms",
-          choices=("oneshot", "periodic")),
-    Param("handler_ns", 1500, "ns", "tick handler time (hrtimer_interrupt + "
-          "update_process_times + scheduler_tick), about 1-2 us untraced", low=200),
-    Param("clock_reads_per_tick", 1, "count", "clock reads in the handler (ktime_get in "
-          "hrtimer_interrupt)", low=0, high=16),
-    Param("skew_tick", False, "bool", "stagger the vCPUs' ticks across the period like the "
-          "skew_tick=1 boot option (default: aligned, as Linux does)"),
-    Param("idle", False, "bool", "vCPUs idle between ticks (a nohz=off idle guest: every "
-          "tick wakes the vCPU from HLT); default: CPU-bound vCPUs"),
+    Param(
+        "hz",
+        1000,
+        "Hz",
+        "tick rate, CONFIG_HZ: 1000 on RHEL/Fedora kernels, 250 on Debian/Ubuntu",
+        low=1,
+        high=100_000,
+    ),
+    Param(
+        "mode",
+        "oneshot",
+        "choice",
+        "oneshot: the tick re-arms a one-shot (TSC-deadline) "
+        "timer every period, as Linux highres does; periodic: LAPIC periodic mode, no arms",
+        choices=("oneshot", "periodic"),
+    ),
+    Param(
+        "handler_ns",
+        1500,
+        "ns",
+        "tick handler time (hrtimer_interrupt + "
+        "update_process_times + scheduler_tick), about 1-2 us untraced",
+        low=200,
+    ),
+    Param(
+        "clock_reads_per_tick",
+        1,
+        "count",
+        "clock reads in the handler (ktime_get in hrtimer_interrupt)",
+        low=0,
+        high=16,
+    ),
+    Param(
+        "skew_tick",
+        False,
+        "bool",
+        "stagger the vCPUs' ticks across the period like the "
+        "skew_tick=1 boot option (default: aligned, as Linux does)",
+    ),
+    Param(
+        "idle",
+        False,
+        "bool",
+        "vCPUs idle between ticks (a nohz=off idle guest: every "
+        "tick wakes the vCPU from HLT); default: CPU-bound vCPUs",
+    ),
 )
 
 
@@ -47,15 +80,24 @@ def check_tick(p: dict, n_cpus: int, where: str) -> None:
     period = _period_ns(p["hz"])
     busiest = p["handler_ns"] * (1 + HANDLER_SPREAD) + (p["idle"] + 2) * STEP_NS
     if busiest >= period / 2:
-        raise ParamError(f"{where}: handler_ns={p['handler_ns']} does not fit in half a tick "
-                         f"period ({period} ns at hz={p['hz']}); lower handler_ns or hz")
+        raise ParamError(
+            f"{where}: handler_ns={p['handler_ns']} does not fit in half a tick "
+            f"period ({period} ns at hz={p['hz']}); lower handler_ns or hz"
+        )
     if p["clock_reads_per_tick"] + 2 > p["handler_ns"] * (1 - HANDLER_SPREAD) / STEP_NS:
-        raise ParamError(f"{where}: {p['clock_reads_per_tick']} clock reads do not fit in "
-                         f"handler_ns={p['handler_ns']}; raise handler_ns")
+        raise ParamError(
+            f"{where}: {p['clock_reads_per_tick']} clock reads do not fit in "
+            f"handler_ns={p['handler_ns']}; raise handler_ns"
+        )
 
 
-def add_ticks(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict,
-              clock: ClockSource = ClockSource.TSC) -> tuple[np.ndarray, np.ndarray, int]:
+def add_ticks(
+    events: Events,
+    rng: np.random.Generator,
+    cpus: np.ndarray,
+    p: dict,
+    clock: ClockSource = ClockSource.TSC,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Add the tick of ``p`` (the :data:`HZ_PARAMS` set) on ``cpus``.
 
     Returns ``(first_tick_ns, handler_ns, period_ns)``: per vCPU (rows, in ``cpus``
@@ -129,26 +171,42 @@ HZ_TICK = Scenario(
 _CLOCKS = tuple(c.label for c in ClockSource if c is not ClockSource.UNKNOWN)
 
 CLOCK_PARAMS = (
-    Param("reads_per_s", 200_000, "1/s", "clock reads per second per vCPU: an OLTP database "
-          "timing every query and I/O (clock_gettime ~1e5-1e6/s per core)", low=0,
-          high=50_000_000),
-    Param("clocksource", "tsc", "choice", "clock source the guest reads (arg of clock_read): "
-          "tsc and pvclock never trap on KVM; acpi_pm, hpet and pit are emulated",
-          choices=_CLOCKS),
+    Param(
+        "reads_per_s",
+        200_000,
+        "1/s",
+        "clock reads per second per vCPU: an OLTP database "
+        "timing every query and I/O (clock_gettime ~1e5-1e6/s per core)",
+        low=0,
+        high=50_000_000,
+    ),
+    Param(
+        "clocksource",
+        "tsc",
+        "choice",
+        "clock source the guest reads (arg of clock_read): "
+        "tsc and pvclock never trap on KVM; acpi_pm, hpet and pit are emulated",
+        choices=_CLOCKS,
+    ),
 ) + tuple(p for p in HZ_PARAMS if p.name in ("hz", "mode", "handler_ns"))
 
 
 def _tick_params(p: dict) -> dict:
-    return {"hz": p["hz"], "mode": p["mode"], "handler_ns": p["handler_ns"],
-            "clock_reads_per_tick": 1, "skew_tick": False, "idle": False}
+    return {
+        "hz": p["hz"],
+        "mode": p["mode"],
+        "handler_ns": p["handler_ns"],
+        "clock_reads_per_tick": 1,
+        "skew_tick": False,
+        "idle": False,
+    }
 
 
 def check_clock(p: dict, n_cpus: int, where: str) -> None:
     check_tick(_tick_params(p), n_cpus, where)
 
 
-def build_clock_heavy(events: Events, rng: np.random.Generator, cpus: np.ndarray,
-                      p: dict) -> None:
+def build_clock_heavy(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
     """A database that reads the clock at a high rate on busy vCPUs, plus the normal tick.
 
     Each vCPU reads the clock (``clock_read``, ``arg`` = the ``clocksource`` code)

@@ -23,12 +23,31 @@ WORK_SPREAD = 0.5  # work between wakeups varies +-50 % around its mean
 TSC = int(ClockSource.TSC)
 
 IDLE_PARAMS = (
-    Param("timer_wakeups_per_s", 50, "1/s", "timer wakeups per second per idle vCPU (an "
-          "idle nohz Linux guest shows ~10-100 in powertop)", low=1, high=1_000_000),
-    Param("device_irq_per_s", 10, "1/s", "device interrupts per second per vCPU while idle "
-          "(background virtio traffic)", low=0, high=1_000_000),
-    Param("busy_ns", 20_000, "ns", "mean run time after a wakeup before idling again "
-          "(exponential): a kworker or timer callback", low=0),
+    Param(
+        "timer_wakeups_per_s",
+        50,
+        "1/s",
+        "timer wakeups per second per idle vCPU (an "
+        "idle nohz Linux guest shows ~10-100 in powertop)",
+        low=1,
+        high=1_000_000,
+    ),
+    Param(
+        "device_irq_per_s",
+        10,
+        "1/s",
+        "device interrupts per second per vCPU while idle (background virtio traffic)",
+        low=0,
+        high=1_000_000,
+    ),
+    Param(
+        "busy_ns",
+        20_000,
+        "ns",
+        "mean run time after a wakeup before idling again "
+        "(exponential): a kworker or timer callback",
+        low=0,
+    ),
     Param("timer_handler_ns", 2000, "ns", "local timer interrupt handler time", low=4 * STEP_NS),
     Param("device_handler_ns", 5000, "ns", "device interrupt handler time", low=4 * STEP_NS),
 )
@@ -50,14 +69,17 @@ def _chain(rng: np.random.Generator, p: dict, duration_ns: int) -> dict[str, np.
     chunk = int(duration_ns / mean_len * 1.25) + 16
     parts: list[dict[str, np.ndarray]] = []
     while True:
-        parts.append({
-            "sleep": rng.exponential(mean_sleep, chunk),
-            "dev": rng.exponential(mean_dev, chunk) if np.isfinite(mean_dev)
-            else np.full(chunk, np.inf),
-            "busy": rng.exponential(p["busy_ns"], chunk) if p["busy_ns"] else np.zeros(chunk),
-            "h_timer": uniform_around(rng, p["timer_handler_ns"], chunk, HANDLER_SPREAD),
-            "h_dev": uniform_around(rng, p["device_handler_ns"], chunk, HANDLER_SPREAD),
-        })
+        parts.append(
+            {
+                "sleep": rng.exponential(mean_sleep, chunk),
+                "dev": rng.exponential(mean_dev, chunk)
+                if np.isfinite(mean_dev)
+                else np.full(chunk, np.inf),
+                "busy": rng.exponential(p["busy_ns"], chunk) if p["busy_ns"] else np.zeros(chunk),
+                "h_timer": uniform_around(rng, p["timer_handler_ns"], chunk, HANDLER_SPREAD),
+                "h_dev": uniform_around(rng, p["device_handler_ns"], chunk, HANDLER_SPREAD),
+            }
+        )
         c = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
         out = _episodes(c, duration_ns)
         # Draw on until the last wakeup is past the end; the estimate above makes
@@ -91,8 +113,7 @@ def _episodes(c: dict[str, np.ndarray], duration_ns: int) -> dict[str, np.ndarra
     return {"wake": wake, "by_timer": by_timer, "h": h, "arm": arm, "deadline": deadline}
 
 
-def build_idle_nohz(events: Events, rng: np.random.Generator, cpus: np.ndarray,
-                    p: dict) -> None:
+def build_idle_nohz(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
     """Tickless idle: vCPUs sleep in HLT with one sparse one-shot timer armed.
 
     Each vCPU repeats: ``timer_arm`` (``arg`` = deadline) and ``idle_enter``; then
@@ -140,31 +161,48 @@ IDLE_NOHZ = Scenario(
 # --------------------------------------------------------------------------- timer-heavy
 
 TIMER_PARAMS = (
-    Param("loop_hz", 20_000, "Hz", "wakeups per second per vCPU of a clock_nanosleep("
-          "TIMER_ABSTIME) loop, like cyclictest -i 50", low=1, high=1_000_000),
+    Param(
+        "loop_hz",
+        20_000,
+        "Hz",
+        "wakeups per second per vCPU of a clock_nanosleep("
+        "TIMER_ABSTIME) loop, like cyclictest -i 50",
+        low=1,
+        high=1_000_000,
+    ),
     Param("work_ns", 5000, "ns", "mean work per iteration (uniform +-50 %)", low=0),
     Param("handler_ns", 1000, "ns", "hrtimer interrupt handler time (+-25 %)", low=4 * STEP_NS),
-    Param("cancel_fraction", 0.2, "fraction", "iterations that also arm a timeout (poll, "
-          "futex) and cancel it before it fires", low=0.0, high=1.0),
+    Param(
+        "cancel_fraction",
+        0.2,
+        "fraction",
+        "iterations that also arm a timeout (poll, futex) and cancel it before it fires",
+        low=0.0,
+        high=1.0,
+    ),
     Param("timeout_ns", 1_000_000, "ns", "timeout of those cancelled timers", low=1),
 )
 
 
 def check_timer_heavy(p: dict, n_cpus: int, where: str) -> None:
     period = round(1e9 / p["loop_hz"])
-    busiest = (p["handler_ns"] * (1 + HANDLER_SPREAD) + p["work_ns"] * (1 + WORK_SPREAD)
-               + 6 * STEP_NS)
+    busiest = (
+        p["handler_ns"] * (1 + HANDLER_SPREAD) + p["work_ns"] * (1 + WORK_SPREAD) + 6 * STEP_NS
+    )
     if busiest >= period:
-        raise ParamError(f"{where}: handler_ns + work_ns (up to {busiest:.0f} ns) do not fit "
-                         f"in one loop period ({period} ns at loop_hz={p['loop_hz']})")
+        raise ParamError(
+            f"{where}: handler_ns + work_ns (up to {busiest:.0f} ns) do not fit "
+            f"in one loop period ({period} ns at loop_hz={p['loop_hz']})"
+        )
     if p["timeout_ns"] <= p["work_ns"] * (1 + WORK_SPREAD):
-        raise ParamError(f"{where}: timeout_ns={p['timeout_ns']} must exceed the work time "
-                         f"(up to {p['work_ns'] * (1 + WORK_SPREAD):.0f} ns) so that the "
-                         "timeout is cancelled before it fires")
+        raise ParamError(
+            f"{where}: timeout_ns={p['timeout_ns']} must exceed the work time "
+            f"(up to {p['work_ns'] * (1 + WORK_SPREAD):.0f} ns) so that the "
+            "timeout is cancelled before it fires"
+        )
 
 
-def build_timer_heavy(events: Events, rng: np.random.Generator, cpus: np.ndarray,
-                      p: dict) -> None:
+def build_timer_heavy(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
     """High-rate hrtimer users: each vCPU runs a periodic clock_nanosleep loop.
 
     Iteration ``k`` on a vCPU (deadlines ``phase + k / loop_hz``, random phase per
@@ -186,8 +224,7 @@ def build_timer_heavy(events: Events, rng: np.random.Generator, cpus: np.ndarray
     d = (phase[:, None] + period * np.arange(1, n_iter + 1, dtype=np.int64)[None, :]).ravel()
     n = m * n_iter
     h = uniform_around(rng, p["handler_ns"], n, HANDLER_SPREAD)
-    work = uniform_around(rng, p["work_ns"], n, WORK_SPREAD) if p["work_ns"] else np.ones(n,
-                                                                                          np.int64)
+    work = uniform_around(rng, p["work_ns"], n, WORK_SPREAD)  # >= 1 ns even for work_ns=0
     cancel = rng.random(n) < p["cancel_fraction"]
     # The loop starts by arming its first deadline and going to sleep.
     events.add(np.full(m, STEP_NS), cpus, EventKind.TIMER_ARM, arg=phase + period)
