@@ -100,6 +100,14 @@ def test_list_json_is_the_spec():
     assert "timer_irq" in hz["doc"]
 
 
+def test_list_one_scenario_shows_its_doc():
+    r = synth("ipi-storm", "--list")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("ipi-storm: ") and "all-but-self" in r.stdout
+    assert "shootdown_targets" in r.stdout and "hz-tick" not in r.stdout
+    one_line_error(synth("nope", "--list"), 1, "unknown scenario 'nope'")
+
+
 @pytest.mark.parametrize(
     ("args", "code", "fragments"),
     [

@@ -58,7 +58,13 @@ def synth(
     from tracebench import synth as lib
 
     if list_:
-        _print_list(lib.describe_scenarios(), fmt)
+        if scenario is None:
+            _print_list(lib.describe_scenarios(), fmt)
+        else:  # one scenario: its full doc, then its parameters
+            spec = lib.get_scenario(scenario)
+            if fmt is OutputFormat.table:
+                print(f"{spec.name}: {spec.summary}\n\n{spec.doc}\n")
+            _print_list([spec.describe()], fmt)
         return
     if scenario is None:
         fail("missing SCENARIO (or use --list)", code=2)

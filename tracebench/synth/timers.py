@@ -123,8 +123,9 @@ def build_idle_nohz(events: Events, rng: np.random.Generator, cpus: np.ndarray, 
     stale timer is cancelled (``timer_cancel``); a short busy period
     (``busy_ns``, exponential), and around again.
 
-    Expected per vCPU and second: wakeups ~ 1 / (1/``timer_wakeups_per_s`` +
-    busy time); each is a timer wakeup with probability ``timer_wakeups_per_s`` /
+    Expected per vCPU and second: wakeups ~ 1 / (1 / (``timer_wakeups_per_s`` +
+    ``device_irq_per_s``) + busy time); each is a timer wakeup with probability
+    ``timer_wakeups_per_s`` /
     (``timer_wakeups_per_s`` + ``device_irq_per_s``) (slightly more: a device
     interrupt just before the deadline is absorbed by the timer's). One
     ``timer_arm`` per episode, one ``timer_cancel`` per device wakeup. This is the
