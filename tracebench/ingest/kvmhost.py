@@ -1,0 +1,466 @@
+"""Host-side KVM tracepoints: the guest's actions as KVM saw them, plus the real exits.
+
+``kvm:kvm_exit``/``kvm_entry`` pairs give a measured-exits table (per vCPU and
+exit reason: count and handling time from exit to the next entry, the columns of
+``perf kvm stat report``) written beside the trace as ``NAME.exits.parquet``, so a
+real run's exit mix can be set beside a replay's prediction. The other events map
+to the canonical guest kinds (rules below, in the ``kvm-host`` family of the
+mapping table). Events are put on the vCPU named in the payload (``vcpu N``,
+``apicid N``), else on the vCPU of the thread (learned from ``kvm_entry`` or from
+QEMU's ``CPU N/KVM`` thread names), else on vCPU 0.
+
+Where two tracepoints report the same guest action, the more specific one wins
+when it occurs anywhere in the input: ``kvm_apic`` over the x2APIC part of
+``kvm_msr`` and over ``kvm_mmio``; ``kvm_eoi`` over ``kvm_apic`` EOI writes,
+``kvm_pv_eoi`` and IO-APIC ``kvm_ack_irq``; ``kvm_apic_accept_irq`` over
+``kvm_inj_virq``; ICR writes over ``kvm_apic_ipi``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from tracebench.ingest import InputFormat, register
+from tracebench.ingest.ftrace import records
+from tracebench.ingest.mapping import (
+    EOI_TRACED,
+    H_KVM_ENTRY,
+    H_KVM_EXIT,
+    MSR_ICR,
+    VEC_LOCAL_TIMER,
+    X2APIC_FIRST,
+    X2APIC_LAST,
+    empty_rows,
+    hex_u64,
+    int_field,
+    msr_rows,
+    rows,
+    rule,
+    unmapped,
+)
+from tracebench.schema import ClockSource, ExitReason
+from tracebench.schema import EventKind as K
+
+_EVENT = re.compile(r"\d+\.\d+:\s+(?:kvm:)?(\w+):")
+
+
+def sniff(lines: list[str]) -> float:
+    names = [m.group(1) for ln in records(lines)[:400] if (m := _EVENT.search(ln))]
+    if not names:
+        return 0.0
+    return 2.0 * sum(n.startswith("kvm_") for n in names) / len(names)
+
+
+KVM_HOST = register(
+    InputFormat(
+        name="kvm-host",
+        family="kvm-host",
+        description="host-side KVM tracepoints (kvm_exit/kvm_entry/kvm_msr/kvm_apic/...) in "
+        "ftrace, trace-cmd or perf script text; also writes NAME.exits.parquet",
+        sniff=sniff,
+    )
+)
+
+#: SVM exit names (as the kvm_exit tracepoint prints them on AMD) -> perf kvm stat reasons
+SVM_REASONS = {
+    "hlt": "HLT",
+    "idle-hlt": "HLT",
+    "vintr": "PENDING_INTERRUPT",
+    "intr": "EXTERNAL_INTERRUPT",
+    "io": "IO_INSTRUCTION",
+    "npf": "EPT_MISCONFIG",
+    "vmmcall": "VMCALL",
+    "avic_unaccelerated_access": "APIC_ACCESS",
+    "avic_incomplete_ipi": "APIC_WRITE",
+}
+HLT_REASONS = ("HLT", "hlt", "idle-hlt")
+
+#: xAPIC register names in ``kvm_apic`` payloads -> register offset
+APIC_REGS = {
+    "APIC_ID": 0x20,
+    "APIC_LVR": 0x30,
+    "APIC_TASKPRI": 0x80,
+    "APIC_ARBPRI": 0x90,
+    "APIC_PROCPRI": 0xA0,
+    "APIC_EOI": 0xB0,
+    "APIC_RRR": 0xC0,
+    "APIC_LDR": 0xD0,
+    "APIC_DFR": 0xE0,
+    "APIC_SPIV": 0xF0,
+    "APIC_ISR": 0x100,
+    "APIC_TMR": 0x180,
+    "APIC_IRR": 0x200,
+    "APIC_ESR": 0x280,
+    "APIC_ICR": 0x300,
+    "APIC_ICR2": 0x310,
+    "APIC_LVTT": 0x320,
+    "APIC_LVTTHMR": 0x330,
+    "APIC_LVTPC": 0x340,
+    "APIC_LVT0": 0x350,
+    "APIC_LVT1": 0x360,
+    "APIC_LVTERR": 0x370,
+    "APIC_TMICT": 0x380,
+    "APIC_TMCCT": 0x390,
+    "APIC_TDCR": 0x3E0,
+    "APIC_SELF_IPI": 0x3F0,
+}
+XAPIC_BASE_GPA = 0xFEE00000
+HPET_BASE_GPA, HPET_COUNTER = 0xFED00000, 0xF0
+PIC_PORTS, PIT_PORTS, ACPI_PM_PORTS = (0x20, 0xA0), (0x40, 0x41, 0x42), (0x608, 0xB008)
+KVM_HC_SEND_IPI = 10
+
+
+def exit_reason_label(reason: str, is_write: bool | None = None) -> str | None:
+    """The :class:`ExitReason` label of a printed exit reason, or None when unknown."""
+    name = SVM_REASONS.get(reason, reason)
+    if reason == "msr" and is_write is not None:
+        name = "MSR_WRITE" if is_write else "MSR_READ"
+    return ExitReason[name].label if name in ExitReason.__members__ else None
+
+
+def vcpu_of(ctx) -> pl.Expr:
+    """vCPU of a record: ``vcpu N`` in the payload, else its thread's vCPU, else 0."""
+    by_pid = (
+        pl.col("pid").replace_strict(ctx.pid_vcpu, default=None, return_dtype=pl.Int64)
+        if ctx.pid_vcpu
+        else pl.lit(None, pl.Int64)
+    )
+    return pl.coalesce(
+        int_field("vcpu").cast(pl.Int64, strict=False),
+        pl.col("payload").str.extract(r"^vcpu (\d+)", 1).cast(pl.Int64),
+        by_pid,
+        pl.lit(0, pl.Int64),
+    )
+
+
+def learn_vcpus(ctx, by_event: dict[str, pl.DataFrame]) -> None:
+    """Remember which thread runs which vCPU (``kvm_entry: vcpu N`` and ``CPU N/KVM`` names)."""
+    for name in ("kvm_entry", "kvm_exit"):
+        df = by_event.get(name)
+        if df is None:
+            continue
+        pairs = (
+            df.select("pid", v=pl.col("payload").str.extract(r"^vcpu (\d+)", 1).cast(pl.Int64))
+            .drop_nulls()
+            .unique("pid", keep="last")
+        )
+        ctx.pid_vcpu.update(zip(pairs["pid"].to_list(), pairs["v"].to_list(), strict=True))
+    for df in by_event.values():
+        if "task" in df.columns:
+            named = (
+                df.select("pid", v=pl.col("task").str.extract(r"^CPU (\d+)/KVM", 1).cast(pl.Int64))
+                .drop_nulls()
+                .unique("pid")
+            )
+            for pid, v in zip(named["pid"].to_list(), named["v"].to_list(), strict=True):
+                ctx.pid_vcpu.setdefault(pid, v)
+
+
+@rule(
+    "kvm-host",
+    ("kvm_exit",),
+    "(measured exit), idle_enter on HLT",
+    "VMX 'reason NAME ...' or SVM 'vcpu N reason name ...'; paired with the next "
+    "kvm_entry of the vCPU for the exits table; a HLT exit is idle_enter, its entry idle_exit",
+)
+def _kvm_exit(df, ctx):
+    reason = pl.col("payload").str.extract(r"reason (\S+)", 1)
+    info1 = pl.col("payload").str.extract(r"info1 (0x[0-9a-f]+)", 1)
+    # SVM prints "msr" for both directions; info1 = 1 is a write
+    reason = (
+        pl.when((reason == "msr") & info1.is_not_null())
+        .then(pl.when(hex_u64(info1) == 1).then(pl.lit("msr_write")).otherwise(pl.lit("msr_read")))
+        .otherwise(reason)
+    )
+    df = df.with_columns(reason=reason.fill_null("UNKNOWN"))
+    ids = {r: ctx.reason_id(r) for r in df["reason"].unique().sort().to_list()}
+    return rows(
+        df,
+        H_KVM_EXIT,
+        cpu=vcpu_of(ctx),
+        aux=pl.col("reason").replace_strict(ids, return_dtype=pl.Int64),
+        arg=pl.col("reason").is_in(HLT_REASONS).cast(pl.Int64),
+    ), unmapped(df.clear(), "")
+
+
+@rule(
+    "kvm-host",
+    ("kvm_entry",),
+    "(measured exit), idle_exit after HLT",
+    "'vcpu N, rip ...': closes the vCPU's open exit",
+)
+def _kvm_entry(df, ctx):
+    return rows(df, H_KVM_ENTRY, cpu=vcpu_of(ctx)), unmapped(df.clear(), "")
+
+
+_KVM_MSR = r"^msr_(read|write) ([0-9a-fA-F]+) = (?:0x)?([0-9a-fA-F]+)"
+
+
+@rule(
+    "kvm-host",
+    ("kvm_msr",),
+    "as write_msr/read_msr",
+    "'msr_write 6e0 = 0x...': same MSR table as the guest's write_msr/read_msr; x2APIC "
+    "MSRs are left to kvm_apic where it is traced",
+)
+def _kvm_msr(df, ctx):
+    p = pl.col("payload")
+    df = df.with_columns(
+        cpu=vcpu_of(ctx).cast(pl.Int32),
+        dir=p.str.extract(_KVM_MSR, 1),
+        msr=hex_u64(p.str.extract(_KVM_MSR, 2)).cast(pl.Int64),
+        value=hex_u64(p.str.extract(_KVM_MSR, 3)),
+    ).filter(pl.col("msr").is_not_null())
+    if "kvm_apic" in ctx.present:
+        df = df.filter(~pl.col("msr").is_between(X2APIC_FIRST, X2APIC_LAST))
+    w, wu = msr_rows(df.filter(pl.col("dir") == "write"), ctx, True, "kvm_msr_write")
+    r, ru = msr_rows(df.filter(pl.col("dir") == "read"), ctx, False, "kvm_msr_read")
+    return pl.concat([w, r]), pl.concat([wu, ru])
+
+
+def _apic_access(df, ctx, offset: pl.Expr, value: pl.Expr, write: pl.Expr, event: str):
+    """xAPIC register accesses (kvm_apic, kvm_mmio) through the x2APIC MSR table."""
+    df = df.with_columns(cpu=vcpu_of(ctx).cast(pl.Int32), off=offset, value=value, w=write)
+    df = df.filter(pl.col("off").is_not_null() & pl.col("value").is_not_null())
+    if "kvm_eoi" in ctx.present:  # kvm_eoi reports every EOI, with its vector
+        df = df.filter(~(pl.col("w") & (pl.col("off") == APIC_REGS["APIC_EOI"])))
+    # xAPIC ICR: the destination was written to ICR2 (bits 24-31) just before
+    icr2 = df.filter(pl.col("w") & (pl.col("off") == APIC_REGS["APIC_ICR2"])).select(
+        "ts", "cpu", dest=(pl.col("value") // (1 << 24)) % 256
+    )
+    df = df.filter(~(pl.col("w") & (pl.col("off") == APIC_REGS["APIC_ICR2"])))
+    if icr2.height:
+        df = df.sort("ts").join_asof(icr2.sort("ts"), on="ts", by="cpu", strategy="backward")
+        df = (
+            df.with_columns(
+                value=pl.when(
+                    (pl.col("off") == APIC_REGS["APIC_ICR"]) & (pl.col("value") < (1 << 32))
+                )
+                .then(pl.col("value") + pl.col("dest").fill_null(0) * (1 << 32))
+                .otherwise(pl.col("value"))
+            )
+            .drop("dest")
+            .sort("seq")
+        )
+    df = df.with_columns(msr=(pl.col("off") // 16 + X2APIC_FIRST).cast(pl.Int64))
+    w, wu = msr_rows(df.filter(pl.col("w")), ctx, True, event)
+    r, ru = msr_rows(df.filter(~pl.col("w")), ctx, False, event)
+    return pl.concat([w, r]), pl.concat([wu, ru])
+
+
+@rule(
+    "kvm-host",
+    ("kvm_apic",),
+    "ipi_send, eoi, tpr_write, timer_arm, apic_write, apic_read",
+    "'apic_write APIC_ICR = 0x...': register name -> the x2APIC MSR rules (ICR dest from "
+    "the preceding ICR2 write in xAPIC mode)",
+)
+def _kvm_apic(df, ctx):
+    p = pl.col("payload")
+    reg = p.str.extract(r"^apic_(?:read|write) (\S+)", 1)
+    off = pl.coalesce(
+        reg.replace_strict(APIC_REGS, default=None, return_dtype=pl.Int64),
+        hex_u64(reg).cast(pl.Int64),
+    )
+    val = hex_u64(p.str.extract(r"= (?:0x)?([0-9a-fA-F]+)", 1))
+    return _apic_access(df, ctx, off, val, p.str.starts_with("apic_write"), "kvm_apic")
+
+
+@rule(
+    "kvm-host",
+    ("kvm_mmio",),
+    "as kvm_apic; clock_read (HPET counter)",
+    "'mmio write len 4 gpa 0xfee000b0 val 0x0': the xAPIC page as kvm_apic (unless kvm_apic "
+    "is traced); reads of the HPET main counter -> clock_read",
+)
+def _kvm_mmio(df, ctx):
+    p = pl.col("payload")
+    gpa = hex_u64(p.str.extract(r"gpa (0x[0-9a-fA-F]+)", 1)).cast(pl.Int64)
+    val = hex_u64(p.str.extract(r"val (0x[0-9a-fA-F]+)", 1)).fill_null(0)
+    write = p.str.contains(r"^mmio write")
+    df = df.with_columns(gpa=gpa)
+    hpet = df.filter(
+        (pl.col("gpa") - HPET_BASE_GPA).is_in([HPET_COUNTER, HPET_COUNTER + 4]) & ~write
+    )
+    out = [rows(hpet, int(K.CLOCK_READ), cpu=vcpu_of(ctx), arg=int(ClockSource.HPET))]
+    lapic = df.filter((pl.col("gpa") - XAPIC_BASE_GPA).is_between(0, 0xFFF))
+    rest = df.filter(~(pl.col("gpa") - XAPIC_BASE_GPA).is_between(0, 0xFFF)).join(
+        hpet.select("seq"), on="seq", how="anti"
+    )
+    miss = [unmapped(rest, "kvm_mmio")]
+    if "kvm_apic" not in ctx.present:
+        r, u = _apic_access(lapic, ctx, pl.col("gpa") - XAPIC_BASE_GPA, val, write, "kvm_mmio")
+        out.append(r)
+        miss.append(u)
+    return pl.concat(out), pl.concat(miss)
+
+
+@rule(
+    "kvm-host",
+    ("kvm_pio",),
+    "eoi (PIC), clock_read (PIT, ACPI PM timer)",
+    "'pio_write at 0x20 size 1 count 1 val 0x20': a write with bit 5 set to PIC port "
+    "0x20/0xa0 is an EOI; reads of PIT 0x40-0x42 or ACPI PM 0x608/0xb008 -> clock_read",
+)
+def _kvm_pio(df, ctx):
+    p = pl.col("payload")
+    port = hex_u64(p.str.extract(r"at (0x[0-9a-fA-F]+)", 1)).cast(pl.Int64)
+    val = hex_u64(p.str.extract(r"val (0x[0-9a-fA-F]+)", 1)).cast(pl.Int64).fill_null(0)
+    write = p.str.starts_with("pio_write")
+    df = df.with_columns(port=port, val=val, w=write)
+    eoi = df.filter(
+        pl.col("w") & pl.col("port").is_in(PIC_PORTS) & ((pl.col("val") // 32) % 2 == 1)
+    )
+    pit = df.filter(~pl.col("w") & pl.col("port").is_in(PIT_PORTS))
+    pm = df.filter(~pl.col("w") & pl.col("port").is_in(ACPI_PM_PORTS))
+    used = pl.concat([eoi.select("seq"), pit.select("seq"), pm.select("seq")])
+    return pl.concat(
+        [
+            rows(eoi, int(K.EOI), cpu=vcpu_of(ctx), arg=EOI_TRACED),
+            rows(pit, int(K.CLOCK_READ), cpu=vcpu_of(ctx), arg=int(ClockSource.PIT)),
+            rows(pm, int(K.CLOCK_READ), cpu=vcpu_of(ctx), arg=int(ClockSource.ACPI_PM)),
+        ]
+    ), unmapped(
+        df.join(used, on="seq", how="anti"),
+        pl.format("kvm_pio(0x{})", pl.col("port").cast(pl.String)),
+    )
+
+
+@rule("kvm-host", ("kvm_eoi",), "eoi", "'apicid 0 vector 176' -> eoi on that vCPU (arg 0 = traced)")
+def _kvm_eoi(df, ctx):
+    return rows(
+        df, int(K.EOI), cpu=int_field_sp("apicid"), vector=int_field_sp("vector"), arg=EOI_TRACED
+    ), unmapped(df.clear(), "")
+
+
+@rule(
+    "kvm-host",
+    ("kvm_pv_eoi",),
+    "eoi",
+    "'apicid 0 vector 236' -> eoi, only where kvm_eoi is not traced (KVM writes both)",
+)
+def _kvm_pv_eoi(df, ctx):
+    if "kvm_eoi" in ctx.present:
+        return empty_rows(), unmapped(df.clear(), "")
+    return _kvm_eoi(df, ctx)
+
+
+def int_field_sp(name: str) -> pl.Expr:
+    """A ``name N`` (space-separated, decimal) payload field."""
+    return pl.col("payload").str.extract(rf"{name} (\d+)", 1).cast(pl.Int64, strict=False)
+
+
+def vector_kind(vec: pl.Expr, ipi_vectors: list[int]) -> pl.Expr:
+    """Interrupt kind of a vector: 236 timer, Linux IPI vectors and vectors seen in ICR
+    writes -> ipi_irq, anything else device_irq."""
+    return (
+        pl.when(vec == VEC_LOCAL_TIMER)
+        .then(int(K.TIMER_IRQ))
+        .when(vec.is_in([*ipi_vectors, 246, 251, 252, 253]))
+        .then(int(K.IPI_IRQ))
+        .otherwise(int(K.DEVICE_IRQ))
+    )
+
+
+@rule(
+    "kvm-host",
+    ("kvm_apic_accept_irq",),
+    "timer_irq, ipi_irq, device_irq",
+    "'apicid 0 vec 236 (Fixed|edge)': the interrupt reaches the vCPU's APIC; kind from "
+    "the vector (236 timer; 246/251-253 or an ICR-written vector: ipi; else device)",
+)
+def _accept(df, ctx):
+    vec = int_field_sp("vec")
+    return rows(
+        df, vector_kind(vec, ctx.ipi_vectors), cpu=int_field_sp("apicid"), vector=vec
+    ), unmapped(df.clear(), "")
+
+
+@rule(
+    "kvm-host",
+    ("kvm_inj_virq",),
+    "timer_irq, ipi_irq, device_irq",
+    "'IRQ 0xb0' / 'irq 52': injection into the vCPU; used only where kvm_apic_accept_irq "
+    "is not traced (PIC-routed interrupts never pass the APIC)",
+)
+def _inj(df, ctx):
+    p = pl.col("payload")
+    vec = pl.coalesce(
+        hex_u64(p.str.extract(r"IRQ (0x[0-9a-fA-F]+)", 1)).cast(pl.Int64),
+        p.str.extract(r"irq (\d+)", 1).cast(pl.Int64, strict=False),
+    )
+    if "kvm_apic_accept_irq" in ctx.present:
+        return empty_rows(), unmapped(df.clear(), "")
+    return rows(df, vector_kind(vec, ctx.ipi_vectors), cpu=vcpu_of(ctx), vector=vec), unmapped(
+        df.clear(), ""
+    )
+
+
+@rule(
+    "kvm-host",
+    ("kvm_apic_ipi",),
+    "ipi_send",
+    "'dst b0 vec 176 (Fixed|physical|...|self)': only where neither kvm_msr nor kvm_apic "
+    "is traced (they show the ICR write itself)",
+)
+def _apic_ipi(df, ctx):
+    if ctx.present & {"kvm_msr", "kvm_apic"}:
+        return empty_rows(), unmapped(df.clear(), "")
+    p = pl.col("payload")
+    dst = hex_u64(p.str.extract(r"dst ([0-9a-fA-F]+)", 1)).cast(pl.Int64)
+    target = pl.when(p.str.contains(r"\|self\)")).then(vcpu_of(ctx)).otherwise(dst)
+    return rows(
+        df, int(K.IPI_SEND), cpu=vcpu_of(ctx), vector=int_field_sp("vec"), target=target
+    ), unmapped(df.clear(), "")
+
+
+@rule(
+    "kvm-host",
+    ("kvm_hypercall",),
+    "ipi_send",
+    "'nr 0xa a0 ... a3 ...': KVM_HC_SEND_IPI (10) -> ipi_send to the mask a0 << a2, "
+    "vector = a3 low byte; other hypercalls unmapped as kvm_hypercall(nr=0xN)",
+)
+def _hypercall(df, ctx):
+    p = pl.col("payload")
+
+    def reg(name):
+        return hex_u64(p.str.extract(rf"{name} (0x[0-9a-fA-F]+)", 1))
+
+    df = df.with_columns(nr=reg("nr").cast(pl.Int64))
+    ipi = df.filter(pl.col("nr") == KVM_HC_SEND_IPI).with_columns(
+        mask=(reg("a0") * pl.lit(2, pl.UInt64).pow(reg("a2").clip(0, 63))).reinterpret(signed=True),
+        vec=(reg("a3") % 256).cast(pl.Int64),
+    )
+    rest = df.filter(pl.col("nr") != KVM_HC_SEND_IPI)
+    return rows(
+        ipi, int(K.IPI_SEND), cpu=vcpu_of(ctx), vector=pl.col("vec"), target=-2, arg=pl.col("mask")
+    ), unmapped(rest, pl.format("kvm_hypercall(nr={})", pl.col("nr").cast(pl.String)))
+
+
+@rule(
+    "kvm-host",
+    ("kvm_ack_irq",),
+    "eoi",
+    "'irqchip PIC slave pin 12': the guest acknowledged a PIC interrupt -> eoi; IO-APIC "
+    "acks only where kvm_eoi is not traced (the LAPIC EOI is the guest's action there)",
+)
+def _ack(df, ctx):
+    pic = pl.col("payload").str.contains("PIC")
+    keep = df if "kvm_eoi" not in ctx.present else df.filter(pic)
+    return rows(keep, int(K.EOI), cpu=vcpu_of(ctx), arg=EOI_TRACED), unmapped(df.clear(), "")
+
+
+def icr_vectors(df: pl.DataFrame | None) -> list[int]:
+    """Vectors written to the ICR in ``kvm_msr``/``kvm_apic`` records (IPI vectors)."""
+    if df is None or df.height == 0:
+        return []
+    v = df.select(
+        pl.col("payload").str.extract(
+            rf"(?:msr_write {MSR_ICR:x}|apic_write APIC_ICR) = (?:0x)?([0-9a-fA-F]+)", 1
+        )
+    )
+    vals = hex_u64(pl.col(v.columns[0]))
+    return sorted(set(v.select((vals % 256).cast(pl.Int64)).drop_nulls().to_series().to_list()))
