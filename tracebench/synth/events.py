@@ -137,23 +137,30 @@ class Episodes:
         n, k = self.n, len(self._steps)
         if n == 0 or k == 0:
             return np.zeros(n, dtype=bool)
-        grid = {name: np.empty((n, k), dtype=dtype) for name, dtype in TRACE_NUMPY_DTYPES.items()}
-        present = np.empty((n, k), dtype=bool)
+        # Filled step-major, (k, n): each step is one contiguous row write. The output
+        # is episode-major (row i of episode i's steps in order), picked by index.
+        grid = {name: np.empty((k, n), dtype=dtype) for name, dtype in TRACE_NUMPY_DTYPES.items()}
+        present = np.empty((k, n), dtype=bool)
         for j, (ts, kind, vector, target, arg, dur, pres, cpu) in enumerate(self._steps):
-            grid["ts_ns"][:, j] = ts
-            grid["cpu"][:, j] = cpu
-            grid["kind"][:, j] = kind
-            grid["vector"][:, j] = vector
-            grid["target"][:, j] = target
-            grid["arg"][:, j] = arg
-            grid["dur_ns"][:, j] = dur
-            present[:, j] = pres
+            row = {
+                "ts_ns": ts,
+                "cpu": cpu,
+                "kind": kind,
+                "vector": vector,
+                "target": target,
+                "arg": arg,
+                "dur_ns": dur,
+            }
+            for name, col in grid.items():
+                col[j] = row[name]
+            present[j] = pres
         late = present & (grid["ts_ns"] >= events.duration_ns)
-        kept = ~late.any(axis=1)
+        kept = ~late.any(axis=0)
         if keep is not None:
             kept &= np.asarray(keep, dtype=bool)
-        mask = (present & kept[:, None]).ravel()
-        events.add_columns({name: col.ravel()[mask] for name, col in grid.items()})
+        take = np.flatnonzero((present & kept[None, :]).T)  # episode-major positions i*k + j
+        take = (take % k) * n + take // k  # the same cells in the step-major grid
+        events.add_columns({name: col.ravel().take(take) for name, col in grid.items()})
         return kept
 
 
