@@ -18,6 +18,11 @@ def __getattr__(name: str):
         from tracebench.api import replay
 
         return replay
+    if name == "synth":
+        # The scenario package is itself callable: tracebench.synth(...) is the API function.
+        import tracebench.synth as synth_package
+
+        return synth_package
     if name == "read_trace":
         from tracebench.trace import read_trace
 

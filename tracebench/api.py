@@ -158,3 +158,19 @@ def _replay_all(files, configured, root: Path | None, profile, events, chunk_row
     exit_df = pl.from_arrow(pa.Table.from_pylist(exits, schema=EXITS_SCHEMA))
     ev = pl.concat(event_tables, how="vertical_relaxed") if event_tables else None
     return ReplayResult(summary, exit_df, ev, root)
+
+
+def synth(scenario: str, out: str | os.PathLike, *, n_cpus: int, duration: str | int,
+          seed: int, params: Mapping | None = None, force: bool = False) -> Path:
+    """Synthesize ``scenario`` into the trace file ``out``.
+
+    ``duration`` is ns (int) or a string such as ``"10s"`` / ``"250ms"``; ``params``
+    override the scenario's parameters (``tracebench synth --list`` shows them).
+    Also reachable as ``tracebench.synth(...)``.
+    """
+    from tracebench.synth import synthesize_to_file
+    from tracebench.units import parse_duration_ns
+
+    duration_ns = duration if isinstance(duration, int) else parse_duration_ns(duration)
+    synthesize_to_file(out, scenario, n_cpus, duration_ns, seed, params, force=force)
+    return Path(out)

@@ -17,6 +17,8 @@ Example
 from __future__ import annotations
 
 import os
+import sys
+import types
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -150,3 +152,16 @@ __all__ = [
     "parse_assignments",
     "synthesize_to_file",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``tracebench.synth(...)`` the API function while ``tracebench.synth.X`` stays
+    this package (a module attribute and a function cannot share the name otherwise)."""
+
+    def __call__(self, *args, **kwargs):
+        from tracebench.api import synth
+
+        return synth(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
