@@ -159,3 +159,29 @@ def test_unknown_backend_and_param_messages():
         b.params(overrides={"exit_cycles": 3})
     with pytest.raises(ParamError, match="outside"):
         b.params(overrides={"tsc_ghz": 0})
+
+
+def test_toml_backend_listed_and_replayed_by_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from tracebench.cli import app
+    from tracebench.synth import generate
+    from tracebench.trace import write_trace
+
+    spec = tmp_path / "pveoi.toml"
+    spec.write_text('name = "x2apic-pveoi"\nbase = "x2apic-tscdeadline"\n'
+                    '[mechanisms]\neoi = "pv_eoi"\n')
+    runner = CliRunner()
+    listed = runner.invoke(app, ["backends", str(spec), "x2apic-tscdeadline", "-f", "json"])
+    assert listed.exit_code == 0, listed.output
+    names = [b["name"] for b in __import__("json").loads(listed.stdout)]
+    assert names == ["x2apic-pveoi", "x2apic-tscdeadline"]
+    cols, meta = generate("timer-heavy", n_cpus=2, duration_ns=20_000_000, seed=2)
+    trace = tmp_path / "t.parquet"
+    write_trace(trace, cols, meta)
+    out = runner.invoke(app, ["replay", str(trace), "-b", str(spec), "-b",
+                              "x2apic-tscdeadline", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["backend"]: r for r in __import__("json").loads(out.stdout)}
+    # PV EOI removes one MSR_WRITE exit per interrupt
+    assert rows["x2apic-pveoi"]["exits"] < rows["x2apic-tscdeadline"]["exits"]
