@@ -7,7 +7,7 @@ numba are imported inside the commands so ``tracebench --help`` stays instant.
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +16,7 @@ import typer
 from tracebench.cli.common import app, stderr_console, user_errors
 
 
-class FormatChoice(str, Enum):
+class FormatChoice(StrEnum):
     auto = "auto"
     ftrace = "ftrace"
     trace_cmd = "trace-cmd"
