@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from tests.helpers import run_kernel
 from tests.test_kernel_reference import traces
@@ -11,7 +12,6 @@ from tracebench.backends import registered_backends
 from tracebench.backends.costs import CYCLE_PARAMS, PROFILES
 from tracebench.backends.mechanisms import AXES
 from tracebench.schema import INTERRUPT_KINDS, ExitReason
-from hypothesis import HealthCheck, given, settings
 
 BACKENDS = sorted(registered_backends())
 
@@ -42,9 +42,11 @@ def test_invariants(name, data):
     # exits by reason sum to the total; no exit without a reason and vice versa
     assert run.exit_agg[:, :, 0].sum() == out["exits"].sum() == run.kind_agg[:, 1].sum()
     assert ((out["exits"] > 0) == (out["exit_reason"] != 0)).all()
-    # replay never goes back in time on a vCPU
+    # a vCPU's own instruction stream never goes back in time; interrupts are taken
+    # at their delivery time, which may precede guest events processed before them
+    guest = ~np.isin(cols["kind"], [int(k) for k in INTERRUPT_KINDS])
     for c in range(n_cpus):
-        starts = out["start_ns"][cols["cpu"] == c]
+        starts = out["start_ns"][(cols["cpu"] == c) & guest]
         assert (np.diff(starts) >= 0).all()
     # timer error only on timer interrupts
     terr_rows = np.flatnonzero(out["timer_error_ns"] >= 0)

@@ -2,22 +2,27 @@
 
 Replay semantics (per vCPU state, carried across chunks in ``state``):
 
-* Events are taken in trace order. A guest-originated event on vCPU ``c`` wants to
-  start at ``ts + shift[c]`` (it moves with the stall accumulated on its vCPU) and
-  cannot start before ``busy[c]``, the end of the vCPU's previous exit.
-  It stalls the vCPU for its action cost; ``latency`` = queueing + cost.
+* Events are taken in trace order. A guest-originated event on vCPU ``c`` happens
+  at ``ts + shift[c]`` (it moves with the stall accumulated on its vCPU), never
+  before ``busy[c]`` (the end of the vCPU's previous action, or its latest handler
+  start), and stalls the vCPU for its cost; ``latency`` = wait + cost.
 * Interrupts arrive at a physical time: a timer at its programmed deadline (as
   shifted when armed), an IPI when its sender's ICR write completed, a device
   interrupt at its absolute trace time. Delivery adds host-side handling plus the
-  path into a running vCPU (kick / posted) or a halted one (wakeup); the handler
-  starts no earlier than ``busy[c]``. ``latency`` = handler start - arrival;
-  timer error = handler start - deadline. Afterwards a running vCPU's timeline
-  is no earlier than the handler and still owes the stall
-  (``shift = max(shift + stall, start - ts)``); a halted vCPU's idle time absorbed
-  any lag, so its timeline restarts at the handler (``shift = start - ts``). Either
-  way no event starts before ``busy[c]``, so a vCPU's replay times never go back.
-* An unmatched timer interrupt (no arm seen) arrives at ``ts + shift``; an
-  unmatched IPI at its trace time. The latest IPI sent to a vCPU wins.
+  path into a running vCPU (kick / posted) or a halted one (wakeup). If delivery is
+  ready while the vCPU is inside a stall window (back-to-back guest-action stalls),
+  the handler waits for the window's end; otherwise it starts when ready, even if
+  that is before guest events the trace order processed earlier.
+  ``latency`` = handler start - arrival; timer error = handler start - deadline.
+* After an interrupt, a running vCPU's timeline is no earlier than the handler and
+  still owes the stall (``shift = max(shift + stall, start - ts)``); a halted vCPU's
+  idle time absorbed any lag, so its timeline restarts at the handler
+  (``shift = start - ts``). A vCPU's own events never go back in time.
+* A timer interrupt is matched to the armed deadline only if it came at or after
+  that deadline in the trace; an unmatched one (no arm seen, or one that fired
+  before the armed deadline: programmed by a write the trace missed) arrives at
+  ``ts + shift`` and has no timer error. An unmatched IPI arrives at its trace
+  time; the latest IPI sent to a vCPU wins.
 
 The kernel is pure: arrays in, preallocated arrays out, no allocation per event.
 """
@@ -62,8 +67,9 @@ IDLE_EXIT = int(EventKind.IDLE_EXIT)
 HLT = int(ExitReason.HLT)
 
 #: per-vCPU state columns
-S_SHIFT, S_BUSY, S_DEADLINE, S_IPI_ARRIVE, S_IDLE, S_IDLE_SINCE, S_WOKE_AT = range(7)
-N_STATE = 7
+(S_SHIFT, S_BUSY, S_DEADLINE, S_IPI_ARRIVE, S_IDLE, S_IDLE_SINCE, S_WOKE_AT,
+ S_DEADLINE_TRACE, S_STALL_START, S_STALL_END) = range(10)
+N_STATE = 10
 #: "no time" in state and in the timer-error output
 NO_TIME = -1
 #: aggregate columns: per kind, and per (vCPU, reason)
@@ -76,6 +82,7 @@ H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = rang
 def new_state(n_cpus: int) -> np.ndarray:
     state = np.zeros((n_cpus, N_STATE), dtype=np.int64)
     state[:, S_DEADLINE] = NO_TIME
+    state[:, S_DEADLINE_TRACE] = NO_TIME
     state[:, S_IPI_ARRIVE] = NO_TIME
     state[:, S_IDLE_SINCE] = NO_TIME
     state[:, S_WOKE_AT] = NO_TIME
@@ -142,13 +149,14 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
         exit_ns = 0
         if k in (TIMER_IRQ, DEVICE_IRQ, IPI_IRQ):
             if k == TIMER_IRQ:
-                arrive = state[c, S_DEADLINE]
-                if arrive == NO_TIME:
-                    arrive = t + state[c, S_SHIFT]
-                    matched = False
-                else:
+                # The armed deadline explains this interrupt only if, in the trace, the
+                # interrupt came at or after it; an earlier one was programmed untraced.
+                matched = state[c, S_DEADLINE] != NO_TIME and state[c, S_DEADLINE_TRACE] <= t
+                if matched:
+                    arrive = state[c, S_DEADLINE]
                     state[c, S_DEADLINE] = NO_TIME
-                    matched = True
+                else:
+                    arrive = t + state[c, S_SHIFT]
             elif k == IPI_IRQ:
                 arrive = state[c, S_IPI_ARRIVE]
                 if arrive == NO_TIME:
@@ -170,10 +178,15 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
                 exits = kind_table[k, IRQ_RUN_EXITS]
                 reason = kind_table[k, IRQ_RUN_REASON]
                 woke = False
-            start = max(ready, state[c, S_BUSY])
+            # Queue only behind the stall in progress when delivery is ready; an
+            # interrupt that is ready before that stall began was taken before it.
+            if state[c, S_STALL_START] <= ready < state[c, S_STALL_END]:
+                start = state[c, S_STALL_END]
+            else:
+                start = ready
             if woke:
                 state[c, S_WOKE_AT] = start
-            state[c, S_BUSY] = start
+            state[c, S_BUSY] = max(state[c, S_BUSY], start)
             if woke:  # idling absorbed any lag: the timeline restarts at the handler
                 state[c, S_SHIFT] = start - t
             else:  # the interrupted work still has to be done, after the stall
@@ -221,6 +234,7 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
                 reason = kind_table[k, ACT_REASON]
             if k == TIMER_ARM:
                 state[c, S_DEADLINE] = arg[i] + (start - t) if arg[i] >= 0 else NO_TIME
+                state[c, S_DEADLINE_TRACE] = arg[i]
             elif k == TIMER_CANCEL:
                 state[c, S_DEADLINE] = NO_TIME
             elif k == IDLE_ENTER:
@@ -242,6 +256,10 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
             if exits > 0 and reason != HLT:
                 exit_ns = cost
             state[c, S_BUSY] = start + cost
+            if cost > 0:  # back-to-back stalls form one window
+                if start > state[c, S_STALL_END]:
+                    state[c, S_STALL_START] = start
+                state[c, S_STALL_END] = start + cost
             state[c, S_SHIFT] = start + cost - t
             latency = start - want + cost
         if exits == 0:

@@ -22,8 +22,10 @@ INTERRUPTS = (K.TIMER_IRQ, K.DEVICE_IRQ, K.IPI_IRQ)
 @dataclasses.dataclass
 class VcpuState:
     shift: int = 0  # how far this vCPU's guest timeline lags the trace, ns
-    busy: int = 0  # end of its latest exit / start of its latest handler, ns
+    busy: int = 0  # no guest-originated event starts before this (replay clock), ns
+    stall_window: tuple[int, int] = (0, 0)  # [start, end) of its latest guest-action stall, ns
     deadline: int | None = None  # programmed timer deadline (replay clock), ns
+    deadline_trace: int | None = None  # the same deadline on the trace clock, ns
     ipi_arrive: int | None = None  # when the latest IPI sent to it left the sender, ns
     idle: bool = False
     idle_since: int | None = None
@@ -58,7 +60,7 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
         exit_ns = 0
         if k in INTERRUPTS:
             matched = False
-            if k == K.TIMER_IRQ and v.deadline is not None:
+            if k == K.TIMER_IRQ and v.deadline is not None and v.deadline_trace <= t:
                 arrive, v.deadline, matched = v.deadline, None, True
             elif k == K.TIMER_IRQ:
                 arrive = t + v.shift
@@ -75,10 +77,10 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 ready = arrive + row[M.IRQ_HOST] + row[M.IRQ_RUN]
                 stall, exits = row[M.IRQ_RUN_STALL], row[M.IRQ_RUN_EXITS]
                 reason = row[M.IRQ_RUN_REASON]
-            start = max(ready, v.busy)
+            start = v.stall_window[1] if v.stall_window[0] <= ready < v.stall_window[1] else ready
             if woke:
                 v.woke_at = start
-            v.busy = start
+            v.busy = max(v.busy, start)
             v.shift = start - t if woke else max(v.shift + stall, start - t)
             latency = start - arrive
             if matched:
@@ -96,6 +98,7 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 cost, exits, reason = row[M.ACT_COST], row[M.ACT_EXITS], row[M.ACT_REASON]
             if k == K.TIMER_ARM:
                 v.deadline = arg + (start - t) if arg >= 0 else None
+                v.deadline_trace = arg
             elif k == K.TIMER_CANCEL:
                 v.deadline = None
             elif k == K.IDLE_ENTER and halts:
@@ -112,6 +115,9 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             if exits and reason != R.HLT:
                 exit_ns = cost
             v.busy = start + cost
+            if cost > 0:  # back-to-back stalls form one window
+                lo = v.stall_window[0] if start <= v.stall_window[1] else start
+                v.stall_window = (lo, start + cost)
             v.shift = start + cost - t
             latency = start - want + cost
         res.start_ns.append(start)
