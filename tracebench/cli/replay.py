@@ -77,8 +77,13 @@ def replay(
     finally:
         if prog is not None:
             prog.stop()
-    print_rows(result.comparison(), fmt, title="tracebench replay: interrupt/timer "
-               "virtualization cost by backend")
+    rows = result.comparison()
+    if fmt is OutputFormat.table and len({r["trace"] for r in rows}) == 1:
+        title = f"{rows[0]['trace']}: interrupt/timer virtualization cost by backend"
+        rows = [{k: v for k, v in r.items() if k != "trace"} for r in rows]
+    else:
+        title = "interrupt/timer virtualization cost by backend"
+    print_rows(rows, fmt, title=title)
     if out is not None and not quiet:
         stderr_console().print(f"results written to {out}/ (events, exits, summary, configs)")
 
