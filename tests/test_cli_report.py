@@ -57,3 +57,27 @@ def test_compare_against_base_and_regression_gate(results):
     assert loose.exit_code == 0
     same = runner.invoke(app, ["compare", str(d / "a"), str(d / "a"), "--fail-above", "0"])
     assert same.exit_code == 0
+
+
+def test_stat_sets_measured_host_exits_beside_prediction(tmp_path):
+    """A real AMD host trace (kvm-unit-tests self-IPI, see tests/data SOURCE.md): its
+    measured exits sit beside each backend's predicted ones, matched by reason."""
+    from pathlib import Path
+
+    src = (Path(__file__).parent / "data/realtraces/kvm-svm-selfipi-eoi-idlehlt"
+           / "trace_idle_hlt_off.txt")
+    trace = tmp_path / "h.parquet"
+    assert runner.invoke(app, ["ingest", str(src), "-o", str(trace)]).exit_code == 0
+    measured = tmp_path / "h.exits.parquet"
+    assert measured.exists()
+    assert runner.invoke(app, ["replay", str(trace), "-b", "apicv", "-o",
+                               str(tmp_path / "r"), "-q"]).exit_code == 0
+    out = runner.invoke(app, ["stat", str(tmp_path / "r"), "--measured", str(measured),
+                              "-f", "json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["reason"]: r for r in json.loads(out.stdout)}
+    # the host saw one MSR write (the x2APIC ICR) and the model predicts it too
+    assert rows["MSR_WRITE"]["measured_samples"] == 1
+    assert rows["MSR_WRITE"]["samples"] == 1
+    assert rows["HLT"]["measured_samples"] == 1 and rows["HLT"]["samples"] == 1
+    assert abs(sum(r["measured_pct"] for r in rows.values()) - 100) < 1e-9

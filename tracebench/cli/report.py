@@ -23,12 +23,18 @@ def stat(
     vcpu: Annotated[int | None, typer.Option("--vcpu", min=0, help="Only this vCPU.")] = None,
     key: Annotated[str, typer.Option("--key", "-k", help="Sort by samples or time.")]
     = "samples",
+    measured: Annotated[Path | None, typer.Option(
+        "--measured", help="NAME.exits.parquet from `ingest` of a host KVM trace: show the "
+        "real exit mix beside each backend's prediction.")] = None,
     fmt: FormatOpt = OutputFormat.table,
 ):
     """Exit reasons per backend, as `perf kvm stat report` prints them."""
-    from tracebench.report import kvm_stat
+    from tracebench.report import kvm_stat, with_measured
 
-    rows = kvm_stat(results, backend, trace, vcpu, key).to_dicts()
+    table = kvm_stat(results, backend, trace, vcpu, key)
+    if measured is not None:
+        table = with_measured(table, measured)
+    rows = table.to_dicts()
     print_rows(rows, fmt, title=f"VM exits by reason ({results})")
 
 

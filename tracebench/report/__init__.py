@@ -70,6 +70,33 @@ def kvm_stat(results: str | Path, backends: list[str] | None = None,
                     "max_us", "avg_us"))
 
 
+def with_measured(stat: pl.DataFrame, measured: str | Path) -> pl.DataFrame:
+    """Set a real run's exit mix (``NAME.exits.parquet`` from ``ingest`` of a host KVM
+    trace) beside each backend's predicted one: ``measured_samples`` / ``measured_pct``."""
+    path = Path(measured)
+    try:
+        m = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise TracebenchError(f"{path}: not a measured-exits table "
+                              f"({' '.join(str(exc).split())[:120]})") from None
+    if not {"reason", "count"} <= set(m.columns):
+        raise TracebenchError(f"{path}: not a measured-exits table (needs reason, count)")
+    label = pl.coalesce(pl.col("exit_reason"), pl.col("reason")) if "exit_reason" in m.columns \
+        else pl.col("reason")
+    # the table stores schema labels (lower case); perf kvm stat prints upper case
+    m = (m.group_by(label.str.to_uppercase().alias("reason"))
+         .agg(measured_samples=pl.col("count").sum())
+         .with_columns(measured_pct=100 * pl.col("measured_samples")
+                       / pl.col("measured_samples").sum()))
+    out = []
+    for backend in stat["backend"].unique(maintain_order=True):
+        part = stat.filter(pl.col("backend") == backend)
+        joined = part.join(m, on="reason", how="full", coalesce=True)
+        out.append(joined.with_columns(backend=pl.lit(backend)).fill_null(0))
+    return pl.concat(out).sort(["backend", "samples", "measured_samples"],
+                               descending=[False, True, True])
+
+
 METRICS = {"exits": "exits", "overhead_pct": "overhead_pct", "p50_ns": "p50_ns",
            "p99_ns": "p99_ns", "p99_9_ns": "p99_9_ns"}
 
