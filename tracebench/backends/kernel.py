@@ -52,7 +52,7 @@ from tracebench.backends.model import (
     IRQ_RUN_STALL,
     IRQ_WAKE,
 )
-from tracebench.jit import kernel
+from tracebench.jit import bit_length, kernel
 from tracebench.schema import EventKind, ExitReason
 
 # Plain ints: numba freezes module globals at compile time.
@@ -65,6 +65,8 @@ IPI_IRQ = int(EventKind.IPI_IRQ)
 IDLE_ENTER = int(EventKind.IDLE_ENTER)
 IDLE_EXIT = int(EventKind.IDLE_EXIT)
 HLT = int(ExitReason.HLT)
+#: kinds whose time is set outside the vCPU, as a bit set (one test instead of three)
+IRQ_BITS = (1 << TIMER_IRQ) | (1 << DEVICE_IRQ) | (1 << IPI_IRQ)
 
 #: per-vCPU state columns
 (S_SHIFT, S_BUSY, S_DEADLINE, S_IPI_ARRIVE, S_IDLE, S_IDLE_SINCE, S_WOKE_AT,
@@ -90,48 +92,28 @@ def new_state(n_cpus: int) -> np.ndarray:
 
 
 @kernel
-def _bit_length(v):
-    n = 0
-    if v >= 4294967296:
-        v >>= 32
-        n += 32
-    if v >= 65536:
-        v >>= 16
-        n += 16
-    if v >= 256:
-        v >>= 8
-        n += 8
-    if v >= 16:
-        v >>= 4
-        n += 4
-    if v >= 4:
-        v >>= 2
-        n += 2
-    if v >= 2:
-        v >>= 1
-        n += 1
-    return n + v
+def _slot(v, unit_mag, half_mag, sub_mask, half_count, highest):
+    """HdrHistogram's counts index of ``v`` (clamped to [0, highest]), geometry unpacked."""
+    v = min(max(v, 0), highest)
+    bucket = bit_length(v | sub_mask) - unit_mag - (half_mag + 1)
+    return ((bucket + 1) << half_mag) + (v >> (bucket + unit_mag)) - half_count
 
 
 @kernel
 def hdr_index(value, hdr):
     """Counts-array index of ``value`` (clamped to [0, highest]); HdrHistogram's formula."""
-    v = min(max(value, 0), hdr[H_HIGHEST])
-    bucket = _bit_length(v | hdr[H_SUB_MASK]) - hdr[H_UNIT_MAG] - (hdr[H_HALF_MAG] + 1)
-    sub = v >> (bucket + hdr[H_UNIT_MAG])
-    return ((bucket + 1) << hdr[H_HALF_MAG]) + sub - hdr[H_HALF_COUNT]
+    return _slot(value, hdr[H_UNIT_MAG], hdr[H_HALF_MAG], hdr[H_SUB_MASK], hdr[H_HALF_COUNT],
+                 hdr[H_HIGHEST])
 
 
 @kernel
 def _record_exits(exit_agg, c, reason, n, exit_ns):
     if n > 0:
-        per = exit_ns // n
+        per = exit_ns if n == 1 else exit_ns // n  # one exit is the common case: no division
         exit_agg[c, reason, E_COUNT] += n
         exit_agg[c, reason, E_TOTAL] += exit_ns
-        if per < exit_agg[c, reason, E_MIN]:
-            exit_agg[c, reason, E_MIN] = per
-        if per > exit_agg[c, reason, E_MAX]:
-            exit_agg[c, reason, E_MAX] = per
+        exit_agg[c, reason, E_MIN] = min(exit_agg[c, reason, E_MIN], per)
+        exit_agg[c, reason, E_MAX] = max(exit_agg[c, reason, E_MAX], per)
 
 
 @kernel
@@ -140,14 +122,22 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
                     out_reason, kind_agg, exit_agg, lat_counts, terr_counts):
     """Replay one chunk; all outputs are written in place. Returns the rows processed."""
     halts = ipi_table[HALTS] != 0
+    # Loop invariants in locals: the histogram geometry, and kind codes read as unsigned
+    # so that no index needs a negative-wraparound check.
+    unit_mag = hdr[H_UNIT_MAG]
+    half_mag = hdr[H_HALF_MAG]
+    sub_mask = hdr[H_SUB_MASK]
+    half_count = hdr[H_HALF_COUNT]
+    highest = hdr[H_HIGHEST]
+    kinds = kind.view(np.uint8)
     n = ts.shape[0]
     for i in range(n):
         c = np.int64(cpu[i])
-        k = np.int64(kind[i])
+        k = np.int64(kinds[i])
         t = ts[i]
         terr = NO_TIME
         exit_ns = 0
-        if k in (TIMER_IRQ, DEVICE_IRQ, IPI_IRQ):
+        if (IRQ_BITS >> k) & 1:
             if k == TIMER_IRQ:
                 # The armed deadline explains this interrupt only if, in the trace, the
                 # interrupt came at or after it; an earlier one was programmed untraced.
@@ -193,8 +183,7 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
                 state[c, S_SHIFT] = max(state[c, S_SHIFT] + stall, start - t)
             latency = start - arrive
             if k == TIMER_IRQ and matched:
-                terr = start - arrive
-                terr_counts[hdr_index(terr, hdr)] += 1
+                terr = latency  # counted below: same histogram slot as the latency
             if exits > 0:
                 exit_ns = stall
         else:
@@ -275,5 +264,8 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
         kind_agg[k, A_EXITS] += exits
         kind_agg[k, A_STALL] += stall
         _record_exits(exit_agg, c, reason, exits, exit_ns)
-        lat_counts[k, hdr_index(latency, hdr)] += 1
+        slot = np.uint64(_slot(latency, unit_mag, half_mag, sub_mask, half_count, highest))
+        lat_counts[k, slot] += 1
+        if terr != NO_TIME:
+            terr_counts[slot] += 1
     return n
