@@ -140,8 +140,10 @@ def _replay_all(files, configured, root: Path | None, profile, events, chunk_row
                 mem.setdefault(name, []).append(events_table(cols, out))
 
         try:
+            # Files: each chunk is written before the sink returns, so the kernels may
+            # reuse their output arrays; in memory the frames keep them.
             runs = replay_file(tf, configured, sink if events else None, chunk_rows, threads,
-                               progress)
+                               progress, sink_copies=root is not None)
         finally:
             for w in writers.values():
                 w.close()
