@@ -33,12 +33,31 @@ REASON_TYPE = pa.dictionary(pa.int8(), pa.string())
 _REASON_DICT = pa.array([r.name for r in ExitReason])
 _KIND_DICT = pa.array(EventKind.labels())
 
+# Only the timer error can be missing; declaring the other columns required spares the
+# Parquet writer a definition level per value.
 EVENT_SCHEMA = pa.schema([
-    ("ts_ns", pa.int64()), ("cpu", pa.uint16()), ("kind", pa.dictionary(pa.int8(), pa.string())),
-    ("start_ns", pa.int64()), ("latency_ns", pa.int64()), ("stall_ns", pa.int64()),
-    ("exits", pa.uint16()), ("exit_reason", REASON_TYPE), ("exit_ns", pa.int64()),
-    ("timer_error_ns", pa.int64()),
+    pa.field("ts_ns", pa.int64(), nullable=False), pa.field("cpu", pa.uint16(), nullable=False),
+    pa.field("kind", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+    pa.field("start_ns", pa.int64(), nullable=False),
+    pa.field("latency_ns", pa.int64(), nullable=False),
+    pa.field("stall_ns", pa.int64(), nullable=False),
+    pa.field("exits", pa.uint16(), nullable=False),
+    pa.field("exit_reason", REASON_TYPE, nullable=False),
+    pa.field("exit_ns", pa.int64(), nullable=False), ("timer_error_ns", pa.int64()),
 ])
+#: How per-event columns are stored (measured on 1 Mi-row chunks: ~2x faster than zstd +
+#: dictionary + statistics on every column, same size). Sorted or small-step columns are
+#: delta-packed and left uncompressed (zstd gains ~5% there at a third of the write time);
+#: few-valued columns are dictionary-encoded and zstd-compressed; min/max statistics are
+#: kept where filters use them.
+_DELTA_COLUMNS = ("ts_ns", "start_ns", "cpu", "exits")
+EVENT_WRITE_OPTIONS = dict(
+    use_dictionary=["kind", "exit_reason", "stall_ns", "latency_ns", "exit_ns",
+                    "timer_error_ns"],
+    column_encoding={c: "DELTA_BINARY_PACKED" for c in _DELTA_COLUMNS},
+    compression={f.name: "none" if f.name in _DELTA_COLUMNS else "zstd" for f in EVENT_SCHEMA},
+    write_statistics=["ts_ns", "start_ns", "latency_ns"],
+)
 
 
 def trace_id(path: Path, taken: set[str]) -> str:
@@ -169,7 +188,7 @@ class EventWriter:
     def __init__(self, path: Path, meta: dict):
         path.parent.mkdir(parents=True, exist_ok=True)
         schema = EVENT_SCHEMA.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
-        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.writer = pq.ParquetWriter(path, schema, **EVENT_WRITE_OPTIONS)
 
     def write(self, cols, out) -> None:
         self.writer.write_table(events_table(cols, out))
