@@ -82,9 +82,10 @@ class BackendRun:
         return out
 
     def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray,
-                       block: int = DISCARD_BLOCK_ROWS) -> None:
+                       block: int | None = None) -> None:
         """Run a chunk for its aggregates only, in cache-sized blocks of reused outputs."""
         n = len(cols["ts_ns"])
+        block = block or DISCARD_BLOCK_ROWS
         for lo in range(0, n, block):
             self.run_chunk({k: v[lo:lo + block] for k, v in cols.items()}, hdr, reuse=True)
 
