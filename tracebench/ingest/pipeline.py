@@ -1,12 +1,11 @@
-"""The streaming driver: text chunks -> records -> candidate rows -> canonical trace.
+"""``ingest()``: input files -> reader thread (``records.py``) -> window driver (``window.py``).
 
-Memory stays bounded: the file is read in :data:`textio.CHUNK_BYTES` pieces, and
-only a window of candidate rows is kept between pieces: those within
-:data:`HOLD_NS` of the newest timestamp (a handler entry waits there for its
-exit), plus the last row of each kind on each CPU (for relations that look back,
-e.g. "is there an EOI just before this interrupt"). Rows are written once their
-time is older than the window, so every relation is found as if the file had been
-read whole, as long as it spans less than :data:`HOLD_NS`.
+Three threads share the work (numba kernels, hashlib and Parquet release the GIL):
+the reader frames chunk N+1 and reads its hot fields while the calling thread maps,
+relates and writes chunk N, and a scanner hashes the inputs for the metadata and
+looks for the events whose presence changes rules. Memory is bounded by the chunk
+size: two mapped windows, at most :data:`QUEUE_CHUNKS` framed chunks waiting, the
+window of rows and a batch of rows to write.
 """
 
 from __future__ import annotations
@@ -14,31 +13,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from tracebench.atomic import atomic_path
 from tracebench.errors import TraceError
-from tracebench.ingest import calibrate as cal_mod
 from tracebench.ingest import exits as exits_mod
-from tracebench.ingest import kvmhost, scan
-from tracebench.ingest.mapping import EOI_INFERRED, RULES, MapContext, empty_rows
-from tracebench.ingest.resolve import SORT, resolve
-from tracebench.ingest.textio import CHUNK_BYTES, MAX_LINE_BYTES, ChunkReader, contains
+from tracebench.ingest import kvmhost, probe
+from tracebench.ingest.events import Events
+from tracebench.ingest.mapping import MapContext
+from tracebench.ingest.records import Source
+from tracebench.ingest.textio import CHUNK_BYTES, scan_file
+from tracebench.ingest.window import CALIB_LINES, MAX_LINE_REPORT, Window
 from tracebench.schema import EventKind
-from tracebench.trace import TraceMeta, TraceWriter, file_sha256
+from tracebench.trace import TraceMeta, TraceWriter
 
-#: relations (entry -> exit, send -> ICR write) longer than this are not found
-HOLD_NS = 100_000_000
-#: lines at the start of the input used to calibrate the TSC -> ns map
-CALIB_LINES = 200_000
-#: events that calibration reads
-CALIB_EVENTS = ("write_msr", "hrtimer_start", "hrtimer_expire_entry", "local_timer_entry")
 #: events whose presence anywhere in the input changes a rule (see mapping / kvmhost docs)
 PROBED = ("write_msr", "kvm_apic", "kvm_eoi", "kvm_msr", "kvm_apic_accept_irq")
-MAX_LINE_REPORT = 5
+#: framed chunks the reader thread may hold ahead of the driver (memory bound)
+QUEUE_CHUNKS = 2
+__all__ = ["IngestResult", "ingest"]
 
 
 @dataclasses.dataclass
@@ -88,87 +85,6 @@ class _Stats:
         d[key] = d.get(key, 0) + int(n)
 
 
-def _short(name: str) -> str:
-    return name.rsplit(":", 1)[-1]
-
-
-class _Source:
-    """One input file being framed: yields per-piece records grouped by event."""
-
-    def __init__(self, path: Path, fmt, family: str, stats: _Stats, chunk_bytes: int, progress):
-        self.path, self.fmt, self.family, self.stats = path, fmt, family, stats
-        self.reader = ChunkReader(path, chunk_bytes, self._long, progress)
-
-    def _long(self, line_no: int, n: int) -> None:
-        self.stats.bad(str(self.path), line_no, f"line of {n} bytes is too long for a trace record")
-
-    def pieces(self):
-        for buf, first_line, last in self.reader:
-            s = scan.Scan(buf, final=last)
-            self.reader.unused = len(buf) - s.consumed
-            yield self._records(s, first_line, last)
-
-    def _records(self, s: scan.Scan, first_line: int, last: bool) -> dict[str, pl.DataFrame]:
-        c, st = s.cols, self.stats
-        where = str(self.path)
-        status = c["status"]
-        lengths = np.diff(np.append(c["line_start"], s.consumed))
-        too_long = np.flatnonzero(lengths > MAX_LINE_BYTES + 1)
-        status[too_long] = scan.BAD_NO_TS
-        bad = np.flatnonzero(status >= scan.BAD_NO_TS)
-        for r in bad:
-            why = scan.BAD_REASONS.get(int(status[r]), "malformed line")
-            if r in too_long:
-                why = f"line of {lengths[r]} bytes is too long for a trace record"
-            elif r == s.n - 1 and last and not self.reader.ends_with_newline:
-                why += " (truncated last line)"
-            st.bad(where, first_line + int(r), why, s.line_text(int(r)))
-        st.lost += int(c["lost"][status == scan.LOST].sum())
-        ev = np.flatnonzero(status == scan.EVENT)
-        if len(ev) and c["ts_int"][ev].any():
-            r = int(ev[np.argmax(c["ts_int"][ev])])
-            raise TraceError(
-                f"{where}:{first_line + r}: timestamp {s.line_text(r)!r} is a raw "
-                "counter (trace_clock x86-tsc or counter); record with a "
-                "nanosecond clock (local, global, mono, boot)"
-            )
-        hashes, inv, counts = np.unique(c["ev_hash"][ev], return_inverse=True, return_counts=True)
-        names = [s.names[int(h)] for h in hashes]
-        for name, n in zip(names, counts, strict=True):
-            st.add(st.events, _short(name), n)
-        wanted = [
-            i
-            for i, nm in enumerate(names)
-            if (self.family, _short(nm)) in RULES or _short(nm) in CALIB_EVENTS
-        ]
-        for i, nm in enumerate(names):
-            if i not in wanted:
-                st.add(st.unmapped, _short(nm), counts[i])
-        sel = ev[np.isin(inv, wanted)]
-        if len(sel) == 0:
-            return {}
-        df = s.frame(sel, with_task=self.family == "kvm-host")
-        df = df.with_columns(seq=pl.col("row") + first_line).drop("row")
-        if (df["cpu"] < 0).any():
-            st.no_cpu += int((df["cpu"] < 0).sum())
-            df = df.with_columns(cpu=pl.col("cpu").clip(0, None))
-        by_hash = df.partition_by("ev", as_dict=True, include_key=False)
-        out: dict[str, pl.DataFrame] = {}
-        for (h,), part in by_hash.items():
-            key = _short(s.names[int(h)])
-            out[key] = pl.concat([out[key], part]) if key in out else part
-        return out
-
-
-def _probe(paths: list[Path]) -> frozenset:
-    needles = {n: [f" {n}: ".encode(), f":{n}: ".encode(), f" {n}:\n".encode()] for n in PROBED}
-    found = set()
-    for p in paths:
-        hit = contains(p, [b for v in needles.values() for b in v])
-        found |= {n for n, bs in needles.items() if hit & set(bs)}
-    return frozenset(found)
-
-
 def ingest(
     inputs,
     output,
@@ -214,7 +130,7 @@ def ingest(
     for p, f in zip(paths, fmts, strict=True):
         header.update(f.header(head_lines(p)))
     stats = _Stats(strict)
-    ctx = MapContext(present=_probe(paths))
+    ctx = MapContext()
     out_path = Path(output)
     exits_path = exits_mod.exits_path_for(out_path) if family == "kvm-host" else None
     meta = TraceMeta(
@@ -225,24 +141,33 @@ def ingest(
         environment=dict(environment or {}),
         attribution=attribution,
     )
-    total = sum(p.stat().st_size for p in paths)
-    done_before = [0]
-
-    def prog(done, size):
-        if progress is not None:
-            progress(done_before[0] + done, total)
-
-    sources = [
-        _Source(p, f, family, stats, chunk_bytes, prog) for p, f in zip(paths, fmts, strict=True)
-    ]
+    needles = probe.Needles(PROBED)
+    events = Events(family, needles)
+    sources = [Source(p, events, chunk_bytes, CALIB_LINES) for p in paths]
+    # the events whose presence this family's rules ask about before mapping any row
+    needed = set(PROBED) if family == "kvm-host" else {"write_msr"}
     acc = exits_mod.ExitsAccumulator()
     with contextlib.ExitStack() as stack:
         exits_tmp = None
         if exits_path is not None:
             exits_tmp = stack.enter_context(atomic_path(exits_path, force=force))
         writer = stack.enter_context(TraceWriter(out_path, meta, force=force))
-        run = _Run(ctx, stats, writer, acc, family)
-        run.feed(sources, done_before)
+        # A thread of its own reads every byte once more: the files' SHA-256 for the
+        # metadata, and the probe for events whose presence anywhere changes a rule.
+        scanner = _Scanner(paths, needles)
+        stack.callback(scanner.cancel)
+
+        def settle() -> None:
+            """ctx.present before the first rows are mapped: found already, or wait for all."""
+            if not needed <= needles.found_names():
+                scanner.result()
+            ctx.present = needles.found_names()
+
+        run = Window(ctx, stats, writer, acc, family, settle)
+        with _ReaderThread(sources) as reader:
+            run.feed(reader.chunks(progress, sum(p.stat().st_size for p in paths)))
+        digests = scanner.result()
+        ctx.present = needles.found_names()  # now over every byte of the inputs
         cal = run.calibration
         n_cpus = max(run.max_cpu + 1, int(header.get("n_cpus", 0)) if family == "guest" else 0, 1)
         meta.n_cpus = n_cpus
@@ -254,10 +179,10 @@ def ingest(
                 {
                     "name": p.name,
                     "bytes": p.stat().st_size,
-                    "sha256": file_sha256(p),
+                    "sha256": sha,
                     "format": f.name,
                 }
-                for p, f in zip(paths, fmts, strict=True)
+                for p, f, sha in zip(paths, fmts, digests, strict=True)
             ],
             "events_seen": dict(sorted(stats.events.items())),
             "unmapped": dict(sorted(stats.unmapped.items(), key=lambda kv: -kv[1])),
@@ -291,155 +216,88 @@ def _label(reason: str):
     return kvmhost.exit_reason_label(reason)
 
 
-class _Run:
-    """State carried across pieces: the row window, the cut, the calibration."""
+class _ReaderThread:
+    """Runs the sources' chunk generators on a thread; hands chunks over in file order."""
 
-    def __init__(self, ctx: MapContext, stats: _Stats, writer: TraceWriter, acc, family: str):
-        self.ctx, self.stats, self.writer, self.acc, self.family = ctx, stats, writer, acc, family
-        self.carry = empty_rows().with_columns(sub=pl.lit(0, pl.Int8)).clear()
-        self.cut = None  # rows older than this have been written
-        self.calibration = None
-        self.max_cpu = -1
-        self.msr_seen: set[int] = set()
+    def __init__(self, sources: list[Source]):
+        self.sources = sources
+        self.q: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="ingest-reader", daemon=True)
 
-    def feed(self, sources, done_before) -> None:
-        pending: list[dict] = []
-        lines = 0
-        for src in sources:
-            for recs in src.pieces():
-                if self.calibration is None:
-                    pending.append(recs)
-                    lines = src.reader.line_no
-                    if lines < CALIB_LINES:
-                        continue
-                    self._calibrate(pending)
-                    for r in pending:
-                        self._process(r, final=False, where=str(src.path))
-                    pending = []
-                    continue
-                self._process(recs, final=False, where=str(src.path))
-            done_before[0] += src.path.stat().st_size
-        if self.calibration is None:
-            self._calibrate(pending)
-            for r in pending:
-                self._process(r, final=False, where="input")
-        self._process({}, final=True, where="input")
+    def __enter__(self) -> _ReaderThread:
+        self.thread.start()
+        return self
 
-    def _calibrate(self, pending: list[dict]) -> None:
-        ev = {}
-        for name in CALIB_EVENTS:
-            parts = [r[name].filter(pl.col("seq") <= CALIB_LINES) for r in pending if name in r]
-            if parts:
-                ev[name] = pl.concat(parts)
-        self.calibration = cal_mod.calibrate(ev)
-        self.ctx.tsc_to_ns = self.calibration.tsc_expr()
-        self.ctx.mono_offset_ns = self.calibration.mono_offset_ns
-        if self.family == "kvm-host":
-            self.ctx.ipi_vectors = sorted(
-                {
-                    v
-                    for r in pending
-                    for name in ("kvm_msr", "kvm_apic")
-                    for v in kvmhost.icr_vectors(r.get(name))
-                }
-            )
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self.q.put(item, timeout=0.1)
+                return True
+        return False
 
-    def _process(self, recs: dict, final: bool, where: str) -> None:
-        st = self.stats
-        if self.family == "kvm-host" and recs:
-            kvmhost.learn_vcpus(self.ctx, recs)
-        parts = [self.carry]
-        for name, df in recs.items():
-            tmin, tmax = df["ts"].min(), df["ts"].max()
-            st.first_ts = tmin if st.first_ts is None else min(st.first_ts, tmin)
-            st.last_ts = tmax if st.last_ts is None else max(st.last_ts, tmax)
-            if self.cut is not None:
-                late = df.filter(pl.col("ts") < self.cut)
-                for line in late["seq"].head(MAX_LINE_REPORT).to_list():
-                    st.bad(
-                        where,
-                        line,
-                        "timestamp earlier than records already written "
-                        f"(more than {HOLD_NS // 1_000_000} ms out of order)",
-                    )
-                st.malformed += max(late.height - MAX_LINE_REPORT, 0) if not st.strict else 0
-                df = df.filter(pl.col("ts") >= self.cut)
-            rule = RULES.get((self.family, name))
-            if rule is None:
+    def _run(self) -> None:
+        try:
+            for i, src in enumerate(self.sources):
+                for ch in src.chunks():
+                    if not self._put(("chunk", i, ch)):
+                        return
+                if not self._put(("file", i, None)):
+                    return
+            self._put(("end", -1, None))
+        except BaseException as exc:  # handed to the driver, raised there
+            self._put(("error", -1, exc))
+
+    def chunks(self, progress, total: int):
+        """``(chunk, where)`` in order; calls ``progress(bytes done, total)`` after each."""
+        done_before = 0
+        while True:
+            what, i, item = self.q.get()
+            if what == "error":
+                raise item
+            if what == "end":
+                return
+            src = self.sources[i]
+            if what == "file":
+                done_before += src.path.stat().st_size
                 continue
-            rows, miss = rule.fn(df, self.ctx)
-            if miss.height:
-                for label, n in miss.group_by("label").len().iter_rows():
-                    st.add(st.unmapped, label, n)
-            if rows.height:
-                parts.append(rows.with_columns(sub=pl.lit(0, pl.Int8)))
-        cand = pl.concat(parts).sort(SORT)
-        if cand.height == 0 or st.first_ts is None:
-            return
-        newest = int(cand["ts"].max())
-        cut = newest + 1 if final else newest - HOLD_NS
-        rows, exits, timed = resolve(
-            cand, infer_eoi=self.family == "guest", msr_traced=self.ctx.msr_traced
-        )
-        lo = self.cut if self.cut is not None else -(1 << 62)
-        win = (pl.col("ts") >= lo) & (pl.col("ts") < cut)
-        self._emit(rows.filter(win))
-        self.acc.add(exits.filter(win), timed.filter(win))
-        keep = cand.filter(pl.col("ts") >= cut - HOLD_NS)
-        ctx_rows = (
-            cand.filter(pl.col("ts") < cut - HOLD_NS)
-            .group_by("cpu", "kind", maintain_order=True)
-            .last()
-        )
-        self.carry = pl.concat([ctx_rows.select(cand.columns), keep]).sort(SORT)
-        self.cut = max(cut, lo)
+            yield item, str(src.path)
+            if progress is not None:
+                progress(done_before + item.done, total)
 
-    def _emit(self, rows: pl.DataFrame) -> None:
-        if rows.height == 0:
-            return
-        t0 = self.stats.first_ts
-        kind = rows["kind"].to_numpy()
-        arg = rows["arg"].to_numpy().copy()
-        argt = rows["argt"].to_numpy()
-        timed = argt & (arg >= 0)
-        arg[timed] = np.maximum(arg[timed] - t0, 0)
-        cols = {
-            "ts_ns": rows["ts"].to_numpy() - t0,
-            "cpu": rows["cpu"].to_numpy().astype(np.uint16),
-            "kind": kind.astype(np.int8),
-            "vector": rows["vector"].to_numpy().astype(np.int16),
-            "target": rows["target"].to_numpy().astype(np.int32),
-            "arg": arg,
-            "dur_ns": rows["dur_ns"].to_numpy(),
-        }
-        self.stats.kinds += np.bincount(kind, minlength=len(EventKind))
-        eoi = kind == int(EventKind.EOI)
-        self.stats.inferred += int((eoi & (arg == EOI_INFERRED)).sum())
-        ipi = kind == int(EventKind.IPI_SEND)
-        tg = cols["target"]
-        self.max_cpu = max(
-            self.max_cpu,
-            int(rows["cpu"].max()),
-            int(tg[ipi & (tg >= 0)].max()) if (ipi & (tg >= 0)).any() else -1,
-        )
-        masked = ipi & (tg == -2)
-        if masked.any():
-            self.max_cpu = max(
-                self.max_cpu, int(np.bitwise_or.reduce(arg[masked])).bit_length() - 1
-            )
-        self.writer.write(cols)
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        while self.thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self.q.get(timeout=0.05)
+        self.thread.join()
 
-    def features(self) -> list[str]:
-        """Paravirt / APIC features the trace shows (see mapping doc)."""
-        k = self.stats.kinds
-        ev = self.stats.events
-        feats = []
-        if ev.get("write_msr") or ev.get("kvm_msr"):
-            if self.calibration is not None and self.calibration.method != "none":
-                feats.append("tsc-deadline")
-            if k[EventKind.IPI_SEND]:
-                feats.append("x2apic")
-        interrupts = k[EventKind.TIMER_IRQ] + k[EventKind.IPI_IRQ] + k[EventKind.DEVICE_IRQ]
-        if self.family == "guest" and interrupts and self.stats.inferred == interrupts:
-            feats.append("eoi-not-traced")
-        return feats
+
+class _Scanner:
+    """SHA-256 and probe of the inputs on a thread (numba and hashlib release the GIL):
+    one more stage for the scheduler to fit beside the reader and the driver."""
+
+    def __init__(self, paths: list[Path], needles: probe.Needles):
+        self._out: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(paths, needles), daemon=True)
+        self._thread.start()
+
+    def _run(self, paths: list[Path], needles: probe.Needles) -> None:
+        try:
+            for p in paths:
+                self._out.append(scan_file(p, needles.scan, overlap=needles.OVERLAP,
+                                           stop=self._stop.is_set))  # fmt: skip
+        except BaseException as exc:
+            self._out[:] = [exc]
+
+    def cancel(self) -> None:
+        """Stop early (the ingest failed): no result is wanted any more."""
+        self._stop.set()
+
+    def result(self) -> list[str]:
+        """The files' digests, once every byte has been scanned."""
+        self._thread.join()
+        if self._out and isinstance(self._out[0], BaseException):
+            raise self._out[0]
+        return self._out

@@ -1,15 +1,15 @@
 """Relations between candidate rows: handler durations, duplicate IPIs, implied EOIs, exits.
 
-Every relation looks at the neighbouring row *on the same CPU* among a few kinds,
-so it is a ``shift().over("cpu")`` on a sorted frame: no Python loop per row.
-The streaming driver calls :func:`resolve` on a window of rows that overlaps the
-previous one (see ``pipeline.py``), so relations that cross a chunk boundary are
-still found.
+Every relation looks at the neighbouring row *on the same CPU* among a few kinds
+(what ``shift().over("cpu")`` on a filtered, sorted frame gives), so one compiled
+pass keeps, per CPU, the last row seen of each kind group. The streaming driver
+calls :func:`resolve` on a window of rows that overlaps the previous one (see
+``window.py``), so relations that cross a chunk boundary are still found.
 """
 
 from __future__ import annotations
 
-import polars as pl
+import numpy as np
 
 from tracebench.ingest.mapping import (
     EOI_INFERRED,
@@ -19,121 +19,231 @@ from tracebench.ingest.mapping import (
     H_KVM_ENTRY,
     H_KVM_EXIT,
 )
+from tracebench.jit import kernel
 from tracebench.schema import EventKind as K
 
-INTERRUPTS = [int(K.TIMER_IRQ), int(K.IPI_IRQ), int(K.DEVICE_IRQ)]
 #: an ipi_send_cpu is the same IPI as the ICR write to the same target that follows it on
 #: its CPU (the guest can be descheduled in between: 1.2 ms seen in fc-guest-mixed)
 IPI_DUP_WINDOW_NS = 10_000_000
 #: a traced EOI stands for the interrupt whose entry follows it within this time
 EOI_BEFORE_ENTRY_NS = 50_000
-SORT = ["ts", "seq", "sub"]
+
+_TIMER_IRQ, _IPI_IRQ, _DEVICE_IRQ = int(K.TIMER_IRQ), int(K.IPI_IRQ), int(K.DEVICE_IRQ)
+_IPI_SEND, _EOI = int(K.IPI_SEND), int(K.EOI)
+_IDLE_ENTER, _IDLE_EXIT = int(K.IDLE_ENTER), int(K.IDLE_EXIT)
+# rows added after a candidate (sort key sub = 1)
+X_NONE, X_EOI, X_HLT_IN, X_HLT_OUT = 0, 1, 2, 3
 
 
-def _neighbour(df: pl.DataFrame, kinds: list[int], n: int) -> pl.DataFrame:
-    """Rows of ``kinds`` with the kind/aux/ts/arg of the row ``n`` away on the same CPU."""
-    sub = df.filter(pl.col("kind").is_in(kinds)).select(
-        "i", "cpu", "kind", "aux", "ts", "arg", "target"
-    )
-    return sub.with_columns(
-        nk=pl.col("kind").shift(n).over("cpu"),
-        naux=pl.col("aux").shift(n).over("cpu"),
-        nts=pl.col("ts").shift(n).over("cpu"),
-        narg=pl.col("arg").shift(n).over("cpu"),
-        ntarget=pl.col("target").shift(n).over("cpu"),
-    )
+@kernel
+def _is_irq(k):
+    return k == _TIMER_IRQ or k == _IPI_IRQ or k == _DEVICE_IRQ  # noqa: SIM109 (numba)
 
 
-def resolve(cand: pl.DataFrame, infer_eoi: bool, msr_traced: bool):
-    """Apply the relations to candidate rows sorted by (ts, seq).
+@kernel
+def _relate_nb(ts, cidx, n_cpu, kind, target, arg, aux, dur, infer_eoi, msr_traced, drop,
+               extra, lo, cut, x_ts, x_cpu, x_reason, x_ns, cpu):  # fmt: skip
+    """Mark drops, durations (in ``dur``) and added rows; collect exits in [lo, cut).
+
+    Returns (exits, timed exits): ``x_*[:exits]`` are exits (``x_ns`` = -1), the
+    next ``timed`` entries are exit -> entry times (ts of the entry).
+    """
+    n = len(ts)
+    last_h = np.full(n_cpu, -1, np.int64)
+    last_i = np.full(n_cpu, -1, np.int64)
+    last_e = np.full(n_cpu, -1, np.int64)
+    last_k = np.full(n_cpu, -1, np.int64)
+    n_exit = 0
+    for j in range(n):
+        c = cidx[j]
+        k = kind[j]
+        drop[j] = False
+        extra[j] = X_NONE
+        if _is_irq(k) or k == H_EXIT:
+            # handler durations: entry followed on its CPU by the exit of the same family/vector
+            p = last_h[c]
+            if p >= 0 and _is_irq(kind[p]) and k == H_EXIT and aux[j] == aux[p]:
+                dur[p] = ts[j] - ts[p]
+            last_h[c] = j
+        if k == H_IPI_HINT or k == _IPI_SEND:  # noqa: SIM109 (numba: plain compares)
+            # ipi_send_cpu: an ipi_send of its own unless an ICR write to its target follows
+            p = last_i[c]
+            if (
+                msr_traced
+                and p >= 0
+                and kind[p] == H_IPI_HINT
+                and k == _IPI_SEND
+                and ts[j] - ts[p] <= IPI_DUP_WINDOW_NS
+                and (target[p] < 0 or target[j] == target[p])
+            ):
+                drop[p] = True
+            last_i[c] = j
+        if infer_eoi and (_is_irq(k) or k == _EOI):
+            # one EOI per interrupt that no traced EOI just before it accounts for
+            p = last_e[c]
+            covered = (
+                p >= 0
+                and kind[p] == _EOI
+                and arg[p] == EOI_TRACED
+                and ts[j] - ts[p] <= EOI_BEFORE_ENTRY_NS
+            )
+            if _is_irq(k) and not covered:
+                extra[j] = X_EOI
+            last_e[c] = j
+        if k == H_KVM_EXIT or k == H_KVM_ENTRY:  # noqa: SIM109 (numba: plain compares)
+            # VM exits: the entry after an exit closes it; HLT exits are idle periods
+            p = last_k[c]
+            if k == H_KVM_EXIT:
+                if lo <= ts[j] < cut:
+                    x_ts[n_exit] = ts[j]
+                    x_cpu[n_exit] = cpu[j]
+                    x_reason[n_exit] = aux[j]
+                    x_ns[n_exit] = -1
+                    n_exit += 1
+                if arg[j] == 1:
+                    extra[j] = X_HLT_IN
+            elif p >= 0 and kind[p] == H_KVM_EXIT:
+                if lo <= ts[j] < cut:
+                    x_ts[n_exit] = ts[j]
+                    x_cpu[n_exit] = cpu[j]
+                    x_reason[n_exit] = aux[p]
+                    x_ns[n_exit] = ts[j] - ts[p]
+                    n_exit += 1
+                if arg[p] == 1:
+                    extra[j] = X_HLT_OUT
+            last_k[c] = j
+    return n_exit
+
+
+@kernel
+def _emit_nb(ts, seq, cpu, kind, vector, target, arg, argt, dur, drop, extra, lo, cut,
+             o_ts, o_cpu, o_kind, o_vector, o_target, o_arg, o_argt, o_dur):  # fmt: skip
+    """Canonical rows with ts in [lo, cut), in (ts, seq, sub) order; return their count."""
+    n = len(ts)
+    m = 0
+    j = 0
+    while j < n:
+        g = j + 1
+        while g < n and ts[g] == ts[j] and seq[g] == seq[j]:
+            g += 1
+        if lo <= ts[j] < cut:
+            for r in range(j, g):  # sub 0: the candidates themselves
+                k = _IPI_SEND if kind[r] == H_IPI_HINT else kind[r]
+                if k < 0 or drop[r]:
+                    continue
+                o_ts[m] = ts[r]
+                o_cpu[m] = cpu[r]
+                o_kind[m] = k
+                o_vector[m] = vector[r]
+                o_target[m] = target[r]
+                o_arg[m] = arg[r]
+                o_argt[m] = argt[r]
+                o_dur[m] = dur[r]
+                m += 1
+            for r in range(j, g):  # sub 1: rows implied by them
+                x = extra[r]
+                if x == X_NONE:
+                    continue
+                o_ts[m] = ts[r]
+                o_cpu[m] = cpu[r]
+                o_vector[m] = vector[r]
+                if x == X_EOI:
+                    o_kind[m] = _EOI
+                    o_target[m] = -1
+                    o_arg[m] = EOI_INFERRED
+                    o_argt[m] = False
+                    o_dur[m] = 0
+                else:
+                    o_kind[m] = _IDLE_ENTER if x == X_HLT_IN else _IDLE_EXIT
+                    o_target[m] = target[r]
+                    o_arg[m] = 0
+                    o_argt[m] = argt[r]
+                    o_dur[m] = dur[r]
+                m += 1
+        j = g
+    return m
+
+
+@kernel
+def _carry_nb(ts, cidx, n_cpu, kind, hold_from, keep):
+    """Rows kept for the next window: ts >= hold_from, and the last older row per (CPU, kind)."""
+    n = len(ts)
+    last = np.full(n_cpu * 256, -1, np.int64)
+    for j in range(n):
+        keep[j] = ts[j] >= hold_from
+        if not keep[j]:
+            last[cidx[j] * 256 + kind[j] + 128] = j
+    for v in last:
+        if v >= 0:
+            keep[v] = True
+
+
+def cpu_index(cpu: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense per-CPU indices (the CPU itself when it is small and non-negative)."""
+    if len(cpu) == 0:
+        return cpu.astype(np.int64), 1
+    lo, hi = int(cpu.min()), int(cpu.max())
+    if lo >= 0 and hi < 1 << 16:
+        return cpu.astype(np.int64), hi + 1
+    uniq, inv = np.unique(cpu, return_inverse=True)
+    return inv.astype(np.int64), len(uniq)
+
+
+def resolve(cand: dict, infer_eoi: bool, msr_traced: bool, lo: int, cut: int, hold_from: int):
+    """Apply the relations to candidate rows sorted by (ts, seq); cut the window.
 
     Parameters
     ----------
-    cand : candidate rows (``mapping.ROW_SCHEMA`` plus ``sub``), sorted.
+    cand : candidate rows (``merge.ROW_DTYPES`` columns as numpy), sorted.
     infer_eoi : add one EOI (arg = ``EOI_INFERRED``) per interrupt that no traced
         EOI accounts for (guest traces: x2APIC EOIs are written with an untraced
         WRMSR, and PV EOI is a memory write).
     msr_traced : the trace has MSR writes, so an ``ipi_send_cpu`` is a duplicate of the
         ICR write that follows it.
+    lo, cut : the window written now, ``lo <= ts < cut`` (ns).
+    hold_from : rows from here on are kept for the next window.
 
     Returns
     -------
-    rows : canonical rows (kinds >= 0), sorted by (ts, seq, sub).
-    exits : one row per VM exit: ts, cpu, reason id.
-    timed : one row per exit whose VM entry was seen: ts (of the entry), cpu, reason, ns.
+    rows : canonical rows in the window (kinds >= 0), sorted by (ts, seq, sub).
+    exits : ts, cpu, reason, ns (-1 for the exit itself, else exit -> entry time) in the window.
+    keep : mask of the candidate rows that the next window needs.
     """
-    df = cand.with_row_index("i")
-    upd = []
-    # handler durations: entry followed on its CPU by the exit of the same family/vector
-    h = _neighbour(df, [*INTERRUPTS, H_EXIT], -1)
-    upd.append(
-        h.filter(
-            pl.col("kind").is_in(INTERRUPTS)
-            & (pl.col("nk") == H_EXIT)
-            & (pl.col("naux") == pl.col("aux"))
-        ).select("i", dur_ns=pl.col("nts") - pl.col("ts"))
+    n = len(cand["ts"])
+    cidx, n_cpu = cpu_index(cand["cpu"])
+    dur = cand["dur_ns"].copy()
+    drop = np.empty(n, np.bool_)
+    extra = np.empty(n, np.int8)
+    x = {
+        "ts": np.empty(n, np.int64),
+        "cpu": np.empty(n, np.int32),
+        "reason": np.empty(n, np.int64),
+        "ns": np.empty(n, np.int64),
+    }
+    c = cand
+    nx = _relate_nb(
+        c["ts"], cidx, n_cpu, c["kind"], c["target"], c["arg"], c["aux"], dur, infer_eoi,
+        msr_traced, drop, extra, lo, cut, *x.values(), c["cpu"],
+    )  # fmt: skip
+    m = n + int(np.count_nonzero(extra))
+    out = {
+        "ts": np.empty(m, np.int64),
+        "cpu": np.empty(m, np.int32),
+        "kind": np.empty(m, np.int8),
+        "vector": np.empty(m, np.int16),
+        "target": np.empty(m, np.int32),
+        "arg": np.empty(m, np.int64),
+        "argt": np.empty(m, np.bool_),
+        "dur_ns": np.empty(m, np.int64),
+    }
+    m = _emit_nb(
+        c["ts"], c["seq"], c["cpu"], c["kind"], c["vector"], c["target"], c["arg"], c["argt"],
+        dur, drop, extra, lo, cut, *out.values(),
+    )  # fmt: skip
+    keep = np.empty(n, np.bool_)
+    _carry_nb(c["ts"], cidx, n_cpu, c["kind"], hold_from, keep)
+    return (
+        {k: v[:m] for k, v in out.items()},
+        {k: v[:nx] for k, v in x.items()},
+        keep,
     )
-    # ipi_send_cpu: an ipi_send of its own unless an ICR write follows it
-    ipi = _neighbour(df, [H_IPI_HINT, int(K.IPI_SEND)], -1)
-    dup = (
-        (pl.col("nk") == int(K.IPI_SEND))
-        & (pl.col("nts") - pl.col("ts") <= IPI_DUP_WINDOW_NS)
-        & ((pl.col("target") < 0) | (pl.col("ntarget") == pl.col("target")))
-    )
-    hints = ipi.filter(pl.col("kind") == H_IPI_HINT)
-    drop = hints.filter(dup).select("i") if msr_traced else hints.clear().select("i")
-    df = df.with_columns(
-        kind=pl.when(pl.col("kind") == H_IPI_HINT)
-        .then(pl.lit(int(K.IPI_SEND), pl.Int8))
-        .otherwise(pl.col("kind"))
-    )
-    df = df.join(drop.with_columns(drop=pl.lit(True)), on="i", how="left")
-    df = df.filter(pl.col("drop").is_null()).drop("drop")
-    if upd[0].height:
-        df = (
-            df.join(upd[0].rename({"dur_ns": "d"}), on="i", how="left")
-            .with_columns(dur_ns=pl.coalesce("d", "dur_ns"))
-            .drop("d")
-        )
-    extra = []
-    if infer_eoi:
-        e = _neighbour(df, [*INTERRUPTS, int(K.EOI)], 1)
-        covered = (
-            (pl.col("nk") == int(K.EOI))
-            & (pl.col("narg") == EOI_TRACED)
-            & (pl.col("ts") - pl.col("nts") <= EOI_BEFORE_ENTRY_NS)
-        )
-        need = e.filter(pl.col("kind").is_in(INTERRUPTS) & ~covered.fill_null(False)).select("i")
-        src = df.join(need, on="i", how="semi")
-        extra.append(
-            src.with_columns(
-                kind=pl.lit(int(K.EOI), pl.Int8),
-                target=pl.lit(-1, pl.Int32),
-                arg=pl.lit(EOI_INFERRED, pl.Int64),
-                argt=pl.lit(False),
-                dur_ns=pl.lit(0, pl.Int64),
-                sub=pl.lit(1, pl.Int8),
-            )
-        )
-    # VM exits: the entry after an exit closes it; HLT exits are idle periods
-    x = _neighbour(df, [H_KVM_EXIT, H_KVM_ENTRY], 1)
-    exits = x.filter(pl.col("kind") == H_KVM_EXIT).select("ts", "cpu", reason=pl.col("aux"))
-    closed = x.filter((pl.col("kind") == H_KVM_ENTRY) & (pl.col("nk") == H_KVM_EXIT))
-    timed = closed.select("ts", "cpu", reason=pl.col("naux"), ns=pl.col("ts") - pl.col("nts"))
-    hlt_in = df.join(
-        x.filter((pl.col("kind") == H_KVM_EXIT) & (pl.col("arg") == 1)).select("i"),
-        on="i",
-        how="semi",
-    )
-    hlt_out = df.join(closed.filter(pl.col("narg") == 1).select("i"), on="i", how="semi")
-    for src, kind in ((hlt_in, K.IDLE_ENTER), (hlt_out, K.IDLE_EXIT)):
-        extra.append(
-            src.with_columns(
-                kind=pl.lit(int(kind), pl.Int8),
-                arg=pl.lit(0, pl.Int64),
-                aux=pl.lit(0, pl.Int64),
-                sub=pl.lit(1, pl.Int8),
-            )
-        )
-    out = pl.concat([df.filter(pl.col("kind") >= 0), *extra]).drop("i").sort(SORT)
-    return out, exits, timed

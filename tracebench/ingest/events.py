@@ -1,0 +1,107 @@
+"""Per event name: is it wanted, and which path reads its records (compiled or polars).
+
+The name table (``framed.NameTable``) gives every event name met an id; this keeps,
+per id, what the later stages look up by index: the short name, the *route* of
+its records (``fields.R_*``), and for handler events the kind and pairing family
+of ``mapping.HANDLERS``. Only ``guest`` events with a compiled reader (``FAST``)
+skip polars; every other wanted event goes to its rule in the mapping table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tracebench.ingest import fields as F
+from tracebench.ingest.framed import NameTable
+from tracebench.ingest.mapping import H_EXIT, HANDLERS, RULES
+from tracebench.ingest.probe import Needles
+
+#: events that calibration reads
+CALIB_EVENTS = ("write_msr", "hrtimer_start", "hrtimer_expire_entry", "local_timer_entry")
+
+#: guest events read by ``fields.py`` / mapped by ``fastmap.py`` (their rules are the reference)
+FAST = {
+    "write_msr": F.R_MSR,
+    "cpu_idle": F.R_IDLE,
+    "ipi_send_cpu": F.R_IPI,
+    **{entry: F.R_VEC for entry in HANDLERS},
+    **{entry.removesuffix("_entry") + "_exit": F.R_VEC for entry in HANDLERS},
+}
+for _name in FAST:
+    if ("guest", _name) not in RULES:
+        raise AssertionError(f"fast path for {_name} without a mapping rule")
+
+
+def short_name(name: str) -> str:
+    return name.rsplit(":", 1)[-1]
+
+
+def route_of(family: str, short: str, msr_traced: bool) -> tuple[int, int, int]:
+    """(route, kind, pairing family) of an event's records."""
+    if (family, short) not in RULES:
+        return (F.R_NORULE if short in CALIB_EVENTS else F.R_SKIP), 0, 0
+    if family != "guest":
+        return F.R_SLOW, 0, 0
+    if short == "hrtimer_start" and msr_traced:
+        return F.R_COUNT, 0, 0  # mapping._hrtimer_start: counted, not mapped, under MSR writes
+    route = FAST.get(short, F.R_SLOW)
+    if route == F.R_VEC:
+        entry = short if short in HANDLERS else short.removesuffix("_exit") + "_entry"
+        kind, fam = HANDLERS[entry]
+        return route, (int(kind) if short == entry else H_EXIT), fam
+    return route, 0, 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EventColumns:
+    """Per-id columns as of one chunk (ids grow; earlier snapshots stay valid)."""
+
+    short: list
+    hashes: np.ndarray
+    route: np.ndarray
+    kind: np.ndarray
+    fam: np.ndarray
+    calib: np.ndarray
+
+
+class Events:
+    """The name table of one ingest, its per-id columns, and the probe's needles.
+
+    ``hrtimer_start`` is the one route that depends on the whole input (are MSR writes
+    traced?): until the scanner thread has found a ``write_msr`` its records go to the
+    polars rule (which reads the driver's whole-input answer); afterwards they are
+    only counted, which is what that rule does when MSR writes are traced.
+    """
+
+    def __init__(self, family: str, needles: Needles):
+        self.family = family
+        self.with_task = family == "kvm-host"
+        self.table = NameTable()
+        self.needles = needles
+        self._cols = EventColumns([], *(np.empty(0, t) for t in _DTYPES))
+        self._msr = False
+
+    def update(self) -> EventColumns:
+        """Columns covering every name in the table."""
+        old = self._cols
+        names = self.table.names
+        msr = "write_msr" in self.needles
+        if len(old.short) == len(names) and msr == self._msr:
+            return old
+        short = [short_name(nm) for nm in names]
+        info = [route_of(self.family, s, msr) for s in short]
+        cols = EventColumns(
+            short,
+            self.table.id_hash[: len(names)].copy(),
+            np.array([i[0] for i in info], np.int8),
+            np.array([i[1] for i in info], np.int8),
+            np.array([i[2] for i in info], np.int64),
+            np.array([s in CALIB_EVENTS for s in short], np.bool_),
+        )
+        self._cols, self._msr = cols, msr
+        return cols
+
+
+_DTYPES = (np.uint64, np.int8, np.int8, np.int64, np.bool_)
