@@ -197,7 +197,11 @@ class TraceFile:
         if self.path.is_dir():
             raise TraceError(f"{where}: is a folder, expected a trace .parquet file")
         try:
-            self._pf = pq.ParquetFile(self.path)
+            # pre_buffer=False: with Arrow's read cache every row group read by iter_batches
+            # stays allocated until the file is closed (RSS grew by the compressed file size;
+            # apache/arrow#39808 is the dataset-API form of it). Without it memory is flat
+            # and local reads are no slower (measured: 31 -> 26 ns/row).
+            self._pf = pq.ParquetFile(self.path, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
             raise TraceError(f"{where}: not a readable Parquet file ({_one_line(exc)})") from None
         schema = self._pf.schema_arrow
