@@ -68,7 +68,7 @@ class Buffers:
     def __init__(self, wanted: int = 1 << 16, special: int = 256):
         self.wi = np.empty((9, wanted), np.int64)
         self.wc = np.empty((2, wanted), np.int32)
-        self.wf = np.empty((2, wanted), np.int8)
+        self.wf = np.empty((1, wanted), np.int8)
         self.si = np.empty((5, special), np.int64)
         self.sf = np.empty((2, special), np.int8)
 

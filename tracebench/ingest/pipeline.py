@@ -4,8 +4,8 @@ Three threads share the work (numba kernels, hashlib and Parquet release the GIL
 the reader frames chunk N+1 and reads its hot fields while the calling thread maps,
 relates and writes chunk N, and a scanner hashes the inputs for the metadata and
 looks for the events whose presence changes rules. Memory is bounded by the chunk
-size: two mapped windows, at most :data:`QUEUE_CHUNKS` framed chunks waiting, the
-window of rows and a batch of rows to write.
+size: two mapped windows, at most :data:`QUEUE_CHUNKS` framed chunks waiting, and
+the window of rows.
 """
 
 from __future__ import annotations

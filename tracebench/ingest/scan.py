@@ -44,7 +44,7 @@ S_POS, S_ROW, S_NW, S_NSP, S_CONT, S_NORDER, S_NNAMES = range(7)
 # rows of the wanted-record outputs: int64 ``wi``, int32 ``wc``, int8 ``wf``
 W_ROW, W_TS, W_POFF, W_PLEN, W_TOFF, W_TLEN, W_PID, W_A, W_B = range(9)
 W_CPU, W_ID = range(2)  # CPU as printed (-1: none)
-W_OK, W_FLAG = range(2)
+W_OK = 0
 # rows of the special-line outputs: int64 ``si``, int8 ``sf``
 SP_ROW, SP_START, SP_LEN, SP_LOST, SP_ID = range(5)
 SP_STATUS, SP_FLAG = range(2)
@@ -207,15 +207,15 @@ def _frame_nb(buf, words, n, final, with_task, st, keys, vals, id_hash, name_off
                 wi[W_TS, nw] = ts
                 wi[W_POFF, nw] = b
                 wi[W_PLEN, nw] = t - b
-                wi[W_TOFF, nw] = toff
-                wi[W_TLEN, nw] = tlen
-                wi[W_PID, nw] = pid
+                if with_task:  # only kvm-host rules read the task and pid
+                    wi[W_TOFF, nw] = toff
+                    wi[W_TLEN, nw] = tlen
+                    wi[W_PID, nw] = pid
                 wi[W_A, nw] = r_a
                 wi[W_B, nw] = r_b
                 wc[W_CPU, nw] = cpu
                 wc[W_ID, nw] = eid
                 wf[W_OK, nw] = r_ok
-                wf[W_FLAG, nw] = flag
                 nw += 1
         if (
             (flag & F_TOO_LONG)

@@ -29,10 +29,6 @@ HOLD_NS = 100_000_000
 CALIB_LINES = 200_000
 #: late lines reported by number, per event and chunk (the rest are only counted)
 MAX_LINE_REPORT = 5
-#: rows handed to the writer at once: a window is ~0.2 M rows, and dictionary-encoding
-#: many small row groups cost ~40 % more (measured: 2.6 M rows in 0.2 M-row groups 0.55 s,
-#: in 0.5 M-row groups 0.43 s)
-WRITE_ROWS = 1 << 19
 
 
 class Window:
@@ -46,8 +42,6 @@ class Window:
         self.cut = None  # rows older than this have been written
         self.calibration = None
         self.max_cpu = -1
-        self._batch: list[dict] = []
-        self._batched = 0
 
     # ------------------------------------------------------------------ per chunk
     def take(self, ch: Chunk) -> None:
@@ -94,7 +88,6 @@ class Window:
             for c in pending:
                 self._process(c, final=False, where="input")
         self._process(None, final=True, where="input")
-        self.flush()
 
     def _calibrate(self, pending: list[Chunk]) -> None:
         ev = {}
@@ -241,17 +234,7 @@ class Window:
             self.max_cpu = max(
                 self.max_cpu, int(np.bitwise_or.reduce(arg[masked])).bit_length() - 1
             )
-        self._batch.append(cols)
-        self._batched += len(arg)
-        if self._batched >= WRITE_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the rows emitted so far (batched: Parquet encodes big row groups cheaper)."""
-        if self._batch:
-            parts = self._batch
-            self.writer.write({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
-        self._batch, self._batched = [], 0
+        self.writer.write(cols)
 
     def features(self) -> list[str]:
         """Paravirt / APIC features the trace shows (see mapping doc)."""
