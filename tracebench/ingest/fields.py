@@ -108,28 +108,32 @@ def _match(buf, p, end, li):
 
 
 @kernel
-def _int_field(buf, o, end, li):
-    """First ``NAME=DIGITS`` (literal ``li``): (0 absent | 1 found | 2 too long, value)."""
+def _next_key(buf, p, o, end, li):
+    """Index just after the first ``NAME=`` (literal ``li``) at or after ``p`` that opens
+    the payload ``buf[o:end]`` or follows a separator, with a byte after it; -1 if none."""
     a = _LIT_OFF[li]
     klen = _LIT_OFF[li + 1] - a
     c0 = _LIT_BYTES[a]
-    for p in range(o, end - klen):
-        if buf[p] != c0 or not (p == o or _is_sep(buf[p - 1])):
-            continue
-        if not _match(buf, p, end, li):
-            continue
-        d = p + klen
-        if not (48 <= buf[d] <= 57):
-            continue
+    for q in range(p, end - klen):
+        if buf[q] == c0 and (q == o or _is_sep(buf[q - 1])) and _match(buf, q, end, li):
+            return q + klen
+    return -1
+
+
+@kernel
+def _int_field(buf, o, end, li):
+    """First ``NAME=DIGITS`` (literal ``li``): (0 absent | 1 found | 2 too long, value)."""
+    d = _next_key(buf, o, o, end, li)
+    while d >= 0 and not (48 <= buf[d] <= 57):
+        d = _next_key(buf, d - (_LIT_OFF[li + 1] - _LIT_OFF[li]) + 1, o, end, li)
+    if d >= 0:
         v = 0
         nd = 0
         while d < end and 48 <= buf[d] <= 57:
             v = v * 10 + (int(buf[d]) - 48)  # int(): plain Python reads uint8 too
             nd += 1
             d += 1
-        if nd > MAX_DIGITS:
-            return 2, 0
-        return 1, v
+        return (2, 0) if nd > MAX_DIGITS else (1, v)
     return 0, 0
 
 
@@ -199,19 +203,14 @@ def read_one(buf, rt, o, end, hibit, cpu):
 @kernel
 def _callback_vector(buf, o, end):
     """Vector of the first ``callback=TOKEN`` (TOKEN = ``[^\\s+]+``); -1 if absent/unknown."""
-    a = _LIT_OFF[L_CALLBACK]
-    klen = _LIT_OFF[L_CALLBACK + 1] - a
-    c0 = _LIT_BYTES[a]
-    for p in range(o, end - klen):
-        if buf[p] != c0 or not (p == o or _is_sep(buf[p - 1])):
-            continue
-        if not _match(buf, p, end, L_CALLBACK):
-            continue
-        t0 = p + klen
+    klen = _LIT_OFF[L_CALLBACK + 1] - _LIT_OFF[L_CALLBACK]
+    t0 = _next_key(buf, o, o, end, L_CALLBACK)
+    while t0 >= 0:
         t1 = t0
         while t1 < end and not ((9 <= buf[t1] <= 13) or buf[t1] == 32 or buf[t1] == 43):
             t1 += 1
-        if t1 == t0:
+        if t1 == t0:  # "callback=" with no token: the regex looks further
+            t0 = _next_key(buf, t0 - klen + 1, o, end, L_CALLBACK)
             continue
         for c in range(len(_CB_VECTORS)):
             li = L_CB0 + c
