@@ -183,32 +183,54 @@ def record(stage: str, backend: str, events: int, seconds: float, rss: float, **
             "peak_rss_mb": round(rss, 1), **extra}
 
 
-def child_kernel(n_events: int, seed: int, backends: list[str], repeat: int) -> list[dict]:
+def child_kernel(n_events: int, seed: int, backends: list[str], repeat: int,
+                 tiled: str = "") -> list[dict]:
     """Steady-state kernel throughput per backend, in replay-sized chunks."""
     from tracebench import hist
     from tracebench.backends import resolve_backends
     from tracebench.runner import BackendRun, configure
 
-    cols = synth_columns(n_events, seed)
+    n_cpus, stage, extra = N_CPUS, "kernel", {}
+    if tiled:
+        cols, n_cpus = tile_trace(tiled, n_events)
+        stage, extra = "kernel_tiled", {"tiled_from": tiled}
+    else:
+        cols = synth_columns(n_events, seed)
     keep = ("ts_ns", "cpu", "kind", "target", "arg")
     chunks = [{k: cols[k][lo:lo + CHUNK_ROWS] for k in keep}
               for lo in range(0, n_events, CHUNK_ROWS)]
     hdr = hist.geometry()
     out = []
     for b, ps, m in configure(resolve_backends(backends or None)):
-        warm = BackendRun(b, ps, m, N_CPUS)
+        warm = BackendRun(b, ps, m, n_cpus)
         warm.run_chunk(chunks[0], hdr, reuse=True)  # JIT loaded, output arrays faulted in
         best = float("inf")
         for _ in range(repeat):
-            run = BackendRun(b, ps, m, N_CPUS)
+            run = BackendRun(b, ps, m, n_cpus)
             run._buffers = warm._buffers  # steady state: the arrays replay reuses
             t0 = time.perf_counter()
             for c in chunks:
                 run.run_chunk(c, hdr, reuse=True)  # every per-event output is written
             best = min(best, time.perf_counter() - t0)
-        out.append(record("kernel", b.name, n_events, best, peak_rss_mb(),
-                          repeats=repeat, chunk_rows=CHUNK_ROWS))
+        out.append(record(stage, b.name, n_events, best, peak_rss_mb(),
+                          repeats=repeat, chunk_rows=CHUNK_ROWS, **extra))
     return out
+
+
+def tile_trace(path: str, n_events: int) -> tuple[dict[str, np.ndarray], int]:
+    """A recorded trace repeated end to end (timestamps and armed deadlines shifted)."""
+    from tracebench.schema import EventKind
+    from tracebench.trace import read_trace
+
+    cols, meta = read_trace(path)
+    span = int(cols["ts_ns"][-1] - cols["ts_ns"][0]) + 1_000_000
+    reps = -(-n_events // len(cols["ts_ns"]))
+    shift = np.repeat(np.arange(reps, dtype=np.int64) * span, len(cols["ts_ns"]))[:n_events]
+    out = {k: np.resize(v, n_events) for k, v in cols.items()}
+    out["ts_ns"] = out["ts_ns"] + shift
+    arm = out["kind"] == EventKind.TIMER_ARM
+    out["arg"] = np.where(arm & (out["arg"] >= 0), out["arg"] + shift, out["arg"])
+    return out, meta.n_cpus
 
 
 def child_jit(stage: str) -> list[dict]:
@@ -296,6 +318,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "tracebench-bench"))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep synthesized traces")
+    ap.add_argument("--tile", default="", help="canonical trace (e.g. an ingested recording) "
+                    "to repeat for a kernel_tiled measurement")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -335,6 +359,8 @@ def main() -> None:
             shutil.rmtree(cache, ignore_errors=True)
             for n in sizes:
                 run_child(["kernel", str(n), str(a.seed), backends, "3" if n <= 10**7 else "1"])
+            if a.tile:  # the same, on a recorded trace repeated to the smallest size
+                run_child(["kernel", str(min(sizes)), str(a.seed), backends, "3", a.tile])
         if "e2e" in stages:
             for n in sizes:
                 p = trace(n)
@@ -368,8 +394,8 @@ def _builtin_names() -> list[str]:
 
 
 CHILDREN = {
-    "kernel": lambda n, seed, backends, repeat: child_kernel(
-        int(n), int(seed), [b for b in backends.split(",") if b], int(repeat)),
+    "kernel": lambda n, seed, backends, repeat, tiled="": child_kernel(
+        int(n), int(seed), [b for b in backends.split(",") if b], int(repeat), tiled),
     "jit": child_jit,
     "e2e": lambda stage, path, out, backends, ev: child_e2e(
         stage, path, out, [b for b in backends.split(",") if b], ev == "1"),
