@@ -259,9 +259,10 @@ def child_e2e(stage: str, path: str, out: str, backends: list[str], events: bool
     dt = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     shutil.rmtree(out, ignore_errors=True)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     return [record(stage, ",".join(backends) if backends else "all", n, dt, peak_rss_mb(),
                    per_event_rows=events, out_mb=round(size / 2**20, 1),
-                   threads=os.cpu_count())]
+                   threads=os.cpu_count(), cpu_s=round(ru.ru_utime + ru.ru_stime, 1))]
 
 
 def child_command(stage: str, argv: list[str], runs: int, events: int) -> list[dict]:
