@@ -30,7 +30,8 @@ def kernel(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state
         start = max(int(ts[i]) + int(state[c, 0]), int(state[c, 1]))
         state[c, 0] = start + COST_NS - int(ts[i])
         state[c, 1] = start + COST_NS
-        out_start[i], out_latency[i], out_stall[i], out_exit_ns[i] = start, COST_NS, COST_NS, COST_NS
+        out_start[i] = start
+        out_latency[i] = out_stall[i] = out_exit_ns[i] = COST_NS
         out_terr[i], out_exits[i], out_reason[i] = -1, 1, VMCALL
         kind_agg[k, A_COUNT] += 1
         kind_agg[k, A_EXITS] += 1
