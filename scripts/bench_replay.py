@@ -60,13 +60,31 @@ CHUNK_ROWS = 1 << 20
 # "D+1500" are the timer deadline and just after it.
 TEMPLATES = (
     # (weight, rows)
-    (0.30, (("timer_arm", 0, 0), ("idle_enter", 0, 900), ("timer_irq", 0, "D"),
-            ("idle_exit", 0, "D+400"), ("eoi", 0, "D+1500"))),
-    (0.20, (("timer_arm", 0, 0), ("clock_read", 0, 1500), ("timer_irq", 0, "D"),
-            ("eoi", 0, "D+1500"))),
+    (
+        0.30,
+        (
+            ("timer_arm", 0, 0),
+            ("idle_enter", 0, 900),
+            ("timer_irq", 0, "D"),
+            ("idle_exit", 0, "D+400"),
+            ("eoi", 0, "D+1500"),
+        ),
+    ),
+    (
+        0.20,
+        (("timer_arm", 0, 0), ("clock_read", 0, 1500), ("timer_irq", 0, "D"), ("eoi", 0, "D+1500")),
+    ),
     (0.13, (("ipi_send", 0, 0), ("ipi_irq", 1, 2500), ("eoi", 1, 3900))),
-    (0.02, (("ipi_send", 0, 0), ("ipi_irq", 1, 2600), ("ipi_irq", 2, 2700),
-            ("eoi", 1, 4000), ("eoi", 2, 4100))),
+    (
+        0.02,
+        (
+            ("ipi_send", 0, 0),
+            ("ipi_irq", 1, 2600),
+            ("ipi_irq", 2, 2700),
+            ("eoi", 1, 4000),
+            ("eoi", 2, 4100),
+        ),
+    ),
     (0.10, (("device_irq", 0, 0), ("eoi", 0, 1800))),
     (0.25, (("clock_read", 0, 0), ("clock_read", 0, 700))),
 )
@@ -155,10 +173,14 @@ def synth_file(path: Path, n_events: int, seed: int) -> Path:
                 return path
         except Exception:  # unreadable leftovers are rewritten
             pass
-    meta = TraceMeta(n_cpus=N_CPUS, duration_ns=0, method="synth",
-                     source={"generator": "scripts/bench_replay.py", "seed": seed,
-                             "events": n_events},
-                     clock="synthetic", environment={"platform": "synthetic"})
+    meta = TraceMeta(
+        n_cpus=N_CPUS,
+        duration_ns=0,
+        method="synth",
+        source={"generator": "scripts/bench_replay.py", "seed": seed, "events": n_events},
+        clock="synthetic",
+        environment={"platform": "synthetic"},
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with TraceWriter(path, meta, force=True) as w:
         last = 0
@@ -177,14 +199,20 @@ def peak_rss_mb() -> float:
 
 
 def record(stage: str, backend: str, events: int, seconds: float, rss: float, **extra) -> dict:
-    return {"stage": stage, "backend": backend, "events": events,
-            "seconds": round(seconds, 4),
-            "events_per_s": round(events / seconds, 1) if seconds > 0 else None,
-            "peak_rss_mb": round(rss, 1), **extra}
+    return {
+        "stage": stage,
+        "backend": backend,
+        "events": events,
+        "seconds": round(seconds, 4),
+        "events_per_s": round(events / seconds, 1) if seconds > 0 else None,
+        "peak_rss_mb": round(rss, 1),
+        **extra,
+    }
 
 
-def child_kernel(n_events: int, seed: int, backends: list[str], repeat: int,
-                 tiled: str = "") -> list[dict]:
+def child_kernel(
+    n_events: int, seed: int, backends: list[str], repeat: int, tiled: str = ""
+) -> list[dict]:
     """Steady-state kernel throughput per backend, in replay-sized chunks."""
     from tracebench import hist
     from tracebench.backends import resolve_backends
@@ -197,8 +225,9 @@ def child_kernel(n_events: int, seed: int, backends: list[str], repeat: int,
     else:
         cols = synth_columns(n_events, seed)
     keep = ("ts_ns", "cpu", "kind", "target", "arg")
-    chunks = [{k: cols[k][lo:lo + CHUNK_ROWS] for k in keep}
-              for lo in range(0, n_events, CHUNK_ROWS)]
+    chunks = [
+        {k: cols[k][lo : lo + CHUNK_ROWS] for k in keep} for lo in range(0, n_events, CHUNK_ROWS)
+    ]
     hdr = hist.geometry()
     out = []
     for b, ps, m in configure(resolve_backends(backends or None)):
@@ -212,8 +241,18 @@ def child_kernel(n_events: int, seed: int, backends: list[str], repeat: int,
             for c in chunks:
                 run.run_chunk(c, hdr, reuse=True)  # every per-event output is written
             best = min(best, time.perf_counter() - t0)
-        out.append(record(stage, b.name, n_events, best, peak_rss_mb(),
-                          repeats=repeat, chunk_rows=CHUNK_ROWS, **extra))
+        out.append(
+            record(
+                stage,
+                b.name,
+                n_events,
+                best,
+                peak_rss_mb(),
+                repeats=repeat,
+                chunk_rows=CHUNK_ROWS,
+                **extra,
+            )
+        )
     return out
 
 
@@ -245,8 +284,17 @@ def child_jit(stage: str) -> list[dict]:
     b, ps, m = configure([get_backend("apicv")])[0]
     BackendRun(b, ps, m, N_CPUS).run_chunk(cols, hist.geometry())
     t2 = time.perf_counter()
-    return [record(stage, "apicv", 1000, t2 - t1, peak_rss_mb(), import_s=round(t1 - t0, 3),
-                   numba_cache_dir=os.environ.get("NUMBA_CACHE_DIR"))]
+    return [
+        record(
+            stage,
+            "apicv",
+            1000,
+            t2 - t1,
+            peak_rss_mb(),
+            import_s=round(t1 - t0, 3),
+            numba_cache_dir=os.environ.get("NUMBA_CACHE_DIR"),
+        )
+    ]
 
 
 def child_e2e(stage: str, path: str, out: str, backends: list[str], events: bool) -> list[dict]:
@@ -260,9 +308,19 @@ def child_e2e(stage: str, path: str, out: str, backends: list[str], events: bool
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     shutil.rmtree(out, ignore_errors=True)
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return [record(stage, ",".join(backends) if backends else "all", n, dt, peak_rss_mb(),
-                   per_event_rows=events, out_mb=round(size / 2**20, 1),
-                   threads=os.cpu_count(), cpu_s=round(ru.ru_utime + ru.ru_stime, 1))]
+    return [
+        record(
+            stage,
+            ",".join(backends) if backends else "all",
+            n,
+            dt,
+            peak_rss_mb(),
+            per_event_rows=events,
+            out_mb=round(size / 2**20, 1),
+            threads=os.cpu_count(),
+            cpu_s=round(ru.ru_utime + ru.ru_stime, 1),
+        )
+    ]
 
 
 def child_command(stage: str, argv: list[str], runs: int, events: int) -> list[dict]:
@@ -275,9 +333,18 @@ def child_command(stage: str, argv: list[str], runs: int, events: int) -> list[d
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr[-2000:]}")
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    return [record(stage, "all" if "replay" in argv else "-", events, min(times), rss,
-                   median_s=round(statistics.median(times), 4), runs=runs,
-                   command=" ".join(Path(a).name if i == 0 else a for i, a in enumerate(argv)))]
+    return [
+        record(
+            stage,
+            "all" if "replay" in argv else "-",
+            events,
+            min(times),
+            rss,
+            median_s=round(statistics.median(times), 4),
+            runs=runs,
+            command=" ".join(Path(a).name if i == 0 else a for i, a in enumerate(argv)),
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- driver
@@ -285,8 +352,13 @@ def child_command(stage: str, argv: list[str], runs: int, events: int) -> list[d
 
 def run_child(args: list[str], env: dict | None = None) -> list[dict]:
     """Run this script as a child for one measurement; relay and return its JSON lines."""
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"child {args} failed with exit code {proc.returncode}")
@@ -319,8 +391,12 @@ def main() -> None:
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "tracebench-bench"))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep synthesized traces")
-    ap.add_argument("--tile", default="", help="canonical trace (e.g. an ingested recording) "
-                    "to repeat for a kernel_tiled measurement")
+    ap.add_argument(
+        "--tile",
+        default="",
+        help="canonical trace (e.g. an ingested recording) "
+        "to repeat for a kernel_tiled measurement",
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -347,9 +423,11 @@ def main() -> None:
         synth_file(p, n, a.seed)
         if fresh:
             made.append(p)
-            sys.stderr.write(f"synthesized {p} ({n:,} events, "
-                             f"{p.stat().st_size / 2**20:.0f} MiB) in "
-                             f"{time.perf_counter() - t0:.0f} s\n")
+            sys.stderr.write(
+                f"synthesized {p} ({n:,} events, "
+                f"{p.stat().st_size / 2**20:.0f} MiB) in "
+                f"{time.perf_counter() - t0:.0f} s\n"
+            )
         return p
 
     try:
@@ -396,12 +474,15 @@ def _builtin_names() -> list[str]:
 
 CHILDREN = {
     "kernel": lambda n, seed, backends, repeat, tiled="": child_kernel(
-        int(n), int(seed), [b for b in backends.split(",") if b], int(repeat), tiled),
+        int(n), int(seed), [b for b in backends.split(",") if b], int(repeat), tiled
+    ),
     "jit": child_jit,
     "e2e": lambda stage, path, out, backends, ev: child_e2e(
-        stage, path, out, [b for b in backends.split(",") if b], ev == "1"),
+        stage, path, out, [b for b in backends.split(",") if b], ev == "1"
+    ),
     "command": lambda stage, argv, runs, events: child_command(
-        stage, json.loads(argv), int(runs), int(events)),
+        stage, json.loads(argv), int(runs), int(events)
+    ),
 }
 
 if __name__ == "__main__":

@@ -50,18 +50,32 @@ def structured_trace(n_episodes: int, n_cpus: int) -> dict[str, np.ndarray]:
         other = (c + 1) % n_cpus
         match e % 4:
             case 0:
-                rows += [(t, c, K.TIMER_ARM, -1, t + 5000), (t + 900, c, K.IDLE_ENTER, -1, 0),
-                         (t + 5000, c, K.TIMER_IRQ, -1, 0), (t + 5400, c, K.IDLE_EXIT, -1, 0),
-                         (t + 6500, c, K.EOI, -1, 0)]
+                rows += [
+                    (t, c, K.TIMER_ARM, -1, t + 5000),
+                    (t + 900, c, K.IDLE_ENTER, -1, 0),
+                    (t + 5000, c, K.TIMER_IRQ, -1, 0),
+                    (t + 5400, c, K.IDLE_EXIT, -1, 0),
+                    (t + 6500, c, K.EOI, -1, 0),
+                ]
             case 1:
-                rows += [(t, c, K.TIMER_ARM, -1, t + 3000), (t + 1500, c, K.CLOCK_READ, -1, 0),
-                         (t + 3000, c, K.TIMER_IRQ, -1, 0), (t + 4500, c, K.EOI, -1, 0)]
+                rows += [
+                    (t, c, K.TIMER_ARM, -1, t + 3000),
+                    (t + 1500, c, K.CLOCK_READ, -1, 0),
+                    (t + 3000, c, K.TIMER_IRQ, -1, 0),
+                    (t + 4500, c, K.EOI, -1, 0),
+                ]
             case 2:
-                rows += [(t, c, K.IPI_SEND, other, 0), (t + 2500, other, K.IPI_IRQ, -1, 0),
-                         (t + 3900, other, K.EOI, -1, 0)]
+                rows += [
+                    (t, c, K.IPI_SEND, other, 0),
+                    (t + 2500, other, K.IPI_IRQ, -1, 0),
+                    (t + 3900, other, K.EOI, -1, 0),
+                ]
             case 3:
-                rows += [(t, c, K.DEVICE_IRQ, -1, 0), (t + 1800, c, K.EOI, -1, 0),
-                         (t + 1800, c, K.CLOCK_READ, -1, 0)]  # a tie, kept in input order
+                rows += [
+                    (t, c, K.DEVICE_IRQ, -1, 0),
+                    (t + 1800, c, K.EOI, -1, 0),
+                    (t + 1800, c, K.CLOCK_READ, -1, 0),
+                ]  # a tie, kept in input order
     rows.sort(key=lambda r: r[0])  # stable: ties keep their order
     cols = empty_columns(len(rows))
     for j, name in enumerate(("ts_ns", "cpu", "kind", "target", "arg")):
