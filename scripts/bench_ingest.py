@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import subprocess
@@ -44,6 +45,9 @@ def synthesize(dst: Path, n_lines: int) -> int:
             out.write(block)
             written += min(len(body), n_lines - written)
             copy += 1
+        # on disk before timing: writeback of the fresh file slowed the first measurement
+        out.flush()
+        os.fsync(out.fileno())
     return written
 
 

@@ -10,6 +10,7 @@ skip polars; every other wanted event goes to its rule in the mapping table.
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 
@@ -80,6 +81,8 @@ class Events:
         self.with_task = family == "kvm-host"
         self.table = NameTable()
         self.needles = needles
+        # set once the reader's first kernel call returned: numba is set up in this process
+        self.jit_ready = threading.Event()
         self._cols = EventColumns([], *(np.empty(0, t) for t in _DTYPES))
         self._msr = False
 

@@ -154,7 +154,7 @@ def ingest(
         writer = stack.enter_context(TraceWriter(out_path, meta, force=force))
         # A thread of its own reads every byte once more: the files' SHA-256 for the
         # metadata, and the probe for events whose presence anywhere changes a rule.
-        scanner = _Scanner(paths, needles)
+        scanner = _Scanner(paths, needles, events.jit_ready)
         stack.callback(scanner.cancel)
 
         def settle() -> None:
@@ -277,17 +277,17 @@ class _Scanner:
     """SHA-256 and probe of the inputs on a thread (numba and hashlib release the GIL):
     one more stage for the scheduler to fit beside the reader and the driver."""
 
-    def __init__(self, paths: list[Path], needles: probe.Needles):
+    def __init__(self, paths: list[Path], needles: probe.Needles, ready: threading.Event):
         self._out: list = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(paths, needles), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(paths, needles, ready), daemon=True)
         self._thread.start()
 
-    def _run(self, paths: list[Path], needles: probe.Needles) -> None:
+    def _run(self, paths: list[Path], needles: probe.Needles, ready: threading.Event) -> None:
         try:
             for p in paths:
                 self._out.append(scan_file(p, needles.scan, overlap=needles.OVERLAP,
-                                           stop=self._stop.is_set))  # fmt: skip
+                                           stop=self._stop.is_set, ready=ready.is_set))  # fmt: skip
         except BaseException as exc:
             self._out[:] = [exc]
 

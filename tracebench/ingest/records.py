@@ -108,6 +108,7 @@ class Source:
         for win, lo, hi, first_line, last in self.reader:
             o = win.offset
             fr = Framed(win.arr, lo - o, hi - o, last, ev.table, ev, self.bufs)
+            ev.jit_ready.set()
             self.reader.unused = hi - o - fr.consumed
             self.reader.newlines = fr.newlines
             yield self._chunk(fr, first_line, last)

@@ -203,23 +203,39 @@ class ChunkReader:
             hi += got
 
 
-def scan_file(path: Path, on_bytes, block: int = 16 << 20, overlap: int = 64, stop=None):
+def scan_file(path: Path, on_bytes, block: int = 16 << 20, overlap: int = 64, stop=None,
+              ready=None):  # fmt: skip
     """Hex SHA-256 of a file, read through mapped windows (no copy; the GIL is released).
 
     ``on_bytes(array, lo, hi)`` also sees every byte, each window with the ``overlap``
-    bytes before it (so a short pattern across two windows is seen whole). Returns
+    bytes before it (so a short pattern across two windows is seen whole). While
+    ``ready()`` is false the blocks are only hashed and shown to ``on_bytes`` later
+    (it is a numba kernel: its first call in a process waits for numba to set up,
+    which another thread is doing; hashing meanwhile uses the idle core). Returns
     None when ``stop()`` turns true first.
     """
     h = hashlib.sha256()
     size = path.stat().st_size
+    later: list[int] = []  # blocks hashed, not yet shown to on_bytes
+
+    def show(lo: int) -> None:
+        hi = min(lo + block, size)
+        win = FileWindow(fh, max(lo - overlap, 0), hi)
+        on_bytes(win.arr, max(lo - overlap, 0) - win.offset, hi - win.offset)
+        win.close()
+
     with open(path, "rb") as fh:
         for lo in range(0, size, block):
             if stop is not None and stop():
                 return None
-            hi = min(lo + block, size)
-            win = FileWindow(fh, max(lo - overlap, 0), hi)
-            o = win.offset
-            h.update(win.arr[lo - o :])
-            on_bytes(win.arr, max(lo - overlap, 0) - o, hi - o)
+            win = FileWindow(fh, lo, min(lo + block, size))
+            h.update(win.arr)
             win.close()
+            later.append(lo)
+            if ready is None or ready():
+                for lo2 in later:
+                    show(lo2)
+                later = []
+        for lo2 in later:
+            show(lo2)
     return h.hexdigest()
