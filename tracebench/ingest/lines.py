@@ -1,7 +1,8 @@
 """Line status codes and the byte-level pieces of the framing kernel (``scan.py``).
 
 Whole 64-bit words are tested where a line is long and the answer rare (its end,
-its colons): SWAR bit tricks, exact where the position matters.
+its colons): SWAR bit tricks, exact where the position matters. The per-line parts
+that are short (timestamp, ``[CPU]``) are written out in the kernel itself.
 """
 
 from __future__ import annotations
@@ -37,10 +38,7 @@ F_TOO_LONG = 4  # longer than MAX_LINE_BYTES: malformed whatever it holds
 _SP = 32
 _TAB = 9
 _COLON = 58
-_DOT = 46
 _DASH = 45
-_LBR = 91
-_RBR = 93
 _Z = np.uint64(0)
 _ONE = np.uint64(1)
 _ONES = np.uint64(0x0101010101010101)
@@ -57,31 +55,12 @@ def blank(c):
 
 
 @kernel
-def cpu_task(buf, p, q, with_task):
-    """(cpu or -1, task offset, task length, pid or -1) in front of the timestamp at ``q``.
+def task_pid(buf, p, pre_end):
+    """(task offset, task length, pid or -1) of the line starting at ``p``, before ``pre_end``.
 
-    The line's text starts at ``p``; task and pid are only read ``with_task``.
+    ``pre_end`` is where the ``[CPU]`` column starts (else the timestamp): ftrace
+    writes "task-pid [(tgid)]" there, perf "comm pid[/tid]".
     """
-    cpu = -1
-    # [CPU]: the last "[digits]" before the timestamp
-    r = q - 1
-    while r >= p and buf[r] != _RBR:
-        r -= 1
-    pre_end = q
-    if r >= p:
-        lb = r - 1
-        v = 0
-        mul = 1
-        while lb >= p and 48 <= buf[lb] <= 57:
-            v += (int(buf[lb]) - 48) * mul  # int(): uint8 arithmetic would wrap without JIT
-            mul *= 10
-            lb -= 1
-        if lb >= p and buf[lb] == _LBR and lb < r - 1:
-            cpu = v
-            pre_end = lb
-    if not with_task:
-        return cpu, p, 0, -1
-    # task and pid: ftrace "task-pid [(tgid)]", perf "comm pid[/tid]"
     t = pre_end
     while t > p and blank(buf[t - 1]):
         t -= 1
@@ -97,13 +76,13 @@ def cpu_task(buf, p, q, with_task):
     if u < t and (u == p or blank(buf[u - 1]) or buf[u - 1] == _DASH):
         v = 0
         for m in range(u, t):
-            c = int(buf[m])
+            c = int(buf[m])  # int(): uint8 arithmetic would wrap without the JIT
             v = 0 if c == 47 else v * 10 + (c - 48)  # perf "pid/tid": keep the tid
         tt = u - 1 if u > p else p
         while tt > p and blank(buf[tt - 1]):
             tt -= 1
-        return cpu, p, max(tt - p, 0), v
-    return cpu, p, t - p, -1
+        return p, max(tt - p, 0), v
+    return p, t - p, -1
 
 
 @kernel
@@ -187,30 +166,3 @@ def lost(buf, p, e):
                 k2 += 1
             return LOST, m
     return BAD_NO_TS, 0
-
-
-@kernel
-def timestamp(buf, q, a):
-    """``buf[q:a]`` (digits and dots) -> (ns or raw ticks, malformed, integer counter)."""
-    dots = 0
-    sec = 0
-    frac = 0
-    nfrac = 0
-    ndig = 0
-    for k in range(q, a):
-        c = int(buf[k])
-        if c == _DOT:
-            dots += 1
-        elif dots == 0:
-            sec = sec * 10 + (c - 48)
-            ndig += 1
-        elif nfrac < 9:
-            frac = frac * 10 + (c - 48)
-            nfrac += 1
-    if dots > 1 or ndig == 0 or ndig > 18 or (dots == 1 and nfrac == 0):
-        return 0, True, False
-    if dots == 0:
-        return sec, False, True
-    for _ in range(nfrac, 9):
-        frac *= 10
-    return sec * 1_000_000_000 + frac, False, False
