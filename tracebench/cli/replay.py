@@ -21,15 +21,19 @@ ProfileOpt = Annotated[str | None, typer.Option(
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 
 
-def _progress_bar(total_rows: int, quiet: bool):
+def _progress_bar(traces: list[Path], quiet: bool):
     """A rich progress bar on stderr when it is a terminal, else nothing."""
     if quiet or not sys.stderr.isatty():
         return None, None
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from tracebench.trace import TraceFile
+
     prog = Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,}/"
                     "{task.total:,} events"), TimeRemainingColumn(), console=stderr_console(),
                     transient=True)
+    # Opening the footers to size the bar costs a read per trace: only when it is shown.
+    total_rows = sum(TraceFile(t).num_rows for t in traces)
     task = prog.add_task("replay", total=total_rows)
     return prog, lambda n: prog.advance(task, n)
 
@@ -62,11 +66,9 @@ def replay(
     """
     from tracebench.api import replay as run_replay
     from tracebench.backends.params import parse_assignments
-    from tracebench.trace import TraceFile
 
     overrides = parse_assignments(param or [])
-    total = sum(TraceFile(t).num_rows for t in traces)
-    prog, advance = _progress_bar(total, quiet)
+    prog, advance = _progress_bar(traces, quiet)
     if prog is not None:
         prog.start()
     try:
