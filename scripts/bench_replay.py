@@ -236,7 +236,7 @@ def child_kernel(
         best = float("inf")
         for _ in range(repeat):
             run = BackendRun(b, ps, m, n_cpus)
-            run._buffers = warm._buffers  # steady state: the arrays replay reuses
+            run._buffer = warm._buffer  # steady state: the array replay reuses
             t0 = time.perf_counter()
             for c in chunks:
                 run.run_chunk(c, hdr, reuse=True)  # every per-event output is written

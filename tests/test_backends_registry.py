@@ -16,28 +16,32 @@ from tracebench.errors import ParamError
 PLUGIN_SOURCE = '''
 """A plug-in backend with its own (plain-Python) kernel: every event is one VMCALL."""
 from tracebench.backends.base import Backend
-from tracebench.backends.kernel import A_COUNT, A_EXITS, A_STALL, hdr_index, _record_exits
+from tracebench.backends.kernel import (
+    A_COLS, A_COUNT, A_EXITS, A_STALL, N_OUT, N_STATE, OUT_EXIT_NS, OUT_EXITS, OUT_LATENCY,
+    OUT_REASON, OUT_STALL, OUT_START, OUT_TERR, hdr_index, record_exits)
+from tracebench.hist import counts_len
 
 COST_NS = 1000
 VMCALL = 7
 
 
-def kernel(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state,
-           out_start, out_latency, out_stall, out_exit_ns, out_terr, out_exits, out_reason,
+def kernel(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
            kind_agg, exit_agg, lat_counts, terr_counts):
     for i in range(len(ts)):
         c, k = int(cpu[i]), int(kind[i])
-        start = max(int(ts[i]) + int(state[c, 0]), int(state[c, 1]))
-        state[c, 0] = start + COST_NS - int(ts[i])
-        state[c, 1] = start + COST_NS
-        out_start[i] = start
-        out_latency[i] = out_stall[i] = out_exit_ns[i] = COST_NS
-        out_terr[i], out_exits[i], out_reason[i] = -1, 1, VMCALL
-        kind_agg[k, A_COUNT] += 1
-        kind_agg[k, A_EXITS] += 1
-        kind_agg[k, A_STALL] += COST_NS
-        _record_exits(exit_agg, c, VMCALL, 1, COST_NS)
-        lat_counts[k, hdr_index(COST_NS, hdr)] += 1
+        s = c * N_STATE
+        start = max(int(ts[i]) + int(state[s]), int(state[s + 1]))
+        state[s] = start + COST_NS - int(ts[i])
+        state[s + 1] = start + COST_NS
+        o = i * N_OUT
+        out[o + OUT_START] = start
+        out[o + OUT_LATENCY] = out[o + OUT_STALL] = out[o + OUT_EXIT_NS] = COST_NS
+        out[o + OUT_TERR], out[o + OUT_EXITS], out[o + OUT_REASON] = -1, 1, VMCALL
+        kind_agg[k * A_COLS + A_COUNT] += 1
+        kind_agg[k * A_COLS + A_EXITS] += 1
+        kind_agg[k * A_COLS + A_STALL] += COST_NS
+        record_exits(exit_agg, c, VMCALL, 1, COST_NS)
+        lat_counts[k * counts_len() + hdr_index(COST_NS, hdr)] += 1
     return len(ts)
 
 

@@ -19,19 +19,20 @@ import numpy as np
 
 from tracebench import hist
 from tracebench.backends.base import Backend
-from tracebench.backends.kernel import E_MIN, new_state
+from tracebench.backends.kernel import E_MIN, N_OUT, OUT_NAMES, new_state
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
 from tracebench.errors import ParamError
 from tracebench.schema import N_KINDS, N_REASONS
 from tracebench.trace import TraceFile
 
-OUTPUT_DTYPES = {
-    "start_ns": np.int64, "latency_ns": np.int64, "stall_ns": np.int64, "exit_ns": np.int64,
-    "timer_error_ns": np.int64, "exits": np.uint16, "exit_reason": np.int8,
-}
-#: rows per kernel call when per-event rows are discarded: 43 B/row of outputs stay in L2
-DISCARD_BLOCK_ROWS = 1 << 14
+#: rows per kernel call when per-event rows are discarded: 64 B/row of outputs stay in L2
+DISCARD_BLOCK_ROWS = 1 << 13
+
+
+def flat(a: np.ndarray) -> np.ndarray:
+    """The 1-D view kernels take; raises rather than hand them a copy they would write to."""
+    return np.reshape(a, -1, copy=False)
 
 
 @dataclasses.dataclass
@@ -47,7 +48,7 @@ class BackendRun:
     exit_agg: np.ndarray = None  # [cpu, reason, (count, total_ns, min_ns, max_ns)]
     lat_counts: np.ndarray = None  # [kind, hdr counts]
     terr_counts: np.ndarray = None  # [hdr counts] timer error of matched timer interrupts
-    _buffers: dict[str, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+    _buffer: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         self.state = new_state(self.n_cpus)
@@ -61,25 +62,24 @@ class BackendRun:
                   reuse: bool = False) -> dict[str, np.ndarray]:
         """Run the kernel over one chunk; per-event outputs by column name.
 
-        ``reuse``: write into this run's own arrays, overwritten by the next call, instead
-        of fresh ones (fresh arrays cost a page fault per 4 KiB: ~15 ns per row at 43 B of
-        outputs a row, more than the kernel itself).
+        The columns are int64 views of one ``(rows, N_OUT)`` array (see ``kernel.py``).
+        ``reuse``: write into this run's own array, overwritten by the next call, instead
+        of a fresh one (a fresh array costs a page fault per 4 KiB: ~15 ns per row at
+        64 B of outputs a row, more than the kernel itself).
         """
         n = len(cols["ts_ns"])
         if reuse:
-            if self._buffers is None or len(self._buffers["start_ns"]) < n:
-                self._buffers = {name: np.empty(n, dtype=dt)
-                                 for name, dt in OUTPUT_DTYPES.items()}
-            out = {name: buf[:n] for name, buf in self._buffers.items()}
+            if self._buffer is None or len(self._buffer) < n:
+                self._buffer = np.empty((n, N_OUT), dtype=np.int64)
+            out = self._buffer[:n]
         else:
-            out = {name: np.empty(n, dtype=dt) for name, dt in OUTPUT_DTYPES.items()}
+            out = np.empty((n, N_OUT), dtype=np.int64)
         self.backend.get_kernel()(
             cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-            self.model.kind_table, self.model.ipi_table, self.n_cpus, hdr, self.state,
-            out["start_ns"], out["latency_ns"], out["stall_ns"], out["exit_ns"],
-            out["timer_error_ns"], out["exits"], out["exit_reason"],
-            self.kind_agg, self.exit_agg, self.lat_counts, self.terr_counts)
-        return out
+            flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
+            flat(self.state), flat(out), flat(self.kind_agg), flat(self.exit_agg),
+            flat(self.lat_counts), self.terr_counts)
+        return {name: out[:, j] for j, name in enumerate(OUT_NAMES)}
 
     def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray,
                        block: int | None = None) -> None:

@@ -25,6 +25,14 @@ Replay semantics (per vCPU state, carried across chunks in ``state``):
   time; the latest IPI sent to a vCPU wins.
 
 The kernel is pure: arrays in, preallocated arrays out, no allocation per event.
+
+Calling convention (the contract for plug-in kernels too): every array argument is
+one-dimensional and C-contiguous; tables, state and aggregates are the row-major
+flattening of their 2-D forms (``BackendRun`` keeps the 2-D views), and the per-event
+outputs are one ``N_OUT``-column int64 row per event (``OUT_*`` columns). Numba hands
+a 2-D array's strides to the loop as run-time values and every output array as its
+own pointer; one row-major output array and constant strides ran the loop ~10 %
+faster (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -51,9 +59,10 @@ from tracebench.backends.model import (
     IRQ_RUN_REASON,
     IRQ_RUN_STALL,
     IRQ_WAKE,
+    N_KIND_COLS,
 )
 from tracebench.jit import bit_length, kernel
-from tracebench.schema import EventKind, ExitReason
+from tracebench.schema import N_REASONS, EventKind, ExitReason
 
 # Plain ints: numba freezes module globals at compile time.
 TIMER_ARM = int(EventKind.TIMER_ARM)
@@ -75,14 +84,23 @@ IDLE_BITS = (1 << IDLE_ENTER) | (1 << IDLE_EXIT)
 N_STATE = 10
 #: "no time" in state and in the timer-error output
 NO_TIME = -1
+#: per-event output columns: one int64 row of N_OUT per event (column 7 is padding: a row
+#: is one 64-byte cache line)
+(OUT_START, OUT_LATENCY, OUT_STALL, OUT_EXIT_NS, OUT_TERR, OUT_EXITS, OUT_REASON) = range(7)
+N_OUT = 8
+OUT_NAMES = ("start_ns", "latency_ns", "stall_ns", "exit_ns", "timer_error_ns", "exits",
+             "exit_reason")
 #: aggregate columns: per kind, and per (vCPU, reason)
 A_COUNT, A_EXITS, A_STALL = range(3)
+A_COLS = 3
 E_COUNT, E_TOTAL, E_MIN, E_MAX = range(4)
+E_COLS = 4
 #: HdrHistogram geometry passed to the kernel (see hist.py)
 H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = range(6)
 
 
 def new_state(n_cpus: int) -> np.ndarray:
+    """Per-vCPU state, ``(n_cpus, N_STATE)``; kernels take ``state.reshape(-1)``."""
     state = np.zeros((n_cpus, N_STATE), dtype=np.int64)
     state[:, S_DEADLINE] = NO_TIME
     state[:, S_DEADLINE_TRACE] = NO_TIME
@@ -108,20 +126,26 @@ def hdr_index(value, hdr):
 
 
 @kernel
-def _record_exits(exit_agg, c, reason, n, exit_ns):
+def record_exits(exit_agg, c, reason, n, exit_ns):
+    """Add ``n`` exits of ``exit_ns`` in all to the flat ``exit_agg`` row of (vCPU, reason)."""
     if n > 0:
         per = exit_ns if n == 1 else exit_ns // n  # one exit is the common case: no division
-        exit_agg[c, reason, E_COUNT] += n
-        exit_agg[c, reason, E_TOTAL] += exit_ns
-        exit_agg[c, reason, E_MIN] = min(exit_agg[c, reason, E_MIN], per)
-        exit_agg[c, reason, E_MAX] = max(exit_agg[c, reason, E_MAX], per)
+        b = (c * N_REASONS + reason) * E_COLS
+        exit_agg[b + E_COUNT] += n
+        exit_agg[b + E_TOTAL] += exit_ns
+        exit_agg[b + E_MIN] = min(exit_agg[b + E_MIN], per)
+        exit_agg[b + E_MAX] = max(exit_agg[b + E_MAX], per)
 
 
 @kernel
-def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state,
-                    out_start, out_latency, out_stall, out_exit_ns, out_terr, out_exits,
-                    out_reason, kind_agg, exit_agg, lat_counts, terr_counts):
-    """Replay one chunk; all outputs are written in place. Returns the rows processed."""
+def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
+                    kind_agg, exit_agg, lat_counts, terr_counts):
+    """Replay one chunk; all outputs are written in place. Returns the rows processed.
+
+    Flat arrays (see the module docstring): ``kind_table`` (N_KINDS x N_KIND_COLS),
+    ``state`` (n_cpus x N_STATE), ``out`` (rows x N_OUT), ``kind_agg`` (N_KINDS x A_COLS),
+    ``exit_agg`` (n_cpus x N_REASONS x E_COLS), ``lat_counts`` (N_KINDS x counts length).
+    """
     halts = ipi_table[HALTS] != 0
     # Loop invariants in locals: the histogram geometry, and kind codes read as unsigned
     # so that no index needs a negative-wraparound check.
@@ -130,11 +154,14 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
     sub_mask = hdr[H_SUB_MASK]
     half_count = hdr[H_HALF_COUNT]
     highest = hdr[H_HIGHEST]
+    counts_len = np.uint64(hdr[H_COUNTS_LEN])
     kinds = kind.view(np.uint8)
     n = ts.shape[0]
     for i in range(n):
         c = np.int64(cpu[i])
         k = np.int64(kinds[i])
+        cs = c * N_STATE
+        kt = k * N_KIND_COLS
         t = ts[i]
         terr = NO_TIME
         exit_ns = 0
@@ -142,54 +169,54 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
             if k == TIMER_IRQ:
                 # The armed deadline explains this interrupt only if, in the trace, the
                 # interrupt came at or after it; an earlier one was programmed untraced.
-                matched = state[c, S_DEADLINE] != NO_TIME and state[c, S_DEADLINE_TRACE] <= t
+                matched = state[cs + S_DEADLINE] != NO_TIME and state[cs + S_DEADLINE_TRACE] <= t
                 if matched:
-                    arrive = state[c, S_DEADLINE]
-                    state[c, S_DEADLINE] = NO_TIME
+                    arrive = state[cs + S_DEADLINE]
+                    state[cs + S_DEADLINE] = NO_TIME
                 else:
-                    arrive = t + state[c, S_SHIFT]
+                    arrive = t + state[cs + S_SHIFT]
             elif k == IPI_IRQ:
-                arrive = state[c, S_IPI_ARRIVE]
+                arrive = state[cs + S_IPI_ARRIVE]
                 if arrive == NO_TIME:
                     arrive = t
                 else:
-                    state[c, S_IPI_ARRIVE] = NO_TIME
+                    state[cs + S_IPI_ARRIVE] = NO_TIME
             else:
                 arrive = t
-            if state[c, S_IDLE] != 0:
-                ready = arrive + kind_table[k, IRQ_HOST] + kind_table[k, IRQ_WAKE]
+            if state[cs + S_IDLE] != 0:
+                ready = arrive + kind_table[kt + IRQ_HOST] + kind_table[kt + IRQ_WAKE]
                 stall = 0
                 exits = 0
                 reason = 0
-                state[c, S_IDLE] = 0
+                state[cs + S_IDLE] = 0
                 woke = True
             else:
-                ready = arrive + kind_table[k, IRQ_HOST] + kind_table[k, IRQ_RUN]
-                stall = kind_table[k, IRQ_RUN_STALL]
-                exits = kind_table[k, IRQ_RUN_EXITS]
-                reason = kind_table[k, IRQ_RUN_REASON]
+                ready = arrive + kind_table[kt + IRQ_HOST] + kind_table[kt + IRQ_RUN]
+                stall = kind_table[kt + IRQ_RUN_STALL]
+                exits = kind_table[kt + IRQ_RUN_EXITS]
+                reason = kind_table[kt + IRQ_RUN_REASON]
                 woke = False
             # Queue only behind the stall in progress when delivery is ready; an
             # interrupt that is ready before that stall began was taken before it.
-            if state[c, S_STALL_START] <= ready < state[c, S_STALL_END]:
-                start = state[c, S_STALL_END]
+            if state[cs + S_STALL_START] <= ready < state[cs + S_STALL_END]:
+                start = state[cs + S_STALL_END]
             else:
                 start = ready
             if woke:
-                state[c, S_WOKE_AT] = start
-            state[c, S_BUSY] = max(state[c, S_BUSY], start)
+                state[cs + S_WOKE_AT] = start
+            state[cs + S_BUSY] = max(state[cs + S_BUSY], start)
             if woke:  # idling absorbed any lag: the timeline restarts at the handler
-                state[c, S_SHIFT] = start - t
+                state[cs + S_SHIFT] = start - t
             else:  # the interrupted work still has to be done, after the stall
-                state[c, S_SHIFT] = max(state[c, S_SHIFT] + stall, start - t)
+                state[cs + S_SHIFT] = max(state[cs + S_SHIFT] + stall, start - t)
             latency = start - arrive
             if k == TIMER_IRQ and matched:
                 terr = latency  # counted below: same histogram slot as the latency
             if exits > 0:
                 exit_ns = stall
         else:
-            want = t + state[c, S_SHIFT]
-            start = max(want, state[c, S_BUSY])
+            want = t + state[cs + S_SHIFT]
+            start = max(want, state[cs + S_BUSY])
             if k == IPI_SEND:
                 tg = target[i]
                 if tg == -1 and ipi_table[IPI_USES_SHORT] != 0:
@@ -212,67 +239,69 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
                     reason = ipi_table[IPI_REASON]
                 sent = start + cost
                 if tg >= 0:
-                    state[tg, S_IPI_ARRIVE] = sent
+                    state[tg * N_STATE + S_IPI_ARRIVE] = sent
                 else:
                     m = arg[i]
                     for d in range(n_cpus):
                         if (tg == -1 and d != c) or (tg != -1 and (m >> d) & 1):
-                            state[d, S_IPI_ARRIVE] = sent
+                            state[d * N_STATE + S_IPI_ARRIVE] = sent
             else:
-                cost = kind_table[k, ACT_COST]
-                exits = kind_table[k, ACT_EXITS]
-                reason = kind_table[k, ACT_REASON]
+                cost = kind_table[kt + ACT_COST]
+                exits = kind_table[kt + ACT_EXITS]
+                reason = kind_table[kt + ACT_REASON]
             # Timer programming as selects, idle kinds behind one bit test: with the kinds
             # interleaved, the jump table a chain of kind tests compiles to was mispredicted
             # on most events (measured: ~8% faster this way).
             a = arg[i]
-            dl = state[c, S_DEADLINE]
+            dl = state[cs + S_DEADLINE]
             armed = a + (start - t) if a >= 0 else NO_TIME
             dl = armed if k == TIMER_ARM else dl
-            state[c, S_DEADLINE] = NO_TIME if k == TIMER_CANCEL else dl
-            dlt = state[c, S_DEADLINE_TRACE]
-            state[c, S_DEADLINE_TRACE] = a if k == TIMER_ARM else dlt
+            state[cs + S_DEADLINE] = NO_TIME if k == TIMER_CANCEL else dl
+            dlt = state[cs + S_DEADLINE_TRACE]
+            state[cs + S_DEADLINE_TRACE] = a if k == TIMER_ARM else dlt
             if (IDLE_BITS >> k) & 1:
                 if k == IDLE_ENTER:
                     if halts:
-                        state[c, S_IDLE] = 1
-                        state[c, S_IDLE_SINCE] = start
-                        state[c, S_WOKE_AT] = NO_TIME
+                        state[cs + S_IDLE] = 1
+                        state[cs + S_IDLE_SINCE] = start
+                        state[cs + S_WOKE_AT] = NO_TIME
                 else:  # IDLE_EXIT
-                    if state[c, S_IDLE] != 0:  # left idle without an interrupt
-                        state[c, S_IDLE] = 0
-                        state[c, S_WOKE_AT] = start
+                    if state[cs + S_IDLE] != 0:  # left idle without an interrupt
+                        state[cs + S_IDLE] = 0
+                        state[cs + S_WOKE_AT] = start
                     if exits > 0 and reason == HLT:
-                        since = state[c, S_IDLE_SINCE]
-                        woke_at = state[c, S_WOKE_AT]
+                        since = state[cs + S_IDLE_SINCE]
+                        woke_at = state[cs + S_WOKE_AT]
                         if since != NO_TIME and woke_at != NO_TIME and woke_at >= since:
                             exit_ns = woke_at - since
-                        state[c, S_IDLE_SINCE] = NO_TIME
+                        state[cs + S_IDLE_SINCE] = NO_TIME
             stall = cost
             if exits > 0 and reason != HLT:
                 exit_ns = cost
-            state[c, S_BUSY] = start + cost
+            state[cs + S_BUSY] = start + cost
             if cost > 0:  # back-to-back stalls form one window
-                if start > state[c, S_STALL_END]:
-                    state[c, S_STALL_START] = start
-                state[c, S_STALL_END] = start + cost
-            state[c, S_SHIFT] = start + cost - t
+                if start > state[cs + S_STALL_END]:
+                    state[cs + S_STALL_START] = start
+                state[cs + S_STALL_END] = start + cost
+            state[cs + S_SHIFT] = start + cost - t
             latency = start - want + cost
         if exits == 0:
             reason = 0
-        out_start[i] = start
-        out_latency[i] = latency
-        out_stall[i] = stall
-        out_exit_ns[i] = exit_ns
-        out_terr[i] = terr
-        out_exits[i] = exits
-        out_reason[i] = reason
-        kind_agg[k, A_COUNT] += 1
-        kind_agg[k, A_EXITS] += exits
-        kind_agg[k, A_STALL] += stall
-        _record_exits(exit_agg, c, reason, exits, exit_ns)
+        o = i * N_OUT
+        out[o + OUT_START] = start
+        out[o + OUT_LATENCY] = latency
+        out[o + OUT_STALL] = stall
+        out[o + OUT_EXIT_NS] = exit_ns
+        out[o + OUT_TERR] = terr
+        out[o + OUT_EXITS] = exits
+        out[o + OUT_REASON] = reason
+        ka = k * A_COLS
+        kind_agg[ka + A_COUNT] += 1
+        kind_agg[ka + A_EXITS] += exits
+        kind_agg[ka + A_STALL] += stall
+        record_exits(exit_agg, c, reason, exits, exit_ns)
         slot = np.uint64(_slot(latency, unit_mag, half_mag, sub_mask, half_count, highest))
-        lat_counts[k, slot] += 1
+        lat_counts[np.uint64(k) * counts_len + slot] += 1
         if terr != NO_TIME:
             terr_counts[slot] += 1
     return n
