@@ -147,3 +147,26 @@ def test_ingested_trace_replays_through_every_backend(tmp_path):
     s = res.summary
     ex = s.filter((s["kind"] == "all") & (s["metric"] == "latency_ns"))
     assert (ex.filter(ex["backend"] != "native")["exits"] > 0).all()
+
+
+@pytest.mark.parametrize(
+    "payload,value",
+    [
+        (b"local_timer_entry: vector=99999", "99999"),  # vector column is Int16
+        (b"irq_handler_entry: irq=4294967296 name=x", "4294967296"),
+        (b"ipi_send_cpu: cpu=3000000000 callsite=x callback=y", "3000000000"),  # Int32 target
+    ],
+)
+def test_field_out_of_range_names_the_line(tmp_path, payload, value):
+    """A value too wide for its column is a one-line error at its line, not a traceback."""
+    good = (DATA / "fc-guest-mixed/trace-head.txt").read_bytes().splitlines(keepends=True)
+    bad = b"            bash-14674   [000] d.h..   648.914888: " + payload + b"\n"
+    src = tmp_path / "wide.txt"
+    src.write_bytes(b"".join(good[:60] + [bad] + good[60:80]))
+    res = runner.invoke(app, ["ingest", str(src), "-o", str(tmp_path / "o.parquet")])
+    assert res.exit_code == 1, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tracebench: error:"), res.output
+    assert f"wide.txt:61: {payload.split(b':')[0].decode()}" in lines[0]
+    assert value in lines[0] and "out of range" in lines[0]
+    assert not (tmp_path / "o.parquet").exists()

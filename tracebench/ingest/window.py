@@ -10,6 +10,8 @@ had been read whole, as long as it spans less than :data:`HOLD_NS`.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import polars as pl
 
@@ -22,6 +24,36 @@ from tracebench.ingest.mapping import EOI_INFERRED, RULES, MapContext
 from tracebench.ingest.records import Chunk
 from tracebench.ingest.resolve import resolve
 from tracebench.schema import EventKind
+
+#: what a rule raises when a field's value does not fit its column (a strict cast)
+_RANGE_ERRORS = (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError)
+
+
+def _apply(rule, records: pl.DataFrame, ctx: MapContext, where: str):
+    """``rule.fn`` on ``records``; a value that does not fit its column becomes a one-line
+    error naming the input line (found by bisecting the records: rules map rows
+    independently, and the ingest stops here anyway)."""
+    try:
+        return rule.fn(records, ctx)
+    except _RANGE_ERRORS as exc:
+        lo, hi = 0, records.height
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            try:
+                rule.fn(records[lo:mid], ctx)
+            except _RANGE_ERRORS:
+                hi = mid
+            else:
+                lo = mid
+        line = int(records["seq"][lo]) if records.height else 0
+        raise TraceError(f"{where}:{line}: {rule.event}: {_range_text(exc)}") from None
+
+
+def _range_text(exc: Exception) -> str:
+    m = re.search(r"from `(\w+)` to `(\w+)` failed.*?values: \[(.*?)\]", str(exc))
+    if m:
+        return f"field out of range: value {m.group(3)} does not fit its column ({m.group(2)})"
+    return f"field out of range: {str(exc).splitlines()[0]}"
 
 #: relations (entry -> exit, send -> ICR write) longer than this are not found
 HOLD_NS = 100_000_000
@@ -68,26 +100,28 @@ class Window:
 
     def feed(self, chunks) -> None:
         """Process ``(chunk, where)`` pairs in file order, then flush the window."""
-        pending: list[Chunk] = []
+        pending: list[tuple[Chunk, str]] = []
+        last = "input"
         for ch, where in chunks:
+            last = where
             self.take(ch)
             if ch.pieceless:
                 continue
             if self.calibration is None:
-                pending.append(ch)
+                pending.append((ch, where))
                 if ch.line_no < CALIB_LINES:
                     continue
-                self._calibrate(pending)
-                for c in pending:
-                    self._process(c, final=False, where=where)
+                self._calibrate([c for c, _ in pending])
+                for c, w in pending:
+                    self._process(c, final=False, where=w)
                 pending = []
                 continue
             self._process(ch, final=False, where=where)
         if self.calibration is None:
-            self._calibrate(pending)
-            for c in pending:
-                self._process(c, final=False, where="input")
-        self._process(None, final=True, where="input")
+            self._calibrate([c for c, _ in pending])
+            for c, w in pending:
+                self._process(c, final=False, where=w)
+        self._process(None, final=True, where=last)
 
     def _calibrate(self, pending: list[Chunk]) -> None:
         ev = {}
@@ -154,7 +188,7 @@ class Window:
         for short, ids in order.items():
             rule = RULES.get((self.family, short))
             if short in slow and rule is not None:
-                rows, miss = rule.fn(slow[short], self.ctx)
+                rows, miss = _apply(rule, slow[short], self.ctx, where)
                 if miss.height:
                     for label, n in miss.group_by("label", maintain_order=True).len().iter_rows():
                         st.add(st.unmapped, label, n)
@@ -175,7 +209,10 @@ class Window:
             self.settle()
             self.settle = None
         if ch is not None and self.family == "kvm-host" and ch.slow:
-            kvmhost.learn_vcpus(self.ctx, ch.slow)
+            try:
+                kvmhost.learn_vcpus(self.ctx, ch.slow)
+            except _RANGE_ERRORS as exc:  # a vCPU number past Int64
+                raise TraceError(f"{where}: vCPU number {_range_text(exc)}") from None
         new = self._rows(ch, where) if ch is not None else merge.empty_rows()
         cand = merge.merge_sorted(self.carry, new)
         if len(cand["ts"]) == 0 or st.first_ts is None:
