@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import run_kernel, run_reference
-from tracebench.backends import registered_backends
+from tests.helpers import make_cols, run_kernel, run_reference
+from tracebench.backends import get_backend, registered_backends
+from tracebench.backends.model import IPI_CALL_COST, IPI_TARGET_COST
 from tracebench.schema import N_KINDS, EventKind
 from tracebench.trace import empty_columns
 
@@ -36,8 +37,9 @@ def traces(draw):
         if k == EventKind.IPI_SEND:
             tg = draw(st.integers(-2, n_cpus - 1))
             cols["target"][i] = tg
-            if tg == -2:
-                cols["arg"][i] = draw(st.integers(1, (1 << n_cpus) - 1))
+            if tg == -2:  # mostly vCPUs of the trace; sometimes stray bits past n_cpus
+                cols["arg"][i] = draw(st.one_of(st.integers(1, (1 << n_cpus) - 1),
+                                                st.integers(-(1 << 63), (1 << 63) - 1)))
         elif k == EventKind.TIMER_ARM:
             cols["arg"][i] = cols["ts_ns"][i] + draw(st.sampled_from([-1, 0, 1, 3000, 50000]))
     return cols, n_cpus
@@ -80,3 +82,18 @@ def test_reference_is_not_trivially_equal():
     a, _ = run_reference("full-virt", cols, 1)
     b, _ = run_reference("full-virt", cols, 1, params={"exit_roundtrip_cyc": 3000})
     assert a.latency_ns != b.latency_ns
+
+
+@pytest.mark.parametrize("backend", ["full-virt", "apicv-ipiv", "kvm-pv"])
+def test_masks_on_a_guest_wider_than_64_vcpus(backend):
+    """A destination mask names vCPUs 0..63 whatever the guest's size; broadcasts reach all."""
+    rows = [(0, 70, "ipi_send", -2, -(1 << 63) | 0b101),  # vCPUs 0, 2 and 63
+            (10, 71, "ipi_send", -1), (20, 3, "ipi_send", 65)]
+    rows += [(3000 + 10 * d, d, "ipi_irq") for d in (0, 2, 63, 64, 65, 69)]
+    cols = make_cols(rows)
+    out, _ = run_kernel(backend, cols, 72)
+    ref, _ = run_reference(backend, cols, 72)
+    _compare(out, ref)
+    # the mask IPI counted three targets: its cost is call + 3 x target
+    m = get_backend(backend).compile(get_backend(backend).params()).ipi_table
+    assert out["stall_ns"][0] == m[IPI_CALL_COST] + 3 * m[IPI_TARGET_COST]

@@ -61,7 +61,7 @@ from tracebench.backends.model import (
     IRQ_WAKE,
     N_KIND_COLS,
 )
-from tracebench.jit import bit_length, kernel
+from tracebench.jit import bit_length, kernel, lowest_bit, popcount
 from tracebench.schema import N_REASONS, EventKind, ExitReason
 
 # Plain ints: numba freezes module globals at compile time.
@@ -78,6 +78,8 @@ HLT = int(ExitReason.HLT)
 IRQ_BITS = (1 << TIMER_IRQ) | (1 << DEVICE_IRQ) | (1 << IPI_IRQ)
 IDLE_BITS = (1 << IDLE_ENTER) | (1 << IDLE_EXIT)
 
+#: a destination mask (``target == -2``) names vCPUs 0..63; bits past ``n_cpus`` are ignored
+MASK_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 #: per-vCPU state columns
 (S_SHIFT, S_BUSY, S_DEADLINE, S_IPI_ARRIVE, S_IDLE, S_IDLE_SINCE, S_WOKE_AT,
  S_DEADLINE_TRACE, S_STALL_START, S_STALL_END) = range(10)
@@ -155,6 +157,7 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
     half_count = hdr[H_HALF_COUNT]
     highest = hdr[H_HIGHEST]
     counts_len = np.uint64(hdr[H_COUNTS_LEN])
+    cpu_mask = MASK_ALL if n_cpus >= 64 else (np.uint64(1) << np.uint64(n_cpus)) - np.uint64(1)
     kinds = kind.view(np.uint8)
     n = ts.shape[0]
     for i in range(n):
@@ -229,22 +232,22 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
                     elif tg == -1:
                         nt = n_cpus - 1
                     else:
-                        nt = 0
-                        m = arg[i]
-                        for d in range(n_cpus):
-                            if (m >> d) & 1:
-                                nt += 1
+                        nt = popcount(np.uint64(arg[i]) & cpu_mask)
                     cost = ipi_table[IPI_CALL_COST] + nt * ipi_table[IPI_TARGET_COST]
                     exits = ipi_table[IPI_CALL_EXITS] + nt * ipi_table[IPI_TARGET_EXITS]
                     reason = ipi_table[IPI_REASON]
                 sent = start + cost
                 if tg >= 0:
                     state[tg * N_STATE + S_IPI_ARRIVE] = sent
-                else:
-                    m = arg[i]
+                elif tg == -1:
                     for d in range(n_cpus):
-                        if (tg == -1 and d != c) or (tg != -1 and (m >> d) & 1):
+                        if d != c:
                             state[d * N_STATE + S_IPI_ARRIVE] = sent
+                else:  # the set bits of the destination mask
+                    m = np.uint64(arg[i]) & cpu_mask
+                    while m != 0:
+                        state[np.int64(lowest_bit(m)) * N_STATE + S_IPI_ARRIVE] = sent
+                        m &= m - np.uint64(1)
             else:
                 cost = kind_table[kt + ACT_COST]
                 exits = kind_table[kt + ACT_EXITS]

@@ -138,7 +138,7 @@ def _ipi_cost(ipi: list[int], tg: int, arg: int, n_cpus: int) -> tuple[int, int,
     elif tg == -1:
         n = n_cpus - 1
     else:
-        n = sum(1 for d in range(n_cpus) if (arg >> d) & 1)
+        n = len(_mask_cpus(arg, n_cpus))
     return (ipi[M.IPI_CALL_COST] + n * ipi[M.IPI_TARGET_COST],
             ipi[M.IPI_CALL_EXITS] + n * ipi[M.IPI_TARGET_EXITS], ipi[M.IPI_REASON])
 
@@ -148,4 +148,9 @@ def _ipi_targets(tg: int, arg: int, sender: int, n_cpus: int) -> list[int]:
         return [tg]
     if tg == -1:
         return [d for d in range(n_cpus) if d != sender]
-    return [d for d in range(n_cpus) if (arg >> d) & 1]
+    return _mask_cpus(arg, n_cpus)
+
+
+def _mask_cpus(mask: int, n_cpus: int) -> list[int]:
+    """The vCPUs a destination mask names: its set bits below min(n_cpus, 64)."""
+    return [d for d in range(min(n_cpus, 64)) if (mask >> d) & 1]
