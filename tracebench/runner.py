@@ -19,7 +19,14 @@ import numpy as np
 
 from tracebench import hist
 from tracebench.backends.base import Backend
-from tracebench.backends.kernel import E_MIN, N_OUT, OUT_NAMES, new_state
+from tracebench.backends.kernel import (
+    E_MIN,
+    N_OUT,
+    OUT_NAMES,
+    new_state,
+    replay_chunk_nb,
+    replay_discarding_nb,
+)
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
 from tracebench.errors import ParamError
@@ -86,9 +93,18 @@ class BackendRun:
         """Run a chunk for its aggregates only, in cache-sized blocks of reused outputs."""
         n = len(cols["ts_ns"])
         block = block or DISCARD_BLOCK_ROWS
-        for lo in range(0, n, block):
-            self.run_chunk({k: v[lo:lo + block] for k, v in cols.items()}, hdr, reuse=True)
-
+        kern = self.backend.get_kernel()
+        if kern is not replay_chunk_nb:  # a plug-in's kernel: block by block from Python
+            for lo in range(0, n, block):
+                self.run_chunk({k: v[lo:lo + block] for k, v in cols.items()}, hdr, reuse=True)
+            return
+        if self._buffer is None or len(self._buffer) < block:
+            self._buffer = np.empty((block, N_OUT), dtype=np.int64)
+        replay_discarding_nb(
+            cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+            flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
+            flat(self.state), flat(self._buffer[:block]), flat(self.kind_agg),
+            flat(self.exit_agg), flat(self.lat_counts), self.terr_counts)
 
 def split_overrides(backends: list[Backend], overrides: Mapping[str, float],
                     where: str) -> dict[str, dict[str, float]]:

@@ -308,3 +308,18 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
         if terr != NO_TIME:
             terr_counts[slot] += 1
     return n
+
+
+@kernel
+def replay_discarding_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state,
+                         out_block, kind_agg, exit_agg, lat_counts, terr_counts):
+    """``replay_chunk_nb`` for the aggregates only: blocks of ``len(out_block) // N_OUT`` rows
+    overwrite one cache-sized output block, with no Python call per block."""
+    block = out_block.shape[0] // N_OUT
+    n = ts.shape[0]
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        replay_chunk_nb(ts[lo:hi], cpu[lo:hi], kind[lo:hi], target[lo:hi], arg[lo:hi],
+                        kind_table, ipi_table, n_cpus, hdr, state, out_block, kind_agg,
+                        exit_agg, lat_counts, terr_counts)
+    return n
