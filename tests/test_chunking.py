@@ -17,7 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import tracebench
-from tracebench import runner
+from tracebench import hist, runner
 from tracebench.backends import builtin_backends
 from tracebench.schema import N_KINDS, EventKind
 from tracebench.trace import TraceMeta, empty_columns, write_trace
@@ -146,7 +146,7 @@ def test_chunked_to_folder_equals_whole(traces, whole, tmp_path, name, chunk):
 @pytest.mark.parametrize("name", list(TRACES))
 def test_aggregates_only_in_blocks_equal_whole(traces, whole, monkeypatch, name, block):
     """Without per-event rows the kernels run in small blocks: same aggregates."""
-    monkeypatch.setattr(runner, "DISCARD_BLOCK_ROWS", block)
+    monkeypatch.setattr(runner, "BLOCK_ROWS", block)
     got = tracebench.replay([traces[name]], BACKENDS, events=False, chunk_rows=97)
     _check_same(got, whole[name])
     assert got.events is None
@@ -157,3 +157,31 @@ def test_chunk_sizes_change_nothing_they_could(traces, whole):
     a = whole["random-a"].summary.filter(kind="all")["p99_ns"].to_list()
     b = whole["structured"].summary.filter(kind="all")["p99_ns"].to_list()
     assert a != b
+
+
+def test_rows_in_blocks_equal_one_kernel_call(monkeypatch):
+    """Per-event columns made block by block (kernel, then split in cache) equal one
+    kernel call over the chunk's rows, column by column, in their storage types."""
+    from tracebench.backends.kernel import N_OUT, OUT_NAMES, replay_chunk_nb
+
+    monkeypatch.setattr(runner, "BLOCK_ROWS", 64)
+    cols = random_trace(3, 5000, 4)
+    b = builtin_backends()["full-virt"]
+    ps = b.params()
+    blocked = runner.BackendRun(b, ps, b.compile(ps), 4)
+    got = blocked.run_chunk(cols, hist.geometry())
+    whole = runner.BackendRun(b, ps, b.compile(ps), 4)
+    rows = np.empty((5000, N_OUT), dtype=np.int64)
+    f = runner.flat
+    replay_chunk_nb(cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+                    f(whole.model.kind_table), whole.model.ipi_table, 4, hist.geometry(),
+                    f(whole.state), f(rows), f(whole.kind_agg), f(whole.exit_agg),
+                    f(whole.lat_counts), whole.terr_counts)
+    assert list(got) == list(runner.COLUMN_DTYPES) == list(OUT_NAMES)
+    for j, (name, dt) in enumerate(runner.COLUMN_DTYPES.items()):
+        assert got[name].dtype == dt and got[name].flags.c_contiguous
+        assert np.array_equal(got[name], rows[:, j].astype(dt)), name
+    assert (got["exits"] > 0).any() and (got["timer_error_ns"] >= 0).any()  # not trivial
+    for a, b_ in ((blocked.kind_agg, whole.kind_agg), (blocked.lat_counts, whole.lat_counts),
+                  (blocked.exit_agg, whole.exit_agg), (blocked.state, whole.state)):
+        assert np.array_equal(a, b_)

@@ -22,10 +22,11 @@ from tracebench.backends.base import Backend
 from tracebench.backends.kernel import (
     E_MIN,
     N_OUT,
-    OUT_NAMES,
     new_state,
     replay_chunk_nb,
     replay_discarding_nb,
+    replay_rows_nb,
+    split_outputs_nb,
 )
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
@@ -33,8 +34,15 @@ from tracebench.errors import ParamError
 from tracebench.schema import N_KINDS, N_REASONS
 from tracebench.trace import TraceFile
 
-#: rows per kernel call when per-event rows are discarded: 64 B/row of outputs stay in L2
-DISCARD_BLOCK_ROWS = 1 << 13
+#: rows per block of the compiled loops: 64 B/row of kernel outputs stay in L2
+BLOCK_ROWS = 1 << 13
+
+
+#: storage type of each per-event output column (the kernels write int64)
+COLUMN_DTYPES = {
+    "start_ns": np.int64, "latency_ns": np.int64, "stall_ns": np.int64, "exit_ns": np.int64,
+    "timer_error_ns": np.int64, "exits": np.uint16, "exit_reason": np.int8,
+}
 
 
 def flat(a: np.ndarray) -> np.ndarray:
@@ -55,7 +63,8 @@ class BackendRun:
     exit_agg: np.ndarray = None  # [cpu, reason, (count, total_ns, min_ns, max_ns)]
     lat_counts: np.ndarray = None  # [kind, hdr counts]
     terr_counts: np.ndarray = None  # [hdr counts] timer error of matched timer interrupts
-    _buffer: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    _columns: dict[str, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+    _block: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         self.state = new_state(self.n_cpus)
@@ -67,44 +76,53 @@ class BackendRun:
 
     def run_chunk(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray,
                   reuse: bool = False) -> dict[str, np.ndarray]:
-        """Run the kernel over one chunk; per-event outputs by column name.
+        """Run the kernel over one chunk; per-event outputs as typed columns by name.
 
-        The columns are int64 views of one ``(rows, N_OUT)`` array (see ``kernel.py``).
-        ``reuse``: write into this run's own array, overwritten by the next call, instead
-        of a fresh one (a fresh array costs a page fault per 4 KiB: ~15 ns per row at
-        64 B of outputs a row, more than the kernel itself).
+        ``reuse``: write into this run's own columns, overwritten by the next call, instead
+        of fresh ones (fresh arrays cost a page fault per 4 KiB: ~15 ns per row at 43 B of
+        outputs a row, more than the kernel itself).
         """
         n = len(cols["ts_ns"])
         if reuse:
-            if self._buffer is None or len(self._buffer) < n:
-                self._buffer = np.empty((n, N_OUT), dtype=np.int64)
-            out = self._buffer[:n]
+            if self._columns is None or len(self._columns["start_ns"]) < n:
+                self._columns = {k: np.empty(n, dtype=dt) for k, dt in COLUMN_DTYPES.items()}
+            out = {k: v[:n] for k, v in self._columns.items()}
         else:
-            out = np.empty((n, N_OUT), dtype=np.int64)
-        self.backend.get_kernel()(
-            cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-            flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
-            flat(self.state), flat(out), flat(self.kind_agg), flat(self.exit_agg),
-            flat(self.lat_counts), self.terr_counts)
-        return {name: out[:, j] for j, name in enumerate(OUT_NAMES)}
-
-    def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray,
-                       block: int | None = None) -> None:
-        """Run a chunk for its aggregates only, in cache-sized blocks of reused outputs."""
-        n = len(cols["ts_ns"])
-        block = block or DISCARD_BLOCK_ROWS
+            out = {k: np.empty(n, dtype=dt) for k, dt in COLUMN_DTYPES.items()}
         kern = self.backend.get_kernel()
-        if kern is not replay_chunk_nb:  # a plug-in's kernel: block by block from Python
-            for lo in range(0, n, block):
-                self.run_chunk({k: v[lo:lo + block] for k, v in cols.items()}, hdr, reuse=True)
+        args = (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+                flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
+                flat(self.state))
+        aggs = (flat(self.kind_agg), flat(self.exit_agg), flat(self.lat_counts),
+                self.terr_counts)
+        if kern is replay_chunk_nb:  # kernel and split block by block, in cache
+            replay_rows_nb(*args, flat(self._scratch()), *aggs, *out.values())
+        else:  # a plug-in's kernel writes the whole chunk's rows, then they are split
+            rows = np.empty((n, N_OUT), dtype=np.int64)
+            kern(*args, flat(rows), *aggs)
+            split_outputs_nb(flat(rows), *out.values())
+        return out
+
+    def _scratch(self) -> np.ndarray:
+        """The cache-sized block of output rows the compiled loops replay into."""
+        if self._block is None:
+            self._block = np.empty((BLOCK_ROWS, N_OUT), dtype=np.int64)
+        return self._block
+
+    def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray) -> None:
+        """Run a chunk for its aggregates only: outputs overwrite one cache-sized block."""
+        kern = self.backend.get_kernel()
+        args = (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+                flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
+                flat(self.state), flat(self._scratch()), flat(self.kind_agg),
+                flat(self.exit_agg), flat(self.lat_counts), self.terr_counts)
+        if kern is replay_chunk_nb:
+            replay_discarding_nb(*args)
             return
-        if self._buffer is None or len(self._buffer) < block:
-            self._buffer = np.empty((block, N_OUT), dtype=np.int64)
-        replay_discarding_nb(
-            cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-            flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
-            flat(self.state), flat(self._buffer[:block]), flat(self.kind_agg),
-            flat(self.exit_agg), flat(self.lat_counts), self.terr_counts)
+        n, block = len(cols["ts_ns"]), len(self._scratch())
+        for lo in range(0, n, block):  # a plug-in's kernel: block by block from Python
+            part = [a[lo:lo + block] for a in args[:5]]
+            kern(*part, *args[5:])
 
 def split_overrides(backends: list[Backend], overrides: Mapping[str, float],
                     where: str) -> dict[str, dict[str, float]]:

@@ -1,7 +1,8 @@
 """The backend contract: a named composition of mechanisms, its parameters, its kernel.
 
 Built-in backends are presets of one composed model and share one compiled
-kernel; a plug-in may bring its own kernel with the same signature as
+kernel; a plug-in may bring its own kernel with the same signature and calling
+convention (flat arrays, one output row per event: see ``kernel.py``'s docstring) as
 :func:`tracebench.backends.kernel.replay_chunk_nb` and its own Python reference
 with the signature of :func:`tracebench.backends.reference.replay_reference`.
 """

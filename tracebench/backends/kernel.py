@@ -323,3 +323,37 @@ def replay_discarding_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cp
                         kind_table, ipi_table, n_cpus, hdr, state, out_block, kind_agg,
                         exit_agg, lat_counts, terr_counts)
     return n
+
+
+@kernel
+def split_outputs_nb(out, start, latency, stall, exit_ns, terr, exits, reason):
+    """Row-major outputs (``out``, flat) to typed columns in one pass over the rows (a
+    strided copy per column would read the whole block once per column)."""
+    for i in range(start.shape[0]):
+        o = i * N_OUT
+        start[i] = out[o + OUT_START]
+        latency[i] = out[o + OUT_LATENCY]
+        stall[i] = out[o + OUT_STALL]
+        exit_ns[i] = out[o + OUT_EXIT_NS]
+        terr[i] = out[o + OUT_TERR]
+        exits[i] = out[o + OUT_EXITS]
+        reason[i] = out[o + OUT_REASON]
+
+
+@kernel
+def replay_rows_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state,
+                   out_block, kind_agg, exit_agg, lat_counts, terr_counts, start, latency,
+                   stall, exit_ns, terr, exits, reason):
+    """``replay_chunk_nb`` with its outputs as typed columns: each cache-sized block of rows
+    is replayed into ``out_block`` and split into the columns while it is in cache, so
+    memory sees the columns once (not the 64-byte rows, then the columns)."""
+    block = out_block.shape[0] // N_OUT
+    n = ts.shape[0]
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        replay_chunk_nb(ts[lo:hi], cpu[lo:hi], kind[lo:hi], target[lo:hi], arg[lo:hi],
+                        kind_table, ipi_table, n_cpus, hdr, state, out_block, kind_agg,
+                        exit_agg, lat_counts, terr_counts)
+        split_outputs_nb(out_block, start[lo:hi], latency[lo:hi], stall[lo:hi],
+                         exit_ns[lo:hi], terr[lo:hi], exits[lo:hi], reason[lo:hi])
+    return n
