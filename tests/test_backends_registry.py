@@ -17,8 +17,7 @@ PLUGIN_SOURCE = '''
 """A plug-in backend with its own (plain-Python) kernel: every event is one VMCALL."""
 from tracebench.backends.base import Backend
 from tracebench.backends.kernel import (
-    A_COLS, A_COUNT, A_EXITS, A_STALL, N_OUT, N_STATE, OUT_EXIT_NS, OUT_EXITS, OUT_LATENCY,
-    OUT_REASON, OUT_STALL, OUT_START, OUT_TERR, hdr_index, record_exits)
+    A_COLS, A_COUNT, A_EXITS, A_STALL, N_STATE, hdr_index, record_exits)
 from tracebench.hist import counts_len
 
 COST_NS = 1000
@@ -27,16 +26,16 @@ VMCALL = 7
 
 def kernel(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
            kind_agg, exit_agg, lat_counts, terr_counts):
+    start_ns, latency_ns, stall_ns, exit_ns, timer_error_ns, exits, exit_reason = out
     for i in range(len(ts)):
         c, k = int(cpu[i]), int(kind[i])
         s = c * N_STATE
         start = max(int(ts[i]) + int(state[s]), int(state[s + 1]))
         state[s] = start + COST_NS - int(ts[i])
         state[s + 1] = start + COST_NS
-        o = i * N_OUT
-        out[o + OUT_START] = start
-        out[o + OUT_LATENCY] = out[o + OUT_STALL] = out[o + OUT_EXIT_NS] = COST_NS
-        out[o + OUT_TERR], out[o + OUT_EXITS], out[o + OUT_REASON] = -1, 1, VMCALL
+        start_ns[i] = start
+        latency_ns[i] = stall_ns[i] = exit_ns[i] = COST_NS
+        timer_error_ns[i], exits[i], exit_reason[i] = -1, 1, VMCALL
         kind_agg[k * A_COLS + A_COUNT] += 1
         kind_agg[k * A_COLS + A_EXITS] += 1
         kind_agg[k * A_COLS + A_STALL] += COST_NS
@@ -88,6 +87,12 @@ def test_plugin_is_registered_and_replays(plugin, tmp_path):
     allrow = res.summary.filter(backend=plugin, kind="all").row(0, named=True)
     assert allrow["exits"] == 3 and allrow["stall_ns"] == 3000
     assert res.exits.filter(backend=plugin)["reason"].unique().to_list() == ["VMCALL"]
+    ev = res.events.filter(backend=plugin)
+    assert ev["latency_ns"].to_list() == [1000] * 3
+    assert ev["exit_reason"].to_list() == ["VMCALL"] * 3
+    # without per-event rows its kernel runs block by block: same aggregates
+    agg_only = tracebench.replay([path], backends=[plugin], events=False)
+    assert agg_only.summary.equals(res.summary.filter(backend=plugin))
 
 
 def test_plugin_listed_by_cli(plugin):

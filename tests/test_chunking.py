@@ -159,29 +159,30 @@ def test_chunk_sizes_change_nothing_they_could(traces, whole):
     assert a != b
 
 
-def test_rows_in_blocks_equal_one_kernel_call(monkeypatch):
-    """Per-event columns made block by block (kernel, then split in cache) equal one
-    kernel call over the chunk's rows, column by column, in their storage types."""
+def test_row_block_and_columns_hold_the_same_outputs():
+    """The kernel's two output layouts (typed columns; int64 rows where rows are discarded)
+    hold the same values, and the aggregates do not depend on the layout."""
     from tracebench.backends.kernel import N_OUT, OUT_NAMES, replay_chunk_nb
 
-    monkeypatch.setattr(runner, "BLOCK_ROWS", 64)
     cols = random_trace(3, 5000, 4)
     b = builtin_backends()["full-virt"]
     ps = b.params()
-    blocked = runner.BackendRun(b, ps, b.compile(ps), 4)
-    got = blocked.run_chunk(cols, hist.geometry())
-    whole = runner.BackendRun(b, ps, b.compile(ps), 4)
-    rows = np.empty((5000, N_OUT), dtype=np.int64)
+    by_columns = runner.BackendRun(b, ps, b.compile(ps), 4)
+    got = by_columns.run_chunk(cols, hist.geometry())
+    by_rows = runner.BackendRun(b, ps, b.compile(ps), 4)
+    rows = np.full((5000, N_OUT), 7, dtype=np.int64)
     f = runner.flat
     replay_chunk_nb(cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                    f(whole.model.kind_table), whole.model.ipi_table, 4, hist.geometry(),
-                    f(whole.state), f(rows), f(whole.kind_agg), f(whole.exit_agg),
-                    f(whole.lat_counts), whole.terr_counts)
+                    f(by_rows.model.kind_table), by_rows.model.ipi_table, 4, hist.geometry(),
+                    f(by_rows.state), f(rows), f(by_rows.kind_agg), f(by_rows.exit_agg),
+                    f(by_rows.lat_counts), by_rows.terr_counts)
     assert list(got) == list(runner.COLUMN_DTYPES) == list(OUT_NAMES)
     for j, (name, dt) in enumerate(runner.COLUMN_DTYPES.items()):
         assert got[name].dtype == dt and got[name].flags.c_contiguous
         assert np.array_equal(got[name], rows[:, j].astype(dt)), name
+    assert (rows[:, N_OUT - 1] == 7).all()  # the padding column is left alone
     assert (got["exits"] > 0).any() and (got["timer_error_ns"] >= 0).any()  # not trivial
-    for a, b_ in ((blocked.kind_agg, whole.kind_agg), (blocked.lat_counts, whole.lat_counts),
-                  (blocked.exit_agg, whole.exit_agg), (blocked.state, whole.state)):
+    for a, b_ in ((by_columns.kind_agg, by_rows.kind_agg),
+                  (by_columns.lat_counts, by_rows.lat_counts),
+                  (by_columns.exit_agg, by_rows.exit_agg), (by_columns.state, by_rows.state)):
         assert np.array_equal(a, b_)

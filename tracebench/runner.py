@@ -22,11 +22,10 @@ from tracebench.backends.base import Backend
 from tracebench.backends.kernel import (
     E_MIN,
     N_OUT,
+    OUT_NAMES,
     new_state,
     replay_chunk_nb,
     replay_discarding_nb,
-    replay_rows_nb,
-    split_outputs_nb,
 )
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
@@ -34,7 +33,7 @@ from tracebench.errors import ParamError
 from tracebench.schema import N_KINDS, N_REASONS
 from tracebench.trace import TraceFile
 
-#: rows per block of the compiled loops: 64 B/row of kernel outputs stay in L2
+#: rows per block when per-event rows are discarded: 64 B/row of kernel outputs stay in L2
 BLOCK_ROWS = 1 << 13
 
 
@@ -43,6 +42,7 @@ COLUMN_DTYPES = {
     "start_ns": np.int64, "latency_ns": np.int64, "stall_ns": np.int64, "exit_ns": np.int64,
     "timer_error_ns": np.int64, "exits": np.uint16, "exit_reason": np.int8,
 }
+assert tuple(COLUMN_DTYPES) == OUT_NAMES  # the kernel's column order
 
 
 def flat(a: np.ndarray) -> np.ndarray:
@@ -89,40 +89,31 @@ class BackendRun:
             out = {k: v[:n] for k, v in self._columns.items()}
         else:
             out = {k: np.empty(n, dtype=dt) for k, dt in COLUMN_DTYPES.items()}
-        kern = self.backend.get_kernel()
-        args = (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
-                flat(self.state))
-        aggs = (flat(self.kind_agg), flat(self.exit_agg), flat(self.lat_counts),
-                self.terr_counts)
-        if kern is replay_chunk_nb:  # kernel and split block by block, in cache
-            replay_rows_nb(*args, flat(self._scratch()), *aggs, *out.values())
-        else:  # a plug-in's kernel writes the whole chunk's rows, then they are split
-            rows = np.empty((n, N_OUT), dtype=np.int64)
-            kern(*args, flat(rows), *aggs)
-            split_outputs_nb(flat(rows), *out.values())
+        self.backend.get_kernel()(
+            cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+            flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
+            flat(self.state), tuple(out.values()), flat(self.kind_agg), flat(self.exit_agg),
+            flat(self.lat_counts), self.terr_counts)
         return out
-
-    def _scratch(self) -> np.ndarray:
-        """The cache-sized block of output rows the compiled loops replay into."""
-        if self._block is None:
-            self._block = np.empty((BLOCK_ROWS, N_OUT), dtype=np.int64)
-        return self._block
 
     def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray) -> None:
         """Run a chunk for its aggregates only: outputs overwrite one cache-sized block."""
         kern = self.backend.get_kernel()
         args = (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
                 flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
-                flat(self.state), flat(self._scratch()), flat(self.kind_agg),
-                flat(self.exit_agg), flat(self.lat_counts), self.terr_counts)
-        if kern is replay_chunk_nb:
-            replay_discarding_nb(*args)
+                flat(self.state))
+        aggs = (flat(self.kind_agg), flat(self.exit_agg), flat(self.lat_counts),
+                self.terr_counts)
+        if kern is replay_chunk_nb:  # every block from one compiled call, rows in L2
+            if self._block is None:
+                self._block = np.empty((BLOCK_ROWS, N_OUT), dtype=np.int64)
+            replay_discarding_nb(*args, flat(self._block), *aggs)
             return
-        n, block = len(cols["ts_ns"]), len(self._scratch())
-        for lo in range(0, n, block):  # a plug-in's kernel: block by block from Python
-            part = [a[lo:lo + block] for a in args[:5]]
-            kern(*part, *args[5:])
+        n = len(cols["ts_ns"])  # a plug-in's kernel: block by block from Python
+        for lo in range(0, n, BLOCK_ROWS):
+            part = {k: cols[k][lo:lo + BLOCK_ROWS] for k in ("ts_ns", "cpu", "kind", "target",
+                                                             "arg")}
+            self.run_chunk(part, hdr, reuse=True)
 
 def split_overrides(backends: list[Backend], overrides: Mapping[str, float],
                     where: str) -> dict[str, dict[str, float]]:

@@ -28,16 +28,20 @@ The kernel is pure: arrays in, preallocated arrays out, no allocation per event.
 
 Calling convention (the contract for plug-in kernels too): every array argument is
 one-dimensional and C-contiguous; tables, state and aggregates are the row-major
-flattening of their 2-D forms (``BackendRun`` keeps the 2-D views), and the per-event
-outputs are one ``N_OUT``-column int64 row per event (``OUT_*`` columns). Numba hands
-a 2-D array's strides to the loop as run-time values and every output array as its
-own pointer; one row-major output array and constant strides ran the loop ~10 %
-faster (BENCHMARKS.md).
+flattening of their 2-D forms (``BackendRun`` keeps the 2-D views). ``out`` receives the
+per-event outputs: a tuple of the seven typed columns named in ``OUT_NAMES`` (what a
+plug-in kernel is given), or, for the built-in kernel when the rows are discarded, one
+cache-sized block of ``N_OUT`` int64 columns per row (``store_outputs`` picks the layout
+at compile time). Numba hands a 2-D array's strides to the loop as run-time values and
+each array as its own set of arguments; flat arrays, and one output block where rows are
+not kept, ran the loop 8-15 % faster (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import config, types
+from numba.extending import overload
 
 from tracebench.backends.model import (
     ACT_COST,
@@ -110,6 +114,44 @@ def new_state(n_cpus: int) -> np.ndarray:
     state[:, S_IDLE_SINCE] = NO_TIME
     state[:, S_WOKE_AT] = NO_TIME
     return state
+
+
+def store_outputs(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+    """Row ``i``'s outputs into ``out``: a tuple of typed columns, or row-major int64 rows
+    (plain Python when the JIT is off; compiled, the overload below picks one layout)."""
+    if isinstance(out, tuple):
+        out[0][i], out[1][i], out[2][i], out[3][i] = start, latency, stall, exit_ns
+        out[4][i], out[5][i], out[6][i] = terr, exits, reason
+    else:
+        o = i * N_OUT
+        out[o:o + 7] = start, latency, stall, exit_ns, terr, exits, reason
+
+
+if not config.DISABLE_JIT:
+
+    @overload(store_outputs)
+    def _store_outputs_nb(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+        if isinstance(out, types.BaseTuple):
+            def columns(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+                out[0][i] = start
+                out[1][i] = latency
+                out[2][i] = stall
+                out[3][i] = exit_ns
+                out[4][i] = terr
+                out[5][i] = exits
+                out[6][i] = reason
+            return columns
+
+        def rows(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+            o = i * N_OUT
+            out[o + OUT_START] = start
+            out[o + OUT_LATENCY] = latency
+            out[o + OUT_STALL] = stall
+            out[o + OUT_EXIT_NS] = exit_ns
+            out[o + OUT_TERR] = terr
+            out[o + OUT_EXITS] = exits
+            out[o + OUT_REASON] = reason
+        return rows
 
 
 @kernel
@@ -290,14 +332,7 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
             latency = start - want + cost
         if exits == 0:
             reason = 0
-        o = i * N_OUT
-        out[o + OUT_START] = start
-        out[o + OUT_LATENCY] = latency
-        out[o + OUT_STALL] = stall
-        out[o + OUT_EXIT_NS] = exit_ns
-        out[o + OUT_TERR] = terr
-        out[o + OUT_EXITS] = exits
-        out[o + OUT_REASON] = reason
+        store_outputs(out, i, start, latency, stall, exit_ns, terr, exits, reason)
         ka = k * A_COLS
         kind_agg[ka + A_COUNT] += 1
         kind_agg[ka + A_EXITS] += exits
@@ -322,38 +357,4 @@ def replay_discarding_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cp
         replay_chunk_nb(ts[lo:hi], cpu[lo:hi], kind[lo:hi], target[lo:hi], arg[lo:hi],
                         kind_table, ipi_table, n_cpus, hdr, state, out_block, kind_agg,
                         exit_agg, lat_counts, terr_counts)
-    return n
-
-
-@kernel
-def split_outputs_nb(out, start, latency, stall, exit_ns, terr, exits, reason):
-    """Row-major outputs (``out``, flat) to typed columns in one pass over the rows (a
-    strided copy per column would read the whole block once per column)."""
-    for i in range(start.shape[0]):
-        o = i * N_OUT
-        start[i] = out[o + OUT_START]
-        latency[i] = out[o + OUT_LATENCY]
-        stall[i] = out[o + OUT_STALL]
-        exit_ns[i] = out[o + OUT_EXIT_NS]
-        terr[i] = out[o + OUT_TERR]
-        exits[i] = out[o + OUT_EXITS]
-        reason[i] = out[o + OUT_REASON]
-
-
-@kernel
-def replay_rows_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state,
-                   out_block, kind_agg, exit_agg, lat_counts, terr_counts, start, latency,
-                   stall, exit_ns, terr, exits, reason):
-    """``replay_chunk_nb`` with its outputs as typed columns: each cache-sized block of rows
-    is replayed into ``out_block`` and split into the columns while it is in cache, so
-    memory sees the columns once (not the 64-byte rows, then the columns)."""
-    block = out_block.shape[0] // N_OUT
-    n = ts.shape[0]
-    for lo in range(0, n, block):
-        hi = min(lo + block, n)
-        replay_chunk_nb(ts[lo:hi], cpu[lo:hi], kind[lo:hi], target[lo:hi], arg[lo:hi],
-                        kind_table, ipi_table, n_cpus, hdr, state, out_block, kind_agg,
-                        exit_agg, lat_counts, terr_counts)
-        split_outputs_nb(out_block, start[lo:hi], latency[lo:hi], stall[lo:hi],
-                         exit_ns[lo:hi], terr[lo:hi], exits[lo:hi], reason[lo:hi])
     return n
