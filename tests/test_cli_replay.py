@@ -60,6 +60,18 @@ def test_replay_writes_dataset_atomically_and_refuses_overwrite(trace, tmp_path)
     fv = events.filter(pl.col("backend") == "full-virt")
     assert fv["exits"].sum() == summary.filter(pl.col("kind") == "all",
                                                pl.col("backend") == "full-virt")["exits"][0]
+    # every file says which trace (by digest) and parameters made it
+    import hashlib
+    import json
+
+    import pyarrow.parquet as pq
+
+    digest = hashlib.sha256(trace.read_bytes()).hexdigest()
+    for f in (out / "events").rglob("*.parquet"):
+        meta = json.loads(pq.read_schema(f).metadata[b"tracebench"])
+        assert meta["trace_sha256"] == digest and meta["backend"] in f.parts[-3]
+    for f in (out / "summary").rglob("*.parquet"):
+        assert json.loads(pq.read_schema(f).metadata[b"tracebench"])["trace_sha256"] == digest
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     assert "already exists (use --force" in result.stderr

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -123,43 +124,57 @@ def _replay_all(files, configured, root: Path | None, profile, events, chunk_row
                 progress) -> ReplayResult:
     summaries, exits, event_tables = [], [], []
     taken: set[str] = set()
-    for tf in files:
-        ctx = RunContext(tf, trace_id(tf.path, taken), tf.sha256(), profile)
-        writers: dict[str, EventWriter] = {}
-        mem: dict[str, list[pa.Table]] = {}
-
-        def sink(run: BackendRun, cols, out, ctx=ctx, writers=writers, mem=mem):
-            name = run.backend.name
-            if root is not None:
-                if name not in writers:  # first chunk: each backend has its own file
-                    writers[name] = EventWriter(
-                        partition_dir(root, "events", name, ctx.trace_id) / "part-0.parquet",
-                        ctx.metadata(run, "events"))
-                writers[name].write(cols, out)
-            else:
-                mem.setdefault(name, []).append(events_table(cols, out))
-
-        try:
-            # Files: each chunk is written before the sink returns, so the kernels may
-            # reuse their output arrays; in memory the frames keep them.
-            runs = replay_file(tf, configured, sink if events else None, chunk_rows, threads,
-                               progress, sink_copies=root is not None)
-        finally:
-            for w in writers.values():
-                w.close()
-        for run in runs:
-            summaries += summary_rows(run, ctx)
-            exits += exit_rows(run, ctx)
-            if root is not None:
-                write_aggregates(root, run, ctx)
-            elif events and mem.get(run.backend.name):
-                t = pl.from_arrow(pa.concat_tables(mem[run.backend.name]))
-                event_tables.append(t.with_columns(backend=pl.lit(run.backend.name),
-                                                   trace=pl.lit(ctx.trace_id)))
+    hasher = ThreadPoolExecutor(max_workers=1) if root is not None else None
+    try:
+        for tf in files:
+            # results files carry the trace's digest: hashed beside the replay, not before
+            digest = hasher.submit(tf.sha256) if hasher is not None else None
+            ctx = RunContext(tf, trace_id(tf.path, taken), profile, digest)
+            _replay_one(tf, ctx, configured, root, events, chunk_rows, threads, progress,
+                        summaries, exits, event_tables)
+    finally:
+        if hasher is not None:
+            hasher.shutdown(cancel_futures=True)
     summary = pl.from_arrow(pa.Table.from_pylist(summaries, schema=SUMMARY_SCHEMA))
     exit_df = pl.from_arrow(pa.Table.from_pylist(exits, schema=EXITS_SCHEMA))
     ev = pl.concat(event_tables, how="vertical_relaxed") if event_tables else None
     return ReplayResult(summary, exit_df, ev, root)
+
+
+def _replay_one(tf, ctx, configured, root: Path | None, events, chunk_rows, threads, progress,
+                summaries: list, exits: list, event_tables: list) -> None:
+    """One trace through every backend; appends its summary, exit and event rows."""
+    writers: dict[str, EventWriter] = {}
+    mem: dict[str, list[pa.Table]] = {}
+
+    def sink(run: BackendRun, cols, out):
+        name = run.backend.name
+        if root is not None:
+            if name not in writers:  # first chunk: each backend has its own file
+                writers[name] = EventWriter(
+                    partition_dir(root, "events", name, ctx.trace_id) / "part-0.parquet",
+                    ctx.metadata(run, "events"))
+            writers[name].write(cols, out)
+        else:
+            mem.setdefault(name, []).append(events_table(cols, out))
+
+    try:
+        # Files: each chunk is written before the sink returns, so the kernels may
+        # reuse their output arrays; in memory the frames keep them.
+        runs = replay_file(tf, configured, sink if events else None, chunk_rows, threads,
+                           progress, sink_copies=root is not None)
+    finally:
+        for w in writers.values():
+            w.close()
+    for run in runs:
+        summaries += summary_rows(run, ctx)
+        exits += exit_rows(run, ctx)
+        if root is not None:
+            write_aggregates(root, run, ctx)
+        elif events and mem.get(run.backend.name):
+            t = pl.from_arrow(pa.concat_tables(mem[run.backend.name]))
+            event_tables.append(t.with_columns(backend=pl.lit(run.backend.name),
+                                               trace=pl.lit(ctx.trace_id)))
 
 
 def synth(scenario: str, out: str | os.PathLike, *, n_cpus: int, duration: str | int,

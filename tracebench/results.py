@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +73,22 @@ def trace_id(path: Path, taken: set[str]) -> str:
 
 @dataclasses.dataclass
 class RunContext:
-    """What every result file of one (trace, backend) says about where it came from."""
+    """What every result file of one (trace, backend) says about where it came from.
+
+    ``digest``: the trace's SHA-256 being computed on another thread (``hashlib`` releases
+    the GIL; a 1 B-event trace takes ~3 s to hash), or ``None`` to hash when first asked.
+    """
 
     trace: TraceFile
     trace_id: str
-    trace_sha256: str
     profile: str | None
+    digest: Future | None = None
+
+    @property
+    def trace_sha256(self) -> str:
+        if self.digest is None:
+            return self.trace.sha256()
+        return self.digest.result()
 
     def metadata(self, run: BackendRun, table: str) -> dict:
         return {
