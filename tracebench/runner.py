@@ -35,8 +35,6 @@ from tracebench.trace import TraceFile
 
 #: rows per block when per-event rows are discarded: 64 B/row of kernel outputs stay in L2
 BLOCK_ROWS = 1 << 13
-
-
 #: storage type of each per-event output column (the kernels write int64)
 COLUMN_DTYPES = {
     "start_ns": np.int64, "latency_ns": np.int64, "stall_ns": np.int64, "exit_ns": np.int64,
@@ -89,31 +87,26 @@ class BackendRun:
             out = {k: v[:n] for k, v in self._columns.items()}
         else:
             out = {k: np.empty(n, dtype=dt) for k, dt in COLUMN_DTYPES.items()}
-        self.backend.get_kernel()(
-            cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-            flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
-            flat(self.state), tuple(out.values()), flat(self.kind_agg), flat(self.exit_agg),
-            flat(self.lat_counts), self.terr_counts)
+        self.backend.get_kernel()(*self._kernel_args(cols, hdr, tuple(out.values())))
         return out
 
     def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray) -> None:
         """Run a chunk for its aggregates only: outputs overwrite one cache-sized block."""
-        kern = self.backend.get_kernel()
-        args = (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
-                flat(self.state))
-        aggs = (flat(self.kind_agg), flat(self.exit_agg), flat(self.lat_counts),
-                self.terr_counts)
-        if kern is replay_chunk_nb:  # every block from one compiled call, rows in L2
+        if self.backend.get_kernel() is replay_chunk_nb:  # all blocks in one compiled call
             if self._block is None:
                 self._block = np.empty((BLOCK_ROWS, N_OUT), dtype=np.int64)
-            replay_discarding_nb(*args, flat(self._block), *aggs)
+            replay_discarding_nb(*self._kernel_args(cols, hdr, flat(self._block)))
             return
-        n = len(cols["ts_ns"])  # a plug-in's kernel: block by block from Python
-        for lo in range(0, n, BLOCK_ROWS):
-            part = {k: cols[k][lo:lo + BLOCK_ROWS] for k in ("ts_ns", "cpu", "kind", "target",
-                                                             "arg")}
-            self.run_chunk(part, hdr, reuse=True)
+        for lo in range(0, len(cols["ts_ns"]), BLOCK_ROWS):  # a plug-in's kernel
+            self.run_chunk({k: v[lo:lo + BLOCK_ROWS] for k, v in cols.items()}, hdr, reuse=True)
+
+    def _kernel_args(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray, out) -> tuple:
+        """A kernel's arguments, in the contract's order (see ``kernel.py``)."""
+        return (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+                flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
+                flat(self.state), out, flat(self.kind_agg), flat(self.exit_agg),
+                flat(self.lat_counts), self.terr_counts)
+
 
 def split_overrides(backends: list[Backend], overrides: Mapping[str, float],
                     where: str) -> dict[str, dict[str, float]]:

@@ -90,8 +90,8 @@ MASK_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 N_STATE = 10
 #: "no time" in state and in the timer-error output
 NO_TIME = -1
-#: per-event output columns: one int64 row of N_OUT per event (column 7 is padding: a row
-#: is one 64-byte cache line)
+#: per-event outputs, in this order; in the discarded-rows block one int64 row of N_OUT per
+#: event (column 7 is padding: a row is one 64-byte cache line)
 (OUT_START, OUT_LATENCY, OUT_STALL, OUT_EXIT_NS, OUT_TERR, OUT_EXITS, OUT_REASON) = range(7)
 N_OUT = 8
 OUT_NAMES = ("start_ns", "latency_ns", "stall_ns", "exit_ns", "timer_error_ns", "exits",
@@ -106,7 +106,7 @@ H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = rang
 
 
 def new_state(n_cpus: int) -> np.ndarray:
-    """Per-vCPU state, ``(n_cpus, N_STATE)``; kernels take ``state.reshape(-1)``."""
+    """Per-vCPU state, ``(n_cpus, N_STATE)``; kernels take it flattened."""
     state = np.zeros((n_cpus, N_STATE), dtype=np.int64)
     state[:, S_DEADLINE] = NO_TIME
     state[:, S_DEADLINE_TRACE] = NO_TIME
@@ -187,7 +187,8 @@ def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, h
     """Replay one chunk; all outputs are written in place. Returns the rows processed.
 
     Flat arrays (see the module docstring): ``kind_table`` (N_KINDS x N_KIND_COLS),
-    ``state`` (n_cpus x N_STATE), ``out`` (rows x N_OUT), ``kind_agg`` (N_KINDS x A_COLS),
+    ``state`` (n_cpus x N_STATE), ``out`` (the OUT_NAMES columns as a tuple, or rows x N_OUT
+    int64), ``kind_agg`` (N_KINDS x A_COLS),
     ``exit_agg`` (n_cpus x N_REASONS x E_COLS), ``lat_counts`` (N_KINDS x counts length).
     """
     halts = ipi_table[HALTS] != 0
