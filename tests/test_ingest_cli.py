@@ -170,3 +170,17 @@ def test_field_out_of_range_names_the_line(tmp_path, payload, value):
     assert f"wide.txt:61: {payload.split(b':')[0].decode()}" in lines[0]
     assert value in lines[0] and "out of range" in lines[0]
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_host_vcpu_number_out_of_range_is_one_line(tmp_path):
+    host = DATA / "realtraces/kvm-svm-selfipi-eoi-idlehlt/trace_idle_hlt_off.txt"
+    good = host.read_bytes().splitlines(keepends=True)[:60]
+    bad = (b" 6204.961632: kvm_exit: vcpu 99999999999999999999999 reason hlt rip 0x4004ad "
+           b"info1 0x0 info2 0x0 intr_info 0x00000000 error_code 0x00000000\n")
+    src = tmp_path / "host.txt"
+    src.write_bytes(b"".join(good + [bad]))
+    res = runner.invoke(app, ["ingest", str(src), "-o", str(tmp_path / "o.parquet")])
+    assert res.exit_code == 1, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "host.txt" in lines[0] and "99999999999999999999999" in lines[0]
+    assert not list(tmp_path.glob("o*.parquet"))
