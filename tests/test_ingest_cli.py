@@ -184,3 +184,22 @@ def test_host_vcpu_number_out_of_range_is_one_line(tmp_path):
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "host.txt" in lines[0] and "99999999999999999999999" in lines[0]
     assert not list(tmp_path.glob("o*.parquet"))
+
+
+@pytest.mark.parametrize("payload", [b"write_msr: 830, value 99999999900000000fd",
+                                     b"write_msr: 6e0, value fffffffffffffffff"])
+def test_unparsable_msr_value_is_counted_not_dropped(tmp_path, payload):
+    """A WRMSR value wider than 64 bits maps to nothing, and the summary says so."""
+    good = (DATA / "fc-guest-mixed/trace-head.txt").read_bytes().splitlines(keepends=True)
+    bad = b"            bash-14674   [000] d.h..   648.914888: " + payload + b"\n"
+    src = tmp_path / "wide.txt"
+    src.write_bytes(b"".join(good[:60] + [bad] + good[60:80]))
+    ingest([src], tmp_path / "o.parquet")
+    ref_src = tmp_path / "ref.txt"
+    ref_src.write_bytes(b"".join(good[:60] + good[60:80]))
+    ingest([ref_src], tmp_path / "r.parquet")
+    (cols, meta), (ref, ref_meta) = read_trace(tmp_path / "o.parquet"), read_trace(
+        tmp_path / "r.parquet")
+    assert meta.source["unmapped"].get("write_msr(unparsed)") == 1
+    assert "write_msr(unparsed)" not in ref_meta.source["unmapped"]
+    assert np.array_equal(cols["kind"], ref["kind"])  # nothing else changed

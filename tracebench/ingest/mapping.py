@@ -306,8 +306,13 @@ def _guest_msr(df: pl.DataFrame, ctx: MapContext, write: bool, event: str):
     df = df.with_columns(
         msr=as_i64(hex_u64(pl.col("payload").str.extract(_MSR_PAYLOAD, 1))),
         value=hex_u64(pl.col("payload").str.extract(_MSR_PAYLOAD, 2)),
-    ).filter(pl.col("msr").is_not_null() & pl.col("value").is_not_null())
-    return msr_rows(df, ctx, write, event)
+    )
+    parsed = pl.col("msr").is_not_null() & pl.col("value").is_not_null()
+    rows, miss = msr_rows(df.filter(parsed), ctx, write, event)
+    bad = df.filter(~parsed)  # e.g. a value of more than 64 bits: counted, not dropped unseen
+    if bad.height:
+        miss = pl.concat([miss, unmapped(bad, f"{event}(unparsed)")])
+    return rows, miss
 
 
 @rule(
