@@ -324,7 +324,8 @@ def _guest_msr(df: pl.DataFrame, ctx: MapContext, write: bool, event: str):
     "shorthand self -> own vCPU, all / all-but-self -> -1; logical cluster mode -> mask); "
     "0x83f SELF IPI -> ipi_send to self; 0x80b -> eoi (arg 0 = traced); 0x808 -> tpr_write; "
     "0x838 TMICT -> timer_arm (deadline = now + count x 16 ns); other 0x800-0x8ff -> "
-    "apic_write (arg = xAPIC offset); other MSRs unmapped as write_msr(0xNNN)",
+    "apic_write (arg = xAPIC offset); other MSRs unmapped as write_msr(0xNNN), records "
+    "whose MSR or value does not parse as write_msr(unparsed)",
 )
 def _write_msr(df, ctx):
     return _guest_msr(df, ctx, True, "write_msr")
@@ -335,7 +336,7 @@ def _write_msr(df, ctx):
     ("read_msr",),
     "apic_read, clock_read",
     "x86 RDMSR. 0x800-0x8ff -> apic_read (arg = xAPIC offset); 0x10 TSC -> clock_read; "
-    "other MSRs unmapped as read_msr(0xNNN)",
+    "other MSRs unmapped as read_msr(0xNNN), unparsable records as read_msr(unparsed)",
 )
 def _read_msr(df, ctx):
     return _guest_msr(df, ctx, False, "read_msr")
