@@ -130,3 +130,43 @@ def test_help_does_not_import_numba():
             "print('numba' in sys.modules, 'polars' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_events_for_some_backends_only(trace, tmp_path):
+    """--events-for: rows for the named backends; every backend's summary as without it."""
+    three = ["-b", "full-virt", "-b", "apicv", "-b", "native"]
+    base = ["replay", str(trace), *three, "-q"]
+    some = runner.invoke(app, base + ["-o", str(tmp_path / "some"), "--events-for", "apicv",
+                                      "--events-for", "native"])
+    assert some.exit_code == 0, some.output
+    full = runner.invoke(app, base + ["-o", str(tmp_path / "all")])
+    assert full.exit_code == 0, full.output
+    written = {p.name for p in (tmp_path / "some" / "events").iterdir()}
+    assert written == {"backend=apicv", "backend=native"}
+    for table in ("summary", "exits"):
+        a = pl.read_parquet(tmp_path / "some" / table, hive_partitioning=True)
+        b = pl.read_parquet(tmp_path / "all" / table, hive_partitioning=True)
+        key = ["backend", "kind", "metric"] if table == "summary" else ["backend", "cpu", "reason"]
+        assert a.sort(key).equals(b.sort(key)), table
+    ev_some = pl.read_parquet(tmp_path / "some" / "events", hive_partitioning=True)
+    ev_all = pl.read_parquet(tmp_path / "all" / "events", hive_partitioning=True)
+    assert ev_some.height == 2 * ev_all.filter(pl.col("backend") == "apicv").height
+    run = json.loads((tmp_path / "some" / "run.json").read_text())
+    assert run["events"] == ["apicv", "native"]
+    # a backend that is not selected is an error; so is asking for rows and refusing them
+    bad = runner.invoke(app, base + ["-o", str(tmp_path / "bad"), "--events-for", "eli"])
+    assert bad.exit_code == 1 and "'eli'" in bad.output and not (tmp_path / "bad").exists()
+    clash = runner.invoke(app, base + ["-o", str(tmp_path / "c"), "--events-for", "apicv",
+                                       "--no-events"])
+    assert clash.exit_code == 2 and "contradict" in clash.output
+
+
+def test_api_events_for_named_backends_in_memory(trace):
+    import tracebench
+
+    res = tracebench.replay([trace], ["full-virt", "apicv"], events=["apicv"])
+    assert res.events["backend"].unique().to_list() == ["apicv"]
+    whole = tracebench.replay([trace], ["full-virt", "apicv"], events=True)
+    assert res.summary.equals(whole.summary)
+    assert res.events.equals(whole.events.filter(pl.col("backend") == "apicv"))
+    assert tracebench.replay([trace], ["apicv"], events=[]).events is None

@@ -71,6 +71,20 @@ class ReplayResult:
         return rows
 
 
+def _rows_for(events: bool | Sequence[str], names: list[str]) -> bool | frozenset[str]:
+    """``events`` as True / False, or the set of selected backends that write rows."""
+    if isinstance(events, bool):
+        return events
+    if isinstance(events, str):
+        events = [events]
+    wanted = frozenset(events)
+    unknown = sorted(wanted - set(names))
+    if unknown:
+        raise TracebenchError(f"per-event rows asked for {unknown[0]!r}, which is not among "
+                              f"the selected backends ({', '.join(names)})")
+    return wanted or False
+
+
 def _us(ns: int | None) -> float | None:
     return None if ns is None else ns / 1000.0
 
@@ -79,7 +93,8 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
            out: str | os.PathLike | None = None, force: bool = False,
            params: Mapping[str, float] | None = None,
            params_file: str | os.PathLike | None = None, profile: str | None = None,
-           events: bool = True, chunk_rows: int | None = None, threads: int | None = None,
+           events: bool | Sequence[str] = True, chunk_rows: int | None = None,
+           threads: int | None = None,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay traces through backends.
 
@@ -92,7 +107,8 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
     params, params_file : cost overrides (``name -> value``; a TOML file), applied to every
         selected backend that has the parameter; a name none has is an error.
     profile : CPU cost profile name (``skx-2020``, ``nhm-2010``, ``kvm-2012``, ``modern-2024``).
-    events : also produce per-event rows (off: only summaries and exit tables).
+    events : also produce per-event rows (off: only summaries and exit tables); or the
+        names of the backends to produce them for (the others: summaries and exit tables).
     chunk_rows : rows per streamed chunk (results do not depend on it).
     threads : worker threads for the backends (default: CPU count).
     """
@@ -104,6 +120,7 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
     overrides.update(params or {})
     configured = configure(chosen, overrides, profile,
                            where=str(params_file) if params_file and not params else "--param")
+    events = _rows_for(events, [b.name for b, _, _ in configured])
     if out is None:
         return _replay_all(files, configured, None, profile, events, chunk_rows, threads, progress)
     with atomic_path(out, force=force) as tmp:
@@ -113,7 +130,8 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
         (tmp / "run.json").write_text(json.dumps({
             "tracebench_version": __version__, "profile": profile,
             "traces": [str(f.path) for f in files],
-            "backends": [b.name for b, _, _ in configured], "events": events,
+            "backends": [b.name for b, _, _ in configured],
+            "events": events if isinstance(events, bool) else sorted(events),
         }, indent=2) + "\n")
     final = Path(out)
     lazy = pl.scan_parquet(final / "events", hive_partitioning=True) if events else None
@@ -162,7 +180,8 @@ def _replay_one(tf, ctx, configured, root: Path | None, events, chunk_rows, thre
         # Files: each chunk is written before the sink returns, so the kernels may
         # reuse their output arrays; in memory the frames keep them.
         runs = replay_file(tf, configured, sink if events else None, chunk_rows, threads,
-                           progress, sink_copies=root is not None)
+                           progress, sink_copies=root is not None,
+                           rows_for=None if events is True else events)
     finally:
         for w in writers.values():
             w.close()

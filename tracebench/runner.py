@@ -12,7 +12,7 @@ import dataclasses
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -183,7 +183,8 @@ def replay_file(trace: TraceFile, configured: list[tuple[Backend, ParamSet, Comp
                 sink: ChunkSink | None = None, chunk_rows: int | None = None,
                 threads: int | None = None,
                 progress: Callable[[int], None] | None = None,
-                sink_copies: bool = False) -> list[BackendRun]:
+                sink_copies: bool = False,
+                rows_for: Collection[str] | None = None) -> list[BackendRun]:
     """Replay one trace through every configured backend; ``sink`` receives each output chunk.
 
     Parameters
@@ -194,6 +195,8 @@ def replay_file(trace: TraceFile, configured: list[tuple[Backend, ParamSet, Comp
     progress : called with the number of rows after each chunk.
     sink_copies : the sink is done with the output arrays when it returns (it writes or
         copies them), so each backend reuses one set of arrays for every chunk.
+    rows_for : names of the backends whose rows go to the sink (default: all); the
+        others keep their aggregates only.
 
     Without a sink only the aggregates are kept, and the kernels run in cache-sized
     blocks. The next chunk is read on a background thread while the kernels run.
@@ -203,7 +206,7 @@ def replay_file(trace: TraceFile, configured: list[tuple[Backend, ParamSet, Comp
     workers = max(1, min(len(runs), threads or os.cpu_count() or 1))
 
     def one(run: BackendRun, cols):
-        if sink is None:
+        if sink is None or (rows_for is not None and run.backend.name not in rows_for):
             run.run_aggregates(cols, hdr)
         else:
             sink(run, cols, run.run_chunk(cols, hdr, reuse=sink_copies))

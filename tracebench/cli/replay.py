@@ -51,6 +51,11 @@ def replay(
     profile: ProfileOpt = None,
     events: Annotated[bool, typer.Option(
         "--events/--no-events", help="Write per-event rows (with --out).")] = True,
+    events_for: Annotated[list[str] | None, typer.Option(
+        "--events-for", metavar="BACKEND",
+        help="Write per-event rows only for this backend (repeatable; with --out): the "
+             "others get summaries and exit tables. Per-event rows cost far more than "
+             "the replay (Parquet encoding).")] = None,
     chunk_rows: Annotated[int | None, typer.Option(
         "--chunk-rows", min=1, help="Rows per streamed chunk (results do not depend on it).")]
     = None,
@@ -68,13 +73,18 @@ def replay(
     from tracebench.backends.params import parse_assignments
 
     overrides = parse_assignments(param or [])
+    if events_for and not events:
+        raise typer.BadParameter("--events-for and --no-events contradict each other",
+                                 param_hint="--events-for")
+    wanted_rows = events_for if events_for else events
     prog, advance = _progress_bar(traces, quiet)
     if prog is not None:
         prog.start()
     try:
         result = run_replay(traces, backend, out=out, force=force, params=overrides,
                             params_file=params, profile=profile,
-                            events=events and out is not None, chunk_rows=chunk_rows,
+                            events=wanted_rows if out is not None else False,
+                            chunk_rows=chunk_rows,
                             threads=threads, progress=advance)
     finally:
         if prog is not None:
