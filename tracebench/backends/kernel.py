@@ -33,8 +33,8 @@ per-event outputs: a tuple of the seven typed columns named in ``OUT_NAMES`` (wh
 plug-in kernel is given), or, for the built-in kernel when the rows are discarded, one
 cache-sized block of ``N_OUT`` int64 columns per row (``store_outputs`` picks the layout
 at compile time). Numba hands a 2-D array's strides to the loop as run-time values and
-each array as its own set of arguments; flat arrays, and one output block where rows are
-not kept, ran the loop 8-15 % faster (BENCHMARKS.md).
+each array as its own set of arguments: flat arrays ran the loop 1-2 % faster, and one
+output block instead of seven arrays where rows are not kept 8-10 % (BENCHMARKS.md).
 """
 
 from __future__ import annotations
