@@ -8,14 +8,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow as pa
 
 from tracebench import __version__
@@ -38,29 +38,64 @@ from tracebench.results import (
 from tracebench.runner import BackendRun, configure, replay_file
 from tracebench.trace import TraceFile
 
+if TYPE_CHECKING:
+    import polars as pl
 
-@dataclasses.dataclass
+
 class ReplayResult:
-    """Frames of one replay; ``events`` is lazy over ``out`` when results were written."""
+    """What one replay produced, as polars frames: ``summary``, ``exits`` and ``events``
+    (``None`` without per-event rows; lazy over ``out`` when results were written).
 
-    summary: pl.DataFrame
-    exits: pl.DataFrame
-    events: pl.DataFrame | pl.LazyFrame | None
-    out: Path | None
+    The frames are built on first access: importing polars costs ~0.2 s, which the CLI's
+    comparison table, read from the Arrow tables, does not pay.
+    """
+
+    def __init__(self, summary: pa.Table, exits: pa.Table,
+                 events: list[tuple[str, str, list[pa.Table]]] | None, out: Path | None):
+        self._summary, self._exits, self._events, self.out = summary, exits, events, out
+
+    @functools.cached_property
+    def summary(self) -> pl.DataFrame:
+        import polars as pl
+
+        return pl.from_arrow(self._summary)
+
+    @functools.cached_property
+    def exits(self) -> pl.DataFrame:
+        import polars as pl
+
+        return pl.from_arrow(self._exits)
+
+    @functools.cached_property
+    def events(self) -> pl.DataFrame | pl.LazyFrame | None:
+        import polars as pl
+
+        if self._events is None:
+            return None
+        if self.out is not None:
+            return pl.scan_parquet(self.out / "events", hive_partitioning=True)
+        frames = [pl.from_arrow(pa.concat_tables(tables))
+                  .with_columns(backend=pl.lit(backend), trace=pl.lit(trace))
+                  for backend, trace, tables in self._events]
+        return pl.concat(frames, how="vertical_relaxed") if frames else None
 
     def comparison(self) -> list[dict]:
         """Per (trace, backend): the headline figures of the comparison table."""
+        summary: dict[tuple, dict] = {}  # (trace, backend) -> {(kind, metric): row}
+        for r in self._summary.to_pylist():
+            summary.setdefault((r["trace"], r["backend"]), {})[r["kind"], r["metric"]] = r
+        reasons: dict[tuple, dict[str, int]] = {}
+        for r in self._exits.select(["trace", "backend", "reason", "count"]).to_pylist():
+            per = reasons.setdefault((r["trace"], r["backend"]), {})
+            per[r["reason"]] = per.get(r["reason"], 0) + r["count"]
         rows = []
-        s = self.summary
-        for (trace, backend), part in s.group_by(["trace", "backend"], maintain_order=True):
-            allrow = part.filter(kind="all", metric="latency_ns").row(0, named=True)
-            irq = part.filter(kind="interrupts", metric="latency_ns").row(0, named=True)
-            terr = part.filter(metric="timer_error_ns").row(0, named=True)
-            ex = (self.exits.filter(trace=trace, backend=backend)
-                  .group_by("reason").agg(pl.col("count").sum())
-                  .sort(["count", "reason"], descending=[True, False]))
-            total = max(int(ex["count"].sum()), 1)
-            top = ", ".join(f"{r} {100 * c / total:.0f}%" for r, c in ex.head(3).iter_rows())
+        for (trace, backend), part in summary.items():
+            allrow = part["all", "latency_ns"]
+            irq = part["interrupts", "latency_ns"]
+            terr = next(r for (_, metric), r in part.items() if metric == "timer_error_ns")
+            ex = sorted(reasons.get((trace, backend), {}).items(), key=lambda rc: (-rc[1], rc[0]))
+            total = max(sum(c for _, c in ex), 1)
+            top = ", ".join(f"{r} {100 * c / total:.0f}%" for r, c in ex[:3])
             rows.append({
                 "trace": trace, "backend": backend, "exits": allrow["exits"],
                 "exits_per_s": allrow["exits_per_s"], "top_exit_reasons": top or "-",
@@ -133,9 +168,7 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
             "backends": [b.name for b, _, _ in configured],
             "events": events if isinstance(events, bool) else sorted(events),
         }, indent=2) + "\n")
-    final = Path(out)
-    lazy = pl.scan_parquet(final / "events", hive_partitioning=True) if events else None
-    return ReplayResult(result.summary, result.exits, lazy, final)
+    return ReplayResult(result._summary, result._exits, [] if events else None, Path(out))
 
 
 def _replay_all(files, configured, root: Path | None, profile, events, chunk_rows, threads,
@@ -153,10 +186,9 @@ def _replay_all(files, configured, root: Path | None, profile, events, chunk_row
     finally:
         if hasher is not None:
             hasher.shutdown(cancel_futures=True)
-    summary = pl.from_arrow(pa.Table.from_pylist(summaries, schema=SUMMARY_SCHEMA))
-    exit_df = pl.from_arrow(pa.Table.from_pylist(exits, schema=EXITS_SCHEMA))
-    ev = pl.concat(event_tables, how="vertical_relaxed") if event_tables else None
-    return ReplayResult(summary, exit_df, ev, root)
+    return ReplayResult(pa.Table.from_pylist(summaries, schema=SUMMARY_SCHEMA),
+                        pa.Table.from_pylist(exits, schema=EXITS_SCHEMA),
+                        event_tables if events else None, root)
 
 
 def _replay_one(tf, ctx, configured, root: Path | None, events, chunk_rows, threads, progress,
@@ -191,9 +223,7 @@ def _replay_one(tf, ctx, configured, root: Path | None, events, chunk_rows, thre
         if root is not None:
             write_aggregates(root, run, ctx)
         elif events and mem.get(run.backend.name):
-            t = pl.from_arrow(pa.concat_tables(mem[run.backend.name]))
-            event_tables.append(t.with_columns(backend=pl.lit(run.backend.name),
-                                               trace=pl.lit(ctx.trace_id)))
+            event_tables.append((run.backend.name, ctx.trace_id, mem[run.backend.name]))
 
 
 def synth(scenario: str, out: str | os.PathLike, *, n_cpus: int, duration: str | int,
