@@ -47,7 +47,9 @@ class ReplayResult:
     (``None`` without per-event rows; lazy over ``out`` when results were written).
 
     The frames are built on first access: importing polars costs ~0.2 s, which the CLI's
-    comparison table, read from the Arrow tables, does not pay.
+    comparison table, read from the Arrow tables, does not pay. ``events`` is given as
+    the in-memory row tables, ``(backend, trace id, chunks)`` per run, or ``None`` when
+    no rows were made; with ``out`` set the rows are read back from there instead.
     """
 
     def __init__(self, summary: pa.Table, exits: pa.Table,
