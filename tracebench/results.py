@@ -103,18 +103,15 @@ class RunContext:
 
 
 def events_table(cols, out) -> pa.Table:
-    """One chunk's rows: trace columns and a kernel's outputs (int64 columns, maybe strided)."""
-    def column(name, dtype=np.int64):
-        return np.ascontiguousarray(out[name], dtype=dtype)
-
-    terr = column("timer_error_ns")
+    """One chunk's rows: trace columns and a kernel's typed output columns."""
+    terr = out["timer_error_ns"]
     arrays = [
         pa.array(cols["ts_ns"]), pa.array(cols["cpu"]),
         pa.DictionaryArray.from_arrays(pa.array(cols["kind"], pa.int8()), _KIND_DICT),
-        pa.array(column("start_ns")), pa.array(column("latency_ns")),
-        pa.array(column("stall_ns")), pa.array(column("exits", np.uint16)),
-        pa.DictionaryArray.from_arrays(pa.array(column("exit_reason", np.int8)), _REASON_DICT),
-        pa.array(column("exit_ns")), pa.array(terr, mask=terr < 0),
+        pa.array(out["start_ns"]), pa.array(out["latency_ns"]), pa.array(out["stall_ns"]),
+        pa.array(out["exits"]),
+        pa.DictionaryArray.from_arrays(pa.array(out["exit_reason"], pa.int8()), _REASON_DICT),
+        pa.array(out["exit_ns"]), pa.array(terr, mask=terr < 0),
     ]
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
