@@ -20,7 +20,7 @@ def test_model_tests_pass_without_jit():
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "tests/test_timelines.py", "tests/test_published_figures.py",
          "tests/test_kernel_reference.py::test_kernel_equals_reference",
-         "tests/test_chunking.py", "tests/test_hist.py"],
+         "tests/test_chunking.py", "tests/test_hist.py", "tests/test_lanes.py"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
