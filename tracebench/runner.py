@@ -8,6 +8,7 @@ trace length. ``results.py`` turns the aggregates into the results dataset.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import queue
@@ -27,6 +28,7 @@ from tracebench.backends.kernel import (
     replay_chunk_nb,
     replay_discarding_nb,
 )
+from tracebench.backends.lanes import LANES, replay_lanes_discarding_nb
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
 from tracebench.errors import ParamError
@@ -106,6 +108,70 @@ class BackendRun:
                 flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
                 flat(self.state), out, flat(self.kind_agg), flat(self.exit_agg),
                 flat(self.lat_counts), self.terr_counts)
+
+
+class LaneGroup:
+    """Up to ``LANES`` built-in backends replayed in one pass (``backends/lanes.py``), for
+    their aggregates only.
+
+    The group owns the stacked tables, state and aggregates; each member's ``state`` and
+    aggregate arrays become views of its lane, so results are read from the members as
+    usual (a member cannot run on its own afterwards: its state is a strided view). Lanes
+    past the members repeat the last member's tables, and their results are ignored.
+    """
+
+    def __init__(self, runs: list[BackendRun]):
+        if not 1 <= len(runs) <= LANES or not all(lane_capable(r) for r in runs):
+            raise ValueError("a lane group takes 1 to 4 runs of built-in-kernel backends")
+        n_cpus = runs[0].n_cpus
+        lanes = runs + [runs[-1]] * (LANES - len(runs))
+        self.runs = runs
+        self.kind_tables = np.stack([r.model.kind_table for r in lanes], axis=-1).reshape(-1)
+        self.ipi_tables = np.stack([r.model.ipi_table for r in lanes], axis=-1).reshape(-1)
+        self.state = np.stack([r.state for r in lanes], axis=-1)
+        self.kind_agg = np.stack([r.kind_agg for r in lanes], axis=-1)
+        self.exit_agg = np.stack([r.exit_agg for r in lanes])
+        self.lat_counts = np.stack([r.lat_counts for r in lanes])
+        self.terr_counts = np.stack([r.terr_counts for r in lanes])
+        for lane, run in enumerate(runs):
+            assert run.n_cpus == n_cpus
+            run.state, run.kind_agg = self.state[..., lane], self.kind_agg[..., lane]
+            run.exit_agg, run.lat_counts = self.exit_agg[lane], self.lat_counts[lane]
+            run.terr_counts = self.terr_counts[lane]
+        self.n_cpus = n_cpus
+        # the same 512 KiB as a single backend's block: a quarter of the rows
+        self._block = np.empty(max(1, BLOCK_ROWS // LANES) * N_OUT * LANES, dtype=np.int64)
+
+    def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray) -> None:
+        replay_lanes_discarding_nb(
+            cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+            self.kind_tables, self.ipi_tables, self.n_cpus, hdr, flat(self.state), self._block,
+            flat(self.kind_agg), flat(self.exit_agg), flat(self.lat_counts),
+            flat(self.terr_counts))
+
+
+def lane_capable(run: BackendRun) -> bool:
+    """Whether ``run``'s backend uses the built-in kernel (its model is tables only)."""
+    return run.backend.get_kernel() is replay_chunk_nb
+
+
+#: the fewest backends worth a lane group: one pass of four lanes costs about three
+#: single-backend passes (BENCHMARKS.md), so one or two run alone
+MIN_LANES = 3
+
+
+def aggregate_units(runs: list[BackendRun]) -> list[BackendRun | LaneGroup]:
+    """What replays ``runs`` (aggregates only): lane groups of built-in backends, the rest
+    (plug-in kernels, and a remainder too small for a group) one by one."""
+    capable = [r for r in runs if lane_capable(r)]
+    units: list[BackendRun | LaneGroup] = [r for r in runs if not lane_capable(r)]
+    for lo in range(0, len(capable), LANES):
+        part = capable[lo:lo + LANES]
+        if len(part) >= MIN_LANES:
+            units.append(LaneGroup(part))
+        else:
+            units.extend(part)
+    return units
 
 
 def split_overrides(backends: list[Backend], overrides: Mapping[str, float],
@@ -203,22 +269,60 @@ def replay_file(trace: TraceFile, configured: list[tuple[Backend, ParamSet, Comp
     """
     runs = [BackendRun(b, ps, m, trace.meta.n_cpus) for b, ps, m in configured]
     hdr = hist.geometry()
-    workers = max(1, min(len(runs), threads or os.cpu_count() or 1))
-
-    def one(run: BackendRun, cols):
-        if sink is None or (rows_for is not None and run.backend.name not in rows_for):
-            run.run_aggregates(cols, hdr)
+    with_rows = [r for r in runs if sink is not None
+                 and (rows_for is None or r.backend.name in rows_for)]
+    units: list[Callable[[dict[str, np.ndarray]], None]] = [
+        (lambda cols, run=run: sink(run, cols, run.run_chunk(cols, hdr, reuse=sink_copies)))
+        for run in with_rows]
+    units += [(lambda cols, u=u: u.run_aggregates(cols, hdr))
+              for u in aggregate_units([r for r in runs if r not in with_rows])]
+    workers = max(1, min(len(units), threads or os.cpu_count() or 1))
+    with contextlib.closing(prefetched(trace.chunks(chunk_rows))) as chunks:
+        if workers == 1:
+            for cols in chunks:
+                for unit in units:
+                    unit(cols)
+                if progress is not None:
+                    progress(len(cols["ts_ns"]))
         else:
-            sink(run, cols, run.run_chunk(cols, hdr, reuse=sink_copies))
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for cols in prefetched(trace.chunks(chunk_rows)):
-            if workers == 1:
-                for run in runs:
-                    one(run, cols)
-            else:
-                for f in [pool.submit(one, run, cols) for run in runs]:
-                    f.result()
-            if progress is not None:
-                progress(len(cols["ts_ns"]))
+            _pipelined(units, chunks, workers, progress)
     return runs
+
+
+def _pipelined(units, chunks, workers: int, progress) -> None:
+    """Run every unit on every chunk, in order per unit, with two chunks in flight.
+
+    No barrier per chunk: with more units than threads (three lane groups on two cores) a
+    barrier would idle a thread at the end of every chunk. A unit's task for chunk N+1
+    waits for its task for chunk N, which started earlier (the pool takes tasks in order),
+    so waiting cannot deadlock.
+    """
+    def after(previous, unit, cols):
+        if previous is not None:
+            previous.result()
+        unit(cols)
+
+    in_flight: list[tuple[int, list]] = []
+    last = [None] * len(units)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            for cols in chunks:
+                last = [pool.submit(after, prev, unit, cols) for prev, unit in
+                        zip(last, units, strict=True)]
+                in_flight.append((len(cols["ts_ns"]), last))
+                while len(in_flight) > 1:
+                    _finish(in_flight.pop(0), progress)
+            while in_flight:
+                _finish(in_flight.pop(0), progress)
+        finally:
+            for _, futures in in_flight:  # on an error: stop what has not started
+                for f in futures:
+                    f.cancel()
+
+
+def _finish(entry: tuple[int, list], progress) -> None:
+    rows, futures = entry
+    for f in futures:
+        f.result()
+    if progress is not None:
+        progress(rows)
