@@ -269,13 +269,15 @@ def replay_file(trace: TraceFile, configured: list[tuple[Backend, ParamSet, Comp
     """
     runs = [BackendRun(b, ps, m, trace.meta.n_cpus) for b, ps, m in configured]
     hdr = hist.geometry()
-    with_rows = [r for r in runs if sink is not None
-                 and (rows_for is None or r.backend.name in rows_for)]
+
+    def keeps_rows(run: BackendRun) -> bool:
+        return sink is not None and (rows_for is None or run.backend.name in rows_for)
+
     units: list[Callable[[dict[str, np.ndarray]], None]] = [
         (lambda cols, run=run: sink(run, cols, run.run_chunk(cols, hdr, reuse=sink_copies)))
-        for run in with_rows]
+        for run in runs if keeps_rows(run)]
     units += [(lambda cols, u=u: u.run_aggregates(cols, hdr))
-              for u in aggregate_units([r for r in runs if r not in with_rows])]
+              for u in aggregate_units([r for r in runs if not keeps_rows(r)])]
     workers = max(1, min(len(units), threads or os.cpu_count() or 1))
     with contextlib.closing(prefetched(trace.chunks(chunk_rows))) as chunks:
         if workers == 1:
