@@ -39,8 +39,7 @@ def _lane_outputs(group: LaneGroup, cols) -> np.ndarray:
     replay_lanes_nb(cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
                     group.kind_tables, group.ipi_tables, group.n_cpus, hist.geometry(),
                     flat(group.state), out, flat(group.kind_agg), flat(group.exit_agg),
-                    flat(group.lat_counts), flat(group.terr_counts),
-                    np.empty(LANES, dtype=np.int64))
+                    flat(group.lat_counts), flat(group.terr_counts))
     return out[:n * N_OUT * LANES].reshape(n, N_OUT, LANES)
 
 

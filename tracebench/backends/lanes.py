@@ -185,11 +185,10 @@ def lane_tail(lane, c, k, latency, terr, exits, reason, exit_ns, n_cpus, exit_ag
 
 @kernel
 def replay_lanes_nb(ts, cpu, kind, target, arg, kind_tables, ipi_tables, n_cpus, hdr, state,
-                    out, kind_agg, exit_agg, lat_counts, terr_counts, sent_scratch):
+                    out, kind_agg, exit_agg, lat_counts, terr_counts):
     """Replay one block of events for four backends; layouts in the module docstring.
 
-    ``out`` holds at least ``len(ts)`` rows; ``sent_scratch`` is LANES int64 of scratch
-    (the IPI send time, stored to every destination). Returns the rows processed."""
+    ``out`` holds at least ``len(ts)`` rows. Returns the rows processed."""
     unit_mag = hdr[H_UNIT_MAG]
     half_mag = hdr[H_HALF_MAG]
     sub_mask = hdr[H_SUB_MASK]
@@ -268,19 +267,19 @@ def replay_lanes_nb(ts, cpu, kind, target, arg, kind_tables, ipi_tables, n_cpus,
                                    mul(fan, load(ipi_tables, IPI_TARGET_EXITS * LANES))))
                 reason = select(short, load(ipi_tables, IPI_SHORT_REASON * LANES),
                                 load(ipi_tables, IPI_REASON * LANES))
-                store(sent_scratch, 0, add(start, cost))
+                sent = add(start, cost)
                 if tg >= 0:
-                    store(state, tg * row_state + S_IPI_ARRIVE * LANES, load(sent_scratch, 0))
+                    store(state, tg * row_state + S_IPI_ARRIVE * LANES, sent)
                 elif tg == -1:
                     for d in range(n_cpus):
                         if d != c:
                             store(state, d * row_state + S_IPI_ARRIVE * LANES,
-                                  load(sent_scratch, 0))
+                                  sent)
                 else:  # the set bits of the destination mask
                     m = np.uint64(arg[i]) & cpu_mask
                     while m != 0:
                         store(state, np.int64(lowest_bit(m)) * row_state + S_IPI_ARRIVE * LANES,
-                              load(sent_scratch, 0))
+                              sent)
                         m &= m - np.uint64(1)
             else:
                 cost = load(kind_tables, kt + ACT_COST * LANES)
@@ -351,11 +350,10 @@ def replay_lanes_discarding_nb(ts, cpu, kind, target, arg, kind_tables, ipi_tabl
     """``replay_lanes_nb`` over a chunk in blocks of ``len(out_block) // (N_OUT * LANES)``
     rows that overwrite one cache-sized output block."""
     block = out_block.shape[0] // (N_OUT * LANES)
-    sent_scratch = np.empty(LANES, np.int64)
     n = ts.shape[0]
     for lo in range(0, n, block):
         hi = min(lo + block, n)
         replay_lanes_nb(ts[lo:hi], cpu[lo:hi], kind[lo:hi], target[lo:hi], arg[lo:hi],
                         kind_tables, ipi_tables, n_cpus, hdr, state, out_block, kind_agg,
-                        exit_agg, lat_counts, terr_counts, sent_scratch)
+                        exit_agg, lat_counts, terr_counts)
     return n
