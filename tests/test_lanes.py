@@ -18,7 +18,15 @@ from tracebench import hist
 from tracebench.backends import builtin_backends
 from tracebench.backends.kernel import N_OUT, OUT_NAMES
 from tracebench.backends.lanes import LANES, replay_lanes_nb
-from tracebench.runner import BackendRun, LaneGroup, aggregate_units, flat
+from tracebench.runner import (
+    COLUMN_DTYPES,
+    PAGE,
+    BackendRun,
+    LaneGroup,
+    flat,
+    output_columns,
+    replay_units,
+)
 
 BUILTIN = sorted(builtin_backends())
 
@@ -85,6 +93,46 @@ def test_lanes_in_chunks_equal_one_pass(data, chunk):
         assert np.array_equal(a.state, b.state)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=traces(), names=st.lists(st.sampled_from(BUILTIN), min_size=1, max_size=LANES),
+       chunk=st.sampled_from([1, 5, 64]), reuse=st.booleans())
+def test_lanes_typed_columns_equal_kernel(data, names, chunk, reuse):
+    """Rows kept: each member's typed columns, chunk by chunk (reused or fresh), equal the
+    single-backend kernel's, dtype included; lanes past the members write the last one's
+    columns and must leave them right."""
+    cols, n_cpus = data
+    n = len(cols["ts_ns"])
+    if n == 0:
+        return
+    runs, group = _group(names, n_cpus)
+    parts = []
+    for lo in range(0, n, chunk):
+        outs = group.run_chunk({k: v[lo:lo + chunk] for k, v in cols.items()},
+                               hist.geometry(), reuse=reuse)
+        parts.append([{k: v.copy() for k, v in o.items()} for o in outs])
+    for lane, name in enumerate(names):
+        got = {k: np.concatenate([p[lane][k] for p in parts]) for k in OUT_NAMES}
+        want, single = run_kernel(name, cols, n_cpus)
+        for col in OUT_NAMES:
+            assert got[col].dtype == COLUMN_DTYPES[col], col
+            assert np.array_equal(got[col], want[col]), (name, col)
+        assert np.array_equal(runs[lane].lat_counts, single.lat_counts), name
+        assert np.array_equal(runs[lane].exit_agg, single.exit_agg), name
+
+
+def test_output_columns_are_separate_and_staggered():
+    sets = output_columns(1000, LANES)
+    columns = [c for s in sets for c in s.values()]
+    assert [c.dtype for c in sets[1].values()] == list(COLUMN_DTYPES.values())
+    assert all(len(c) == 1000 and c.flags.c_contiguous for c in columns)
+    offsets = [c.ctypes.data % PAGE for c in columns]
+    assert len(set(offsets)) == len(columns)  # no two share a page offset
+    assert all(o % 64 == 0 for o in offsets)  # whole cache lines: aligned for Arrow too
+    for j, c in enumerate(columns):  # no overlap: each keeps what was written to it
+        c[:] = j
+    assert all((c == j).all() for j, c in enumerate(columns))
+
+
 def test_lanes_hold_different_backends():
     """The comparison can fail: the lanes of a mixed group give different answers."""
     from tests.test_chunking import random_trace
@@ -100,7 +148,7 @@ def test_lanes_hold_different_backends():
 def test_groups_take_built_in_backends_by_four():
     b = builtin_backends()
     runs = [BackendRun(b[n], b[n].params(), b[n].compile(b[n].params()), 2) for n in BUILTIN]
-    units = aggregate_units(runs)
+    units = replay_units(runs)
     groups = [u for u in units if isinstance(u, LaneGroup)]
     singles = [u for u in units if isinstance(u, BackendRun)]
     assert sum(len(g.runs) for g in groups) + len(singles) == len(runs)

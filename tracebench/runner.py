@@ -1,9 +1,10 @@
 """Drive backend kernels over a trace, chunk by chunk, with per-vCPU state carried across.
 
-For each chunk every backend runs on its own thread (the kernels release the
-GIL) and writes its per-event rows; aggregates (per kind, per exit reason and
-vCPU, HdrHistogram counts) accumulate in arrays, so memory is flat whatever the
-trace length. ``results.py`` turns the aggregates into the results dataset.
+Built-in backends run four to a pass (``LaneGroup``, ``backends/lanes.py``), plug-in
+kernels alone; each such unit takes the chunks in order on a pool of threads (the kernels
+release the GIL) and hands its backends' per-event rows to the sink; aggregates (per kind,
+per exit reason and vCPU, HdrHistogram counts) accumulate in arrays, so memory is flat
+whatever the trace length. ``results.py`` turns the aggregates into the results dataset.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tracebench.backends.kernel import (
     replay_chunk_nb,
     replay_discarding_nb,
 )
-from tracebench.backends.lanes import LANES, replay_lanes_discarding_nb
+from tracebench.backends.lanes import LANES, replay_lanes_discarding_nb, replay_lanes_nb
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
 from tracebench.errors import ParamError
@@ -43,6 +44,31 @@ COLUMN_DTYPES = {
     "timer_error_ns": np.int64, "exits": np.uint16, "exit_reason": np.int8,
 }
 assert tuple(COLUMN_DTYPES) == OUT_NAMES  # the kernel's column order
+
+
+#: bytes between the page offsets of consecutive output columns (a multiple of the 64-byte
+#: line, coprime with the 64 lines of a 4 KiB page). Columns allocated alone all start at
+#: the same offset in a page; a row's 28 stores in a lane group then fall in one set of the
+#: 8-way L1 and L2, and ran at a quarter of the speed (BENCHMARKS.md).
+COLUMN_STAGGER = 5 * 64
+PAGE = 4096
+
+
+def output_columns(n: int, sets: int = 1) -> list[dict[str, np.ndarray]]:
+    """``sets`` sets of per-event output columns for ``n`` rows, carved from one buffer so
+    that no two of the columns start at the same offset within a page."""
+    widths = [np.dtype(dt).itemsize for dt in COLUMN_DTYPES.values()] * sets
+    starts, end = [], 0
+    for j, width in enumerate(widths):
+        end += (j * COLUMN_STAGGER - end) % PAGE
+        starts.append(end)
+        end += n * width
+    buf = np.empty(end + PAGE, dtype=np.uint8)
+    base = -buf.ctypes.data % PAGE
+    columns = [buf[base + lo:base + lo + n * w].view(dt) for lo, w, dt in
+               zip(starts, widths, list(COLUMN_DTYPES.values()) * sets, strict=True)]
+    return [dict(zip(COLUMN_DTYPES, columns[s * len(COLUMN_DTYPES):(s + 1) * len(COLUMN_DTYPES)],
+                     strict=True)) for s in range(sets)]
 
 
 def flat(a: np.ndarray) -> np.ndarray:
@@ -85,10 +111,10 @@ class BackendRun:
         n = len(cols["ts_ns"])
         if reuse:
             if self._columns is None or len(self._columns["start_ns"]) < n:
-                self._columns = {k: np.empty(n, dtype=dt) for k, dt in COLUMN_DTYPES.items()}
+                self._columns = output_columns(n)[0]
             out = {k: v[:n] for k, v in self._columns.items()}
         else:
-            out = {k: np.empty(n, dtype=dt) for k, dt in COLUMN_DTYPES.items()}
+            out = output_columns(n)[0]
         self.backend.get_kernel()(*self._kernel_args(cols, hdr, tuple(out.values())))
         return out
 
@@ -111,13 +137,13 @@ class BackendRun:
 
 
 class LaneGroup:
-    """Up to ``LANES`` built-in backends replayed in one pass (``backends/lanes.py``), for
-    their aggregates only.
+    """Up to ``LANES`` built-in backends replayed in one pass (``backends/lanes.py``).
 
     The group owns the stacked tables, state and aggregates; each member's ``state`` and
     aggregate arrays become views of its lane, so results are read from the members as
     usual (a member cannot run on its own afterwards: its state is a strided view). Lanes
-    past the members repeat the last member's tables, and their results are ignored.
+    past the members repeat the last member's tables and state, so they compute its values
+    again: their aggregates are ignored and their rows go to its columns.
     """
 
     def __init__(self, runs: list[BackendRun]):
@@ -141,14 +167,30 @@ class LaneGroup:
         self.n_cpus = n_cpus
         # the same 512 KiB as a single backend's block: a quarter of the rows
         self._block = np.empty(max(1, BLOCK_ROWS // LANES) * N_OUT * LANES, dtype=np.int64)
+        self._columns: list[dict[str, np.ndarray]] | None = None
+
+    def run_chunk(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray,
+                  reuse: bool = False) -> list[dict[str, np.ndarray]]:
+        """``BackendRun.run_chunk`` for every member: their outputs, in member order."""
+        n = len(cols["ts_ns"])
+        if reuse:
+            if self._columns is None or len(self._columns[0]["start_ns"]) < n:
+                self._columns = output_columns(n, len(self.runs))
+            outs = [{k: v[:n] for k, v in c.items()} for c in self._columns]
+        else:
+            outs = output_columns(n, len(self.runs))
+        lanes = outs + [outs[-1]] * (LANES - len(outs))
+        replay_lanes_nb(*self._kernel_args(cols, hdr, tuple(tuple(o.values()) for o in lanes)))
+        return outs
 
     def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray) -> None:
-        replay_lanes_discarding_nb(
-            cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-            self.kind_tables, self.ipi_tables, self.n_cpus, hdr, flat(self.state), self._block,
-            flat(self.kind_agg), flat(self.exit_agg), flat(self.lat_counts),
-            flat(self.terr_counts))
+        replay_lanes_discarding_nb(*self._kernel_args(cols, hdr, self._block))
 
+    def _kernel_args(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray, out) -> tuple:
+        return (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+                self.kind_tables, self.ipi_tables, self.n_cpus, hdr, flat(self.state), out,
+                flat(self.kind_agg), flat(self.exit_agg), flat(self.lat_counts),
+                flat(self.terr_counts))
 
 def lane_capable(run: BackendRun) -> bool:
     """Whether ``run``'s backend uses the built-in kernel (its model is tables only)."""
@@ -160,9 +202,9 @@ def lane_capable(run: BackendRun) -> bool:
 MIN_LANES = 3
 
 
-def aggregate_units(runs: list[BackendRun]) -> list[BackendRun | LaneGroup]:
-    """What replays ``runs`` (aggregates only): lane groups of built-in backends, the rest
-    (plug-in kernels, and a remainder too small for a group) one by one."""
+def replay_units(runs: list[BackendRun]) -> list[BackendRun | LaneGroup]:
+    """What replays ``runs``: lane groups of built-in backends, the rest (plug-in kernels,
+    and a remainder too small for a group) one by one."""
     capable = [r for r in runs if lane_capable(r)]
     units: list[BackendRun | LaneGroup] = [r for r in runs if not lane_capable(r)]
     for lo in range(0, len(capable), LANES):
@@ -257,10 +299,11 @@ def replay_file(trace: TraceFile, configured: list[tuple[Backend, ParamSet, Comp
     ----------
     chunk_rows : rows per chunk (default: the reader's row-group size); results do not
         depend on it.
-    threads : worker threads (default: CPU count); one backend per task per chunk.
+    threads : worker threads (default: CPU count); one unit (lane group or backend)
+        per task per chunk.
     progress : called with the number of rows after each chunk.
     sink_copies : the sink is done with the output arrays when it returns (it writes or
-        copies them), so each backend reuses one set of arrays for every chunk.
+        copies them), so each unit reuses one set of arrays for every chunk.
     rows_for : names of the backends whose rows go to the sink (default: all); the
         others keep their aggregates only.
 
@@ -273,11 +316,20 @@ def replay_file(trace: TraceFile, configured: list[tuple[Backend, ParamSet, Comp
     def keeps_rows(run: BackendRun) -> bool:
         return sink is not None and (rows_for is None or run.backend.name in rows_for)
 
+    def rows_kept(unit: BackendRun | LaneGroup) -> Callable[[dict[str, np.ndarray]], None]:
+        def run(cols):
+            if isinstance(unit, LaneGroup):
+                outs = zip(unit.runs, unit.run_chunk(cols, hdr, reuse=sink_copies), strict=True)
+            else:
+                outs = [(unit, unit.run_chunk(cols, hdr, reuse=sink_copies))]
+            for member, out in outs:
+                sink(member, cols, out)
+        return run
+
     units: list[Callable[[dict[str, np.ndarray]], None]] = [
-        (lambda cols, run=run: sink(run, cols, run.run_chunk(cols, hdr, reuse=sink_copies)))
-        for run in runs if keeps_rows(run)]
+        rows_kept(u) for u in replay_units([r for r in runs if keeps_rows(r)])]
     units += [(lambda cols, u=u: u.run_aggregates(cols, hdr))
-              for u in aggregate_units([r for r in runs if not keeps_rows(r)])]
+              for u in replay_units([r for r in runs if not keeps_rows(r)])]
     workers = max(1, min(len(units), threads or os.cpu_count() or 1))
     with contextlib.closing(prefetched(trace.chunks(chunk_rows))) as chunks:
         if workers == 1:

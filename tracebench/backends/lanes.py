@@ -8,14 +8,16 @@ destinations and the timer-arm argument depend on the event alone and stay branc
 LLVM's SLP vectorizer turns the tuple arithmetic into AVX2 operations (``jit.py`` enables
 it); the histogram slots and the per-(vCPU, reason) exit records stay per lane.
 
-Used where per-event rows are not kept (aggregates only): there the outputs go to one
-cache-sized block of ``N_OUT`` x ``LANES`` int64 per row, written as vectors. Kept rows
-must end up in each backend's own typed columns, and 28 scattered column stores per event
-cost what the shared pass saves (BENCHMARKS.md), so those backends run ``kernel.py``.
+The outputs go either to one cache-sized block of ``N_OUT`` x ``LANES`` int64 per row,
+written as vectors, where rows are not kept; or, where they are, to each lane's seven typed
+columns (``out`` a tuple of ``LANES`` tuples in ``OUT_NAMES`` order, as ``kernel.py``
+takes one): 28 scalar stores per event, which run at memory speed only if no two of the
+28 columns start at the same offset in a page (``runner.output_columns``; BENCHMARKS.md).
+``store_lanes`` picks the layout at compile time.
 
 Layouts (flat, C order): ``kind_tables`` (N_KINDS, N_KIND_COLS, LANES), ``ipi_tables``
-(N_IPI_COLS, LANES), ``state`` (n_cpus, N_STATE, LANES), ``out`` (rows, N_OUT, LANES),
-``kind_agg`` (N_KINDS, A_COLS, LANES); lane-major where a lane's part is handed back to its
+(N_IPI_COLS, LANES), ``state`` (n_cpus, N_STATE, LANES), the block ``out`` (rows, N_OUT,
+LANES), ``kind_agg`` (N_KINDS, A_COLS, LANES); lane-major where a lane's part is handed back to its
 backend as one contiguous array: ``exit_agg`` (LANES, n_cpus, N_REASONS, E_COLS),
 ``lat_counts`` (LANES, N_KINDS, counts length), ``terr_counts`` (LANES, counts length).
 The semantics are ``kernel.py``'s (and ``reference.py``'s), event for event; the tests
@@ -25,6 +27,8 @@ compare all three.
 from __future__ import annotations
 
 import numpy as np
+from numba import config, types
+from numba.extending import overload
 
 from tracebench.backends.kernel import (
     A_COLS,
@@ -69,6 +73,7 @@ from tracebench.backends.kernel import (
     TIMER_IRQ,
     _slot,
     record_exits,
+    store_outputs,
 )
 from tracebench.backends.model import (
     ACT_COST,
@@ -172,6 +177,53 @@ def both(a, b):
     return (a[0] & b[0], a[1] & b[1], a[2] & b[2], a[3] & b[3])
 
 
+def store_lanes(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+    """Row ``i``'s outputs for every lane: into each lane's typed columns (``out`` a tuple
+    of lanes), or as vectors into the row block (plain Python when the JIT is off; compiled,
+    the overload below picks one layout)."""
+    if isinstance(out, tuple):
+        for lane in range(LANES):
+            store_outputs(out[lane], i, start[lane], latency[lane], stall[lane],
+                          exit_ns[lane], terr[lane], exits[lane], reason[lane])
+    else:
+        _store_block(out, i, start, latency, stall, exit_ns, terr, exits, reason)
+
+
+@kernel
+def _store_block(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+    o = i * (N_OUT * LANES)
+    store(out, o + OUT_START * LANES, start)
+    store(out, o + OUT_LATENCY * LANES, latency)
+    store(out, o + OUT_STALL * LANES, stall)
+    store(out, o + OUT_EXIT_NS * LANES, exit_ns)
+    store(out, o + OUT_TERR * LANES, terr)
+    store(out, o + OUT_EXITS * LANES, exits)
+    store(out, o + OUT_REASON * LANES, reason)
+
+
+if not config.DISABLE_JIT:
+
+    @overload(store_lanes)
+    def _store_lanes_nb(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+        if isinstance(out, types.BaseTuple):
+            def columns(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+                # one call per lane with constant indices: the lanes' columns may differ in
+                # type, and a tuple indexed by a loop variable must be homogeneous
+                store_outputs(out[0], i, start[0], latency[0], stall[0], exit_ns[0], terr[0],
+                              exits[0], reason[0])
+                store_outputs(out[1], i, start[1], latency[1], stall[1], exit_ns[1], terr[1],
+                              exits[1], reason[1])
+                store_outputs(out[2], i, start[2], latency[2], stall[2], exit_ns[2], terr[2],
+                              exits[2], reason[2])
+                store_outputs(out[3], i, start[3], latency[3], stall[3], exit_ns[3], terr[3],
+                              exits[3], reason[3])
+            return columns
+
+        def block(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+            _store_block(out, i, start, latency, stall, exit_ns, terr, exits, reason)
+        return block
+
+
 @kernel
 def lane_tail(lane, c, k, latency, terr, exits, reason, exit_ns, n_cpus, exit_agg, lat_counts,
               terr_counts, unit_mag, half_mag, sub_mask, half_count, highest, counts_len):
@@ -186,9 +238,10 @@ def lane_tail(lane, c, k, latency, terr, exits, reason, exit_ns, n_cpus, exit_ag
 @kernel
 def replay_lanes_nb(ts, cpu, kind, target, arg, kind_tables, ipi_tables, n_cpus, hdr, state,
                     out, kind_agg, exit_agg, lat_counts, terr_counts):
-    """Replay one block of events for four backends; layouts in the module docstring.
+    """Replay events for four backends; layouts in the module docstring.
 
-    ``out`` holds at least ``len(ts)`` rows. Returns the rows processed."""
+    ``out`` (a row block, or each lane's typed columns) holds at least ``len(ts)`` rows.
+    Returns the rows processed."""
     unit_mag = hdr[H_UNIT_MAG]
     half_mag = hdr[H_HALF_MAG]
     sub_mask = hdr[H_SUB_MASK]
@@ -324,14 +377,7 @@ def replay_lanes_nb(ts, cpu, kind, target, arg, kind_tables, ipi_tables, n_cpus,
             stall = cost
             terr = never
         reason = select(ne(exits, zero), reason, zero)
-        o = i * (N_OUT * LANES)
-        store(out, o + OUT_START * LANES, start)
-        store(out, o + OUT_LATENCY * LANES, latency)
-        store(out, o + OUT_STALL * LANES, stall)
-        store(out, o + OUT_EXIT_NS * LANES, exit_ns)
-        store(out, o + OUT_TERR * LANES, terr)
-        store(out, o + OUT_EXITS * LANES, exits)
-        store(out, o + OUT_REASON * LANES, reason)
+        store_lanes(out, i, start, latency, stall, exit_ns, terr, exits, reason)
         ka = k * (A_COLS * LANES)
         store(kind_agg, ka + A_COUNT * LANES, add(load(kind_agg, ka + A_COUNT * LANES), splat(1)))
         store(kind_agg, ka + A_EXITS * LANES, add(load(kind_agg, ka + A_EXITS * LANES), exits))
