@@ -213,6 +213,25 @@ def record(stage: str, backend: str, events: int, seconds: float, rss: float, **
     }
 
 
+def best_of_modes(fresh, chunks, hdr, repeat: int) -> dict[str, float]:
+    """Best seconds over the chunks of a unit (``BackendRun`` or ``LaneGroup``) made by
+    ``fresh()``, per mode: ``rows``, every per-event output written to its typed column
+    (what Parquet gets), and ``discard``, the same outputs written to one L2-sized block.
+    Modes are interleaved in each repeat, so a slow spell of the VM hits both."""
+    best = {"rows": float("inf"), "discard": float("inf")}
+    for _ in range(repeat):
+        for mode in best:
+            unit = fresh()
+            t0 = time.perf_counter()
+            for c in chunks:
+                if mode == "rows":
+                    unit.run_chunk(c, hdr, reuse=True)
+                else:
+                    unit.run_aggregates(c, hdr)
+            best[mode] = min(best[mode], time.perf_counter() - t0)
+    return best
+
+
 def child_kernel(
     n_events: int, seed: int, backends: list[str], repeat: int, tiled: str = ""
 ) -> list[dict]:
@@ -238,20 +257,13 @@ def child_kernel(
         warm = BackendRun(b, ps, m, n_cpus)
         warm.run_chunk(chunks[0], hdr, reuse=True)  # JIT loaded, output arrays faulted in
         warm.run_aggregates(chunks[0], hdr)
-        # rows kept: every per-event output written to its typed column (what Parquet
-        # gets); rows discarded: the same outputs written to one L2-sized row block
-        best = {"rows": float("inf"), "discard": float("inf")}
-        for _ in range(repeat):  # interleaved, so a slow spell of the VM hits both
-            for mode in best:
-                run = BackendRun(b, ps, m, n_cpus)
-                run._columns, run._block = warm._columns, warm._block  # steady state
-                t0 = time.perf_counter()
-                for c in chunks:
-                    if mode == "rows":
-                        run.run_chunk(c, hdr, reuse=True)
-                    else:
-                        run.run_aggregates(c, hdr)
-                best[mode] = min(best[mode], time.perf_counter() - t0)
+
+        def fresh(b=b, ps=ps, m=m, warm=warm):
+            run = BackendRun(b, ps, m, n_cpus)
+            run._columns, run._block = warm._columns, warm._block  # steady state
+            return run
+
+        best = best_of_modes(fresh, chunks, hdr, repeat)
         for mode, seconds in best.items():
             out.append(
                 record(
@@ -287,19 +299,14 @@ def lanes_kernel(chunks, configured, n_cpus, hdr, repeat, stage, extra) -> list[
         warm = LaneGroup(members)
         warm.run_chunk(chunks[0], hdr, reuse=True)  # JIT loaded, columns faulted in
         warm.run_aggregates(chunks[0], hdr)  # and the block
-        best = {"rows": float("inf"), "discard": float("inf")}
-        for _ in range(repeat):  # interleaved, as in child_kernel
-            for mode in best:
-                group = LaneGroup([BackendRun(r.backend, r.params, r.model, n_cpus)
-                                   for r in members])
-                group._columns = warm._columns  # steady state
-                t0 = time.perf_counter()
-                for c in chunks:
-                    if mode == "rows":
-                        group.run_chunk(c, hdr, reuse=True)
-                    else:
-                        group.run_aggregates(c, hdr)
-                best[mode] = min(best[mode], time.perf_counter() - t0)
+
+        def fresh(members=members, warm=warm):
+            group = LaneGroup([BackendRun(r.backend, r.params, r.model, n_cpus)
+                               for r in members])
+            group._columns = warm._columns  # steady state
+            return group
+
+        best = best_of_modes(fresh, chunks, hdr, repeat)
         names = "+".join(r.backend.name for r in members)
         for mode, seconds in best.items():
             name = stage + "_lanes" + ("" if mode == "rows" else "_discard")
