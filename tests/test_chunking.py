@@ -186,3 +186,18 @@ def test_row_block_and_columns_hold_the_same_outputs():
                   (by_columns.lat_counts, by_rows.lat_counts),
                   (by_columns.exit_agg, by_rows.exit_agg), (by_columns.state, by_rows.state)):
         assert np.array_equal(a, b_)
+
+
+@pytest.mark.parametrize("name", list(TRACES))
+def test_lane_groups_equal_backends_replayed_alone(traces, whole, name):
+    """All backends at once run four to a pass (rows kept and handed to the sink per
+    member); each alone runs the single-backend kernel. Same rows and summaries, so no
+    member gets another's columns or aggregates."""
+    ref = whole[name]
+    assert len(BACKENDS) >= runner.MIN_LANES  # else no group would form
+    for backend in BACKENDS:
+        alone = tracebench.replay([traces[name]], [backend])
+        assert_frame_equal(alone.summary, ref.summary.filter(backend=backend))
+        assert_frame_equal(alone.exits, ref.exits.filter(backend=backend))
+        assert_frame_equal(_sorted_events(alone.events),
+                           _sorted_events(ref.events.filter(backend=backend)))
