@@ -206,3 +206,27 @@ def test_replay_command_does_not_import_polars(trace):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)[0]["backend"] == "native"
     assert out.stderr.split()[-1] == "False"
+
+
+def test_compiling_is_announced_once_and_only_when_it_happens(capsys):
+    """A first run spends seconds compiling; it says so once, and a warm run says nothing."""
+    from numba import config, njit
+
+    from tracebench.cli.common import COMPILE_NOTICE, compile_notice
+
+    if config.DISABLE_JIT:
+        pytest.skip("nothing compiles with the JIT off")
+
+    @njit(cache=False)
+    def twice(x):
+        return 2 * x
+
+    with compile_notice(quiet=False):
+        twice(1)
+        twice(2.0)  # a second compile in the same block: still one notice
+    assert capsys.readouterr().err.count(COMPILE_NOTICE) == 1
+    with compile_notice(quiet=False):
+        twice(3)  # compiled already
+    with compile_notice(quiet=True):
+        twice(1j)  # compiles, but --quiet
+    assert capsys.readouterr().err == ""

@@ -5,9 +5,11 @@ Heavy imports (numba, hdrh, polars) happen inside the commands, so ``--help`` is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 
 import typer
@@ -54,6 +56,48 @@ def stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+#: what a first run says while numba compiles (seconds of silence otherwise look like a hang)
+COMPILE_NOTICE = ("compiling the kernels for this machine: first run only, numba keeps them "
+                  "on disk for later runs")
+
+
+@contextlib.contextmanager
+def compile_notice(quiet: bool, progress=None) -> Iterator[None]:
+    """Say once on stderr (above ``progress``, a rich progress bar, if one is shown) when
+    numba compiles anything inside the block; nothing when ``quiet``.
+
+    Numba broadcasts ``numba:compile`` only on a real compile, not on a load from its
+    on-disk cache, so a warm run says nothing."""
+    if quiet:
+        yield
+        return
+    if progress is not None:
+        def say(text: str) -> None:
+            progress.console.print(f"tracebench: {text}", soft_wrap=True)
+    else:
+        def say(text: str) -> None:
+            print(f"tracebench: {text}", file=sys.stderr, flush=True)
+    from numba.core import event
+
+    class Notice(event.Listener):
+        said = False
+
+        def on_start(self, ev) -> None:
+            if not self.said:
+                self.said = True
+                say(COMPILE_NOTICE)
+
+        def on_end(self, ev) -> None:
+            pass
+
+    listener = Notice()
+    event.register("numba:compile", listener)
+    try:
+        yield
+    finally:
+        event.unregister("numba:compile", listener)
 
 
 def print_rows(rows: list[dict], fmt: OutputFormat, title: str | None = None) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from tracebench.cli.common import app, stderr_console, user_errors
+from tracebench.cli.common import app, compile_notice, stderr_console, user_errors
 
 
 class FormatChoice(StrEnum):
@@ -109,17 +109,18 @@ def ingest_cmd(
     try:
         if bar is not None:
             bar.start()
-        result = ingest(
-            files,
-            output,
-            fmt=fmt.value,
-            strict=strict,
-            force=force,
-            progress=cb,
-            environment=_parse_features(features, platform),
-            attribution=attribution,
-            clock=clock,
-        )
+        with compile_notice(False, bar):
+            result = ingest(
+                files,
+                output,
+                fmt=fmt.value,
+                strict=strict,
+                force=force,
+                progress=cb,
+                environment=_parse_features(features, platform),
+                attribution=attribution,
+                clock=clock,
+            )
     finally:
         if bar is not None:
             bar.stop()

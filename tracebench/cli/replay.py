@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from tracebench.cli.common import OutputFormat, app, print_rows, stderr_console, user_errors
+from tracebench.cli.common import (
+    OutputFormat,
+    app,
+    compile_notice,
+    print_rows,
+    stderr_console,
+    user_errors,
+)
 
 BackendOpt = Annotated[list[str] | None, typer.Option(
     "--backend", "-b", help="Backend name or .toml backend file; repeat; default: all.")]
@@ -81,11 +88,12 @@ def replay(
     if prog is not None:
         prog.start()
     try:
-        result = run_replay(traces, backend, out=out, force=force, params=overrides,
-                            params_file=params, profile=profile,
-                            events=wanted_rows if out is not None else False,
-                            chunk_rows=chunk_rows,
-                            threads=threads, progress=advance)
+        with compile_notice(quiet, prog):
+            result = run_replay(traces, backend, out=out, force=force, params=overrides,
+                                params_file=params, profile=profile,
+                                events=wanted_rows if out is not None else False,
+                                chunk_rows=chunk_rows,
+                                threads=threads, progress=advance)
     finally:
         if prog is not None:
             prog.stop()
