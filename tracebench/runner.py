@@ -187,10 +187,12 @@ class LaneGroup:
         replay_lanes_discarding_nb(*self._kernel_args(cols, hdr, self._block))
 
     def _kernel_args(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray, out) -> tuple:
+        """The lane kernel's arguments, in ``kernel.py``'s order with the stacked arrays."""
         return (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
                 self.kind_tables, self.ipi_tables, self.n_cpus, hdr, flat(self.state), out,
                 flat(self.kind_agg), flat(self.exit_agg), flat(self.lat_counts),
                 flat(self.terr_counts))
+
 
 def lane_capable(run: BackendRun) -> bool:
     """Whether ``run``'s backend uses the built-in kernel (its model is tables only)."""

@@ -207,8 +207,7 @@ if not config.DISABLE_JIT:
     def _store_lanes_nb(out, i, start, latency, stall, exit_ns, terr, exits, reason):
         if isinstance(out, types.BaseTuple):
             def columns(out, i, start, latency, stall, exit_ns, terr, exits, reason):
-                # one call per lane with constant indices: the lanes' columns may differ in
-                # type, and a tuple indexed by a loop variable must be homogeneous
+                # written out per lane, as the tuple helpers are: straight-line stores
                 store_outputs(out[0], i, start[0], latency[0], stall[0], exit_ns[0], terr[0],
                               exits[0], reason[0])
                 store_outputs(out[1], i, start[1], latency[1], stall[1], exit_ns[1], terr[1],
