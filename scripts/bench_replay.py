@@ -238,7 +238,7 @@ def child_kernel(
     """Steady-state kernel throughput per backend, in replay-sized chunks."""
     from tracebench import hist
     from tracebench.backends import resolve_backends
-    from tracebench.runner import BackendRun, configure
+    from tracebench.replayer.driver import BackendRun, configure
 
     n_cpus, stage, extra = N_CPUS, "kernel", {}
     if tiled:
@@ -286,7 +286,7 @@ def lanes_kernel(chunks, configured, n_cpus, hdr, repeat, stage, extra) -> list[
     member's typed columns) and discarded (``<stage>_lanes_discard``); ``events_per_s`` is
     per backend (events x lanes / seconds), comparable with ``kernel``/``kernel_discard``."""
     from tracebench.backends.lanes import LANES
-    from tracebench.runner import BackendRun, LaneGroup, lane_capable
+    from tracebench.replayer.driver import BackendRun, LaneGroup, lane_capable
 
     runs = [BackendRun(b, ps, m, n_cpus) for b, ps, m in configured]
     runs = [r for r in runs if lane_capable(r)]
@@ -337,7 +337,7 @@ def child_jit(stage: str) -> list[dict]:
     t0 = time.perf_counter()
     from tracebench import hist
     from tracebench.backends import get_backend
-    from tracebench.runner import BackendRun, configure
+    from tracebench.replayer.driver import BackendRun, configure
 
     cols = synth_columns(1000, 1)
     t1 = time.perf_counter()

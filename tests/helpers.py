@@ -7,7 +7,7 @@ import numpy as np
 from tracebench import hist
 from tracebench.backends import get_backend
 from tracebench.backends.reference import replay_reference
-from tracebench.runner import BackendRun
+from tracebench.replayer.driver import BackendRun
 from tracebench.schema import EventKind
 from tracebench.trace import empty_columns
 

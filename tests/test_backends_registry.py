@@ -175,7 +175,7 @@ def test_toml_backend_listed_and_replayed_by_cli(tmp_path):
     from typer.testing import CliRunner
 
     from tracebench.cli import app
-    from tracebench.synth import generate
+    from tracebench.scenarios import generate
     from tracebench.trace import write_trace
 
     spec = tmp_path / "pveoi.toml"

@@ -17,8 +17,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import tracebench
-from tracebench import hist, runner
+from tracebench import hist
 from tracebench.backends import builtin_backends
+from tracebench.replayer import driver as runner
 from tracebench.schema import N_KINDS, EventKind
 from tracebench.trace import TraceMeta, empty_columns, write_trace
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tracebench.cli import app
-from tracebench.synth import generate
+from tracebench.scenarios import generate
 from tracebench.trace import write_trace
 
 runner = CliRunner()
@@ -69,7 +69,8 @@ def test_replay_writes_dataset_atomically_and_refuses_overwrite(trace, tmp_path)
     digest = hashlib.sha256(trace.read_bytes()).hexdigest()
     for f in (out / "events").rglob("*.parquet"):
         meta = json.loads(pq.read_schema(f).metadata[b"tracebench"])
-        assert meta["trace_sha256"] == digest and meta["backend"] in f.parts[-3]
+        assert meta["trace_sha256"] == digest and f.parts[-4] == f"backend={meta['backend']}"
+        assert f.parts[-3] == f"params={meta['params_sha256'][:12]}"
     for f in (out / "summary").rglob("*.parquet"):
         assert json.loads(pq.read_schema(f).metadata[b"tracebench"])["trace_sha256"] == digest
     result = runner.invoke(app, args)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import tracebench
 from tracebench.cli import app
-from tracebench.synth import generate
+from tracebench.scenarios import generate
 from tracebench.trace import write_trace
 
 runner = CliRunner()

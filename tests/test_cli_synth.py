@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tracebench.cli import app
-from tracebench.synth import SCENARIOS, synthesize_to_file
+from tracebench.scenarios import SCENARIOS, synthesize_to_file
 from tracebench.trace import read_trace
 
 runner = CliRunner()
@@ -145,5 +145,5 @@ def test_cli_module_imports_nothing_heavy_at_import_time():
             top |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             top.add(node.module)
-    heavy = {"numpy", "polars", "pyarrow", "numba", "tracebench.synth", "tracebench.trace"}
+    heavy = {"numpy", "polars", "pyarrow", "numba", "tracebench.scenarios", "tracebench.trace"}
     assert not top & heavy, top & heavy

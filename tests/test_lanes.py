@@ -18,7 +18,7 @@ from tracebench import hist
 from tracebench.backends import builtin_backends
 from tracebench.backends.kernel import N_OUT, OUT_NAMES
 from tracebench.backends.lanes import LANES, replay_lanes_nb
-from tracebench.runner import (
+from tracebench.replayer.driver import (
     COLUMN_DTYPES,
     PAGE,
     BackendRun,

@@ -15,7 +15,7 @@ from tests.helpers import make_cols, run_kernel
 from tracebench import hist
 from tracebench.backends import get_backend
 from tracebench.backends.base import Backend
-from tracebench.runner import BackendRun
+from tracebench.replayer.driver import BackendRun
 
 TOLERANCE = 0.15
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import tracebench
+from tracebench.scenarios import generate
 from tracebench.schema import EventKind
-from tracebench.synth import generate
 from tracebench.trace import write_trace
 
 SEED = 7

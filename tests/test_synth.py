@@ -15,8 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracebench.errors import ParamError, TracebenchError
-from tracebench.schema import TARGET_ALL_BUT_SELF, TARGET_MASK, ClockSource, EventKind
-from tracebench.synth import (
+from tracebench.scenarios import (
     SCENARIOS,
     describe_scenarios,
     generate,
@@ -24,8 +23,9 @@ from tracebench.synth import (
     parse_assignments,
     synthesize_to_file,
 )
-from tracebench.synth.events import Events, serve_fifo, serve_per_cpu
-from tracebench.synth.mixed import allocate
+from tracebench.scenarios.events import Events, serve_fifo, serve_per_cpu
+from tracebench.scenarios.mixed import allocate
+from tracebench.schema import TARGET_ALL_BUT_SELF, TARGET_MASK, ClockSource, EventKind
 from tracebench.trace import read_trace
 
 K = EventKind

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tracebench.scenarios import SCENARIOS, generate, synthesize_to_file
 from tracebench.schema import INTERRUPT_KINDS, TARGET_ALL_BUT_SELF, TARGET_MASK, EventKind
-from tracebench.synth import SCENARIOS, generate, synthesize_to_file
 from tracebench.trace import empty_columns, read_trace
 
 K = EventKind

@@ -3,12 +3,12 @@
 Public API (imported lazily so that ``tracebench --help`` stays instant):
 
 - :func:`tracebench.replay` -- replay traces through backends, polars frames back;
-- :func:`tracebench.synth` -- synthesize a scenario trace to a file;
+- :func:`tracebench.synth` -- synthesize a scenario trace to a file (package `scenarios`);
 - :func:`tracebench.read_trace` -- read a canonical trace into numpy columns + metadata;
 - :func:`tracebench.get_backend` -- a registered backend (or a ``.toml`` one) by name.
 """
 
-__version__ = "0.1.0"
+from tracebench._version import __version__ as __version__
 
 __all__ = ["replay", "synth", "read_trace", "get_backend", "__version__"]
 
@@ -19,10 +19,9 @@ def __getattr__(name: str):
 
         return replay
     if name == "synth":
-        # The scenario package is itself callable: tracebench.synth(...) is the API function.
-        import tracebench.synth as synth_package
+        from tracebench.api import synth
 
-        return synth_package
+        return synth
     if name == "read_trace":
         from tracebench.trace import read_trace
 

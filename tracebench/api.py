@@ -18,24 +18,25 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from tracebench import __version__
+from tracebench._version import __version__
 from tracebench.atomic import atomic_path
 from tracebench.backends import resolve_backends
 from tracebench.backends.params import param_values_from_toml
 from tracebench.errors import TracebenchError
-from tracebench.results import (
+from tracebench.replayer.driver import BackendRun, configure, replay_file
+from tracebench.replayer.results import (
     EXITS_SCHEMA,
     SUMMARY_SCHEMA,
     EventWriter,
     RunContext,
     events_table,
     exit_rows,
+    params_hash,
     partition_dir,
     summary_rows,
     trace_id,
     write_aggregates,
 )
-from tracebench.runner import BackendRun, configure, replay_file
 from tracebench.trace import TraceFile
 
 if TYPE_CHECKING:
@@ -48,12 +49,12 @@ class ReplayResult:
 
     The frames are built on first access: importing polars costs ~0.2 s, which the CLI's
     comparison table, read from the Arrow tables, does not pay. ``events`` is given as
-    the in-memory row tables, ``(backend, trace id, chunks)`` per run, or ``None`` when
+    the in-memory row tables, ``(backend, params hash, trace id, chunks)`` per run, or ``None`` when
     no rows were made; with ``out`` set the rows are read back from there instead.
     """
 
     def __init__(self, summary: pa.Table, exits: pa.Table,
-                 events: list[tuple[str, str, list[pa.Table]]] | None, out: Path | None):
+                 events: list[tuple[str, str, str, list[pa.Table]]] | None, out: Path | None):
         self._summary, self._exits, self._events, self.out = summary, exits, events, out
 
     @functools.cached_property
@@ -77,8 +78,9 @@ class ReplayResult:
         if self.out is not None:
             return pl.scan_parquet(self.out / "events", hive_partitioning=True)
         frames = [pl.from_arrow(pa.concat_tables(tables))
-                  .with_columns(backend=pl.lit(backend), trace=pl.lit(trace))
-                  for backend, trace, tables in self._events]
+                  .with_columns(backend=pl.lit(backend), params=pl.lit(phash),
+                                trace=pl.lit(trace))
+                  for backend, phash, trace, tables in self._events]
         return pl.concat(frames, how="vertical_relaxed") if frames else None
 
     def comparison(self) -> list[dict]:
@@ -203,8 +205,8 @@ def _replay_one(tf, ctx, configured, root: Path | None, events, chunk_rows, thre
         name = run.backend.name
         if root is not None:
             if name not in writers:  # first chunk: each backend has its own file
-                writers[name] = EventWriter(
-                    partition_dir(root, "events", name, ctx.trace_id) / "part-0.parquet",
+                part = partition_dir(root, "events", name, run.params.digest(), ctx.trace_id)
+                writers[name] = EventWriter(part / "part-0.parquet",
                     ctx.metadata(run, "events"))
             writers[name].write(cols, out)
         else:
@@ -225,7 +227,8 @@ def _replay_one(tf, ctx, configured, root: Path | None, events, chunk_rows, thre
         if root is not None:
             write_aggregates(root, run, ctx)
         elif events and mem.get(run.backend.name):
-            event_tables.append((run.backend.name, ctx.trace_id, mem[run.backend.name]))
+            event_tables.append((run.backend.name, params_hash(run.params.digest()),
+                                 ctx.trace_id, mem[run.backend.name]))
 
 
 def synth(scenario: str, out: str | os.PathLike, *, n_cpus: int, duration: str | int,
@@ -236,7 +239,7 @@ def synth(scenario: str, out: str | os.PathLike, *, n_cpus: int, duration: str |
     override the scenario's parameters (``tracebench synth --list`` shows them).
     Also reachable as ``tracebench.synth(...)``.
     """
-    from tracebench.synth import synthesize_to_file
+    from tracebench.scenarios import synthesize_to_file
     from tracebench.units import parse_duration_ns
 
     duration_ns = duration if isinstance(duration, int) else parse_duration_ns(duration)

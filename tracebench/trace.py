@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tracebench import __version__
+from tracebench._version import __version__
 from tracebench.atomic import atomic_path
 from tracebench.errors import TraceError
 from tracebench.schema import (

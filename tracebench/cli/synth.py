@@ -55,7 +55,7 @@ def synth(
 
     Example: tracebench synth hz-tick -o tick.parquet --cpus 4 --duration 10s -p hz=250
     """
-    from tracebench import synth as lib
+    from tracebench import scenarios as lib
 
     if list_:
         if scenario is None:

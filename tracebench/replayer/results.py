@@ -2,11 +2,15 @@
 
 Layout under the output folder (Hive partitions, readable by polars, pyarrow, DuckDB)::
 
-    events/backend=NAME/trace=ID/part-0.parquet
-    exits/backend=NAME/trace=ID/part-0.parquet
-    summary/backend=NAME/trace=ID/part-0.parquet
+    events/backend=NAME/params=HASH/trace=ID/part-0.parquet
+    exits/backend=NAME/params=HASH/trace=ID/part-0.parquet
+    summary/backend=NAME/params=HASH/trace=ID/part-0.parquet
     configs/NAME-<params sha256[:12]>.json
     run.json
+
+``HASH`` is the first 12 hex digits of the parameter set's SHA-256 (``params`` column in
+the summary and exit tables): runs of one backend under different parameters (a sweep, or
+two replays merged into one dataset) sit side by side, and no float is ever a path.
 
 Every Parquet file carries, under the ``tracebench`` key, the trace metadata and
 digest, the backend's mechanisms and its full parameter set with its hash.
@@ -24,9 +28,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tracebench import __version__, hist
+from tracebench import hist
+from tracebench._version import __version__
 from tracebench.backends.kernel import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
-from tracebench.runner import BackendRun
+from tracebench.replayer.driver import BackendRun
 from tracebench.schema import INTERRUPT_KINDS, METADATA_KEY, SCHEMA_VERSION, EventKind, ExitReason
 from tracebench.trace import TraceFile
 
@@ -130,7 +135,8 @@ def summary_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
     capacity_ns = max(meta.duration_ns, 1) * meta.n_cpus
 
     def row(kind: str, metric: str, count, exits, stall, counts) -> dict:
-        return {"backend": run.backend.name, "trace": ctx.trace_id, "kind": kind,
+        return {"backend": run.backend.name, "params": params_hash(run.params.digest()),
+                "trace": ctx.trace_id, "kind": kind,
                 "metric": metric, "count": int(count), "exits": int(exits),
                 "exits_per_s": exits / secs, "stall_ns": int(stall),
                 "overhead_pct": 100.0 * stall / capacity_ns, **_pct_row(counts)}
@@ -154,6 +160,7 @@ def exit_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
     agg = run.exit_agg
     total_n = int(agg[:, 1:, E_COUNT].sum())
     total_t = int(agg[:, 1:, E_TOTAL].sum())
+    phash = params_hash(run.params.digest())
     rows = []
     for cpu in range(agg.shape[0]):
         for r in ExitReason:
@@ -161,7 +168,8 @@ def exit_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
             if r is ExitReason.NONE or n == 0:
                 continue
             t = int(agg[cpu, r, E_TOTAL])
-            rows.append({"backend": run.backend.name, "trace": ctx.trace_id, "cpu": cpu,
+            rows.append({"backend": run.backend.name, "params": phash, "trace": ctx.trace_id,
+                         "cpu": cpu,
                          "reason": r.name, "count": n, "samples_pct": 100.0 * n / total_n,
                          "time_pct": 100.0 * t / total_t if total_t else 0.0,
                          "total_ns": t, "min_ns": int(agg[cpu, r, E_MIN]),
@@ -170,14 +178,16 @@ def exit_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
 
 
 SUMMARY_SCHEMA = pa.schema([
-    ("backend", pa.string()), ("trace", pa.string()), ("kind", pa.string()),
+    ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
+    ("kind", pa.string()),
     ("metric", pa.string()), ("count", pa.int64()), ("exits", pa.int64()),
     ("exits_per_s", pa.float64()), ("stall_ns", pa.int64()), ("overhead_pct", pa.float64()),
     ("p50_ns", pa.int64()), ("p90_ns", pa.int64()), ("p99_ns", pa.int64()),
     ("p99_9_ns", pa.int64()), ("max_ns", pa.int64()), ("hdr", pa.string()),
 ])
 EXITS_SCHEMA = pa.schema([
-    ("backend", pa.string()), ("trace", pa.string()), ("cpu", pa.uint16()),
+    ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
+    ("cpu", pa.uint16()),
     ("reason", pa.string()), ("count", pa.int64()), ("samples_pct", pa.float64()),
     ("time_pct", pa.float64()), ("total_ns", pa.int64()), ("min_ns", pa.int64()),
     ("max_ns", pa.int64()), ("mean_ns", pa.float64()),
@@ -191,8 +201,18 @@ def rows_table(rows: list[dict], schema: pa.Schema, meta: dict | None = None) ->
     return table
 
 
-def partition_dir(root: Path, table: str, backend: str, tid: str) -> Path:
-    return root / table / f"backend={backend}" / f"trace={tid}"
+#: hex digits of the parameter-set SHA-256 that name its partition
+PARAMS_HASH_LEN = 12
+
+
+def params_hash(digest: str) -> str:
+    """The partition name of a parameter set from its full SHA-256."""
+    return digest[:PARAMS_HASH_LEN]
+
+
+def partition_dir(root: Path, table: str, backend: str, params_digest: str, tid: str) -> Path:
+    return (root / table / f"backend={backend}" / f"params={params_hash(params_digest)}"
+            / f"trace={tid}")
 
 
 class EventWriter:
@@ -213,10 +233,10 @@ class EventWriter:
 def write_aggregates(root: Path, run: BackendRun, ctx: RunContext) -> None:
     for name, rows, schema in (("summary", summary_rows(run, ctx), SUMMARY_SCHEMA),
                                ("exits", exit_rows(run, ctx), EXITS_SCHEMA)):
-        d = partition_dir(root, name, run.backend.name, ctx.trace_id)
+        d = partition_dir(root, name, run.backend.name, run.params.digest(), ctx.trace_id)
         d.mkdir(parents=True, exist_ok=True)
         pq.write_table(rows_table(rows, schema, ctx.metadata(run, name)), d / "part-0.parquet")
-    cfg = root / "configs" / f"{run.backend.name}-{run.params.digest()[:12]}.json"
+    cfg = root / "configs" / f"{run.backend.name}-{params_hash(run.params.digest())}.json"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(json.dumps({"backend": run.backend.name, "origin": run.backend.origin,
                                "mechanisms": dict(run.backend.mechanisms),

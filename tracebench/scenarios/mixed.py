@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from tracebench.errors import ParamError
-from tracebench.synth.events import Events
-from tracebench.synth.ipi import IPI_STORM
-from tracebench.synth.net import NET_RR
-from tracebench.synth.spec import Param, Scenario
-from tracebench.synth.tick import CLOCK_HEAVY
-from tracebench.synth.timers import IDLE_NOHZ, TIMER_HEAVY
+from tracebench.scenarios.events import Events
+from tracebench.scenarios.ipi import IPI_STORM
+from tracebench.scenarios.net import NET_RR
+from tracebench.scenarios.spec import Param, Scenario
+from tracebench.scenarios.tick import CLOCK_HEAVY
+from tracebench.scenarios.timers import IDLE_NOHZ, TIMER_HEAVY
 
 #: the blend's parts in allocation order; the first takes what a too-small part gives up
 PARTS = (NET_RR, CLOCK_HEAVY, TIMER_HEAVY, IPI_STORM, IDLE_NOHZ)

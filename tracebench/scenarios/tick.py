@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tracebench.errors import ParamError
-from tracebench.schema import ClockSource, EventKind
-from tracebench.synth.events import (
+from tracebench.scenarios.events import (
     APIC_LVTT,
     APIC_TMICT,
     LOCAL_TIMER_VECTOR,
@@ -17,7 +16,8 @@ from tracebench.synth.events import (
     poisson_times,
     uniform_around,
 )
-from tracebench.synth.spec import Param, Scenario
+from tracebench.scenarios.spec import Param, Scenario
+from tracebench.schema import ClockSource, EventKind
 
 #: relative spread of tick handler times around ``handler_ns`` (uniform)
 HANDLER_SPREAD = 0.25

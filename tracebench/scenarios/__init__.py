@@ -1,6 +1,6 @@
-"""Synthesized traces: named, parameterised generators of guest interrupt/timer behaviour.
+"""Synthesized traces (`tracebench synth`): seeded generators of guest interrupt/timer behaviour.
 
-Every scenario is a :class:`~tracebench.synth.spec.Scenario` (stable name,
+Every scenario is a :class:`~tracebench.scenarios.spec.Scenario` (stable name,
 parameter spec with units and defaults, documented builder) registered in
 :data:`SCENARIOS`. :func:`generate` runs one into canonical columns plus a
 :class:`~tracebench.trace.TraceMeta` whose ``source`` holds the scenario, seed
@@ -10,30 +10,28 @@ ties in time keep their generation order.
 
 Example
 -------
->>> from tracebench.synth import generate
+>>> from tracebench.scenarios import generate
 >>> cols, meta = generate("hz-tick", n_cpus=2, duration_ns=10**9, seed=1, params={"hz": 250})
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import types
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from tracebench.errors import ParamError, TracebenchError
-from tracebench.synth.events import Events
-from tracebench.synth.ipi import IPI_STORM
-from tracebench.synth.mixed import MIXED_SERVER
-from tracebench.synth.net import NET_RR
-from tracebench.synth.spec import Param as Param
-from tracebench.synth.spec import Scenario as Scenario
-from tracebench.synth.spec import parse_assignments as parse_assignments
-from tracebench.synth.tick import CLOCK_HEAVY, HZ_TICK
-from tracebench.synth.timers import IDLE_NOHZ, TIMER_HEAVY
+from tracebench.scenarios.events import Events
+from tracebench.scenarios.ipi import IPI_STORM
+from tracebench.scenarios.mixed import MIXED_SERVER
+from tracebench.scenarios.net import NET_RR
+from tracebench.scenarios.spec import Param as Param
+from tracebench.scenarios.spec import Scenario as Scenario
+from tracebench.scenarios.spec import parse_assignments as parse_assignments
+from tracebench.scenarios.tick import CLOCK_HEAVY, HZ_TICK
+from tracebench.scenarios.timers import IDLE_NOHZ, TIMER_HEAVY
 from tracebench.trace import TraceMeta, write_trace
 
 #: every scenario by its stable name; listings use this order
@@ -153,15 +151,3 @@ __all__ = [
     "synthesize_to_file",
 ]
 
-
-class _CallableModule(types.ModuleType):
-    """Makes ``tracebench.synth(...)`` the API function while ``tracebench.synth.X`` stays
-    this package (a module attribute and a function cannot share the name otherwise)."""
-
-    def __call__(self, *args, **kwargs):
-        from tracebench.api import synth
-
-        return synth(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

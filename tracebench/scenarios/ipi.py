@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tracebench.errors import ParamError, TracebenchError
-from tracebench.schema import TARGET_ALL_BUT_SELF, TARGET_MASK, EventKind
-from tracebench.synth.events import (
+from tracebench.scenarios.events import (
     APIC_ICR,
     APIC_ICR2,
     CALL_FUNCTION_SINGLE_VECTOR,
@@ -18,7 +17,8 @@ from tracebench.synth.events import (
     poisson_times,
     serve_per_cpu,
 )
-from tracebench.synth.spec import Param, Scenario
+from tracebench.scenarios.spec import Param, Scenario
+from tracebench.schema import TARGET_ALL_BUT_SELF, TARGET_MASK, EventKind
 
 HANDLER_SPREAD = 0.25
 #: a vCPU's interrupt path must stay below this busy fraction, or the queue of

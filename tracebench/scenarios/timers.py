@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from tracebench.errors import ParamError
-from tracebench.schema import ClockSource, EventKind
-from tracebench.synth.events import (
+from tracebench.scenarios.events import (
     LOCAL_TIMER_VECTOR,
     STEP_NS,
     Episodes,
     Events,
     uniform_around,
 )
-from tracebench.synth.spec import Param, Scenario
+from tracebench.scenarios.spec import Param, Scenario
+from tracebench.schema import ClockSource, EventKind
 
 #: IRQ number of the device that wakes idle vCPUs (first virtio MSI-X IRQ on a q35 guest)
 IDLE_DEVICE_IRQ = 24

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tracebench.errors import ParamError
-from tracebench.schema import ClockSource, EventKind
-from tracebench.synth.events import (
+from tracebench.scenarios.events import (
     RESCHEDULE_VECTOR,
     STEP_NS,
     Episodes,
@@ -15,7 +14,8 @@ from tracebench.synth.events import (
     serve_per_cpu,
     uniform_around,
 )
-from tracebench.synth.spec import Param, Scenario
+from tracebench.scenarios.spec import Param, Scenario
+from tracebench.schema import ClockSource, EventKind
 
 #: IRQ number of NIC queue 0 (virtio-net MSI-X queue IRQs follow the config IRQ 24)
 NET_IRQ_BASE = 25
