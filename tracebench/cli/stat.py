@@ -126,16 +126,20 @@ def compare(
     df = run_compare(a, b, base, kind, metric)
     if other is not None:
         diff = param_diff(a, b)
-        if diff.height:
-            print_rows(diff.to_dicts(), fmt if fmt is OutputFormat.table else OutputFormat.csv,
-                       title=f"parameters that differ (a = {results}, b = {other})",
-                       stream=sys.stderr)
+        if diff.height and fmt is OutputFormat.table:
+            print_rows(diff.to_dicts(), fmt, stream=sys.stderr,
+                       title=f"parameters that differ (a = {results}, b = {other})")
+        elif diff.height:
+            print("tracebench: parameters that differ (a -> b): " + "; ".join(
+                f"{r['backend']} {r['param']} {r['a']:g} -> {r['b']:g}"
+                for r in diff.iter_rows(named=True)), file=sys.stderr)
         else:
             print("tracebench: the two runs have the same parameter sets", file=sys.stderr)
     title = ("tracebench compare: b = " + (str(other) if other is not None else "backend")
              + ", a = " + (str(results) if other is not None else df["versus"][0])
              + " (ratio b / a)")
-    print_rows(df.drop("versus").to_dicts(), fmt, title=title)
+    shown = df.drop("versus") if fmt is OutputFormat.table else df
+    print_rows(shown.to_dicts(), fmt, title=title)
     if fail_above is not None:
         worse = regressions(df, fail_above)
         if worse.height:
