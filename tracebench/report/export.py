@@ -157,23 +157,43 @@ def _us(ns) -> float:
 
 
 class _Track:
-    """Slices of one vCPU spread over sub-tracks on which they nest."""
+    """One vCPU's slices, laid out after the fact on sub-tracks on which they nest (slices
+    are found out of time order: an idle period or an interrupt's exit starts before the
+    row that reports it)."""
 
     def __init__(self):
-        self.stacks: list[list[int]] = []  # per sub-track: ends of the open slices
-        self.slices: list[list[tuple]] = []
+        self.items: list[list] = []  # [start, end, payload, sub-track]
 
-    def place(self, start: int, end: int, item: tuple) -> int:
-        for i, stack in enumerate(self.stacks):
-            while stack and stack[-1] <= start:
-                stack.pop()
-            if not stack or end <= stack[-1]:
-                stack.append(end)
-                self.slices[i].append((start, end, item))
-                return i
-        self.stacks.append([end])
-        self.slices.append([(start, end, item)])
-        return len(self.stacks) - 1
+    def add(self, start: int, end: int, payload: tuple) -> list:
+        item = [start, end, payload, 0]
+        self.items.append(item)
+        return item
+
+    def layout(self) -> list[list[tuple]]:
+        """Slices per sub-track; each item's sub-track is set in place."""
+        stacks: list[list[int]] = []  # per sub-track: ends of the open slices
+        subs: list[list[tuple]] = []
+        for item in sorted(self.items, key=lambda it: (it[0], -it[1])):
+            start, end = item[0], item[1]
+            i = _fitting(stacks, start, end)
+            if i == len(stacks):
+                stacks.append([])
+                subs.append([])
+            stacks[i].append(end)
+            subs[i].append((start, end, item[2]))
+            item[3] = i
+        return subs
+
+
+def _fitting(stacks: list[list[int]], start: int, end: int) -> int:
+    """The first sub-track on which [start, end) nests (closing what ended by ``start``),
+    or ``len(stacks)`` for a new one."""
+    for i, stack in enumerate(stacks):
+        while stack and stack[-1] <= start:
+            stack.pop()
+        if not stack or end <= stack[-1]:
+            return i
+    return len(stacks)
 
 
 def build_trace_events(rows: pl.DataFrame, limit: int = DEFAULT_LIMIT) -> tuple[list, bool]:
@@ -192,7 +212,7 @@ def build_trace_events(rows: pl.DataFrame, limit: int = DEFAULT_LIMIT) -> tuple[
         tracks: dict[int, _Track] = {}
         idle_since: dict[int, int] = {}
         sources: list[dict] = []
-        flows: list[tuple[int, int, int, int]] = []  # (cpu, handler start, id, sub-track)
+        flows: list[tuple[int, int, int, list]] = []  # (cpu, handler start, id, its slice)
         for r in part.iter_rows(named=True):
             cpu, kind, start = r["cpu"], r["kind"], r["start_ns"]
             track = tracks.setdefault(cpu, _Track())
@@ -204,10 +224,10 @@ def build_trace_events(rows: pl.DataFrame, limit: int = DEFAULT_LIMIT) -> tuple[
                     args["timer_error_ns"] = r["timer_error_ns"]
                 if r["exits"] and r["exit_ns"]:
                     lo = max(start - r["exit_ns"], arrive)
-                    track.place(lo, start, ("X", f"{reason} ({kind})",
-                                            {"exits": r["exits"], "exit_ns": r["exit_ns"]}))
-                sub = track.place(start, start + max(r["dur_ns"] or 0, 0),
-                                  ("BE", kind, args))
+                    track.add(lo, start, ("X", f"{reason} ({kind})",
+                                          {"exits": r["exits"], "exit_ns": r["exit_ns"]}))
+                handler = track.add(start, start + max(r["dur_ns"] or 0, 0),
+                                    ("BE", kind, args))
                 flow_id += 1
                 sources.append({"ph": "X", "name": f"{RAISE_NAMES[kind]} -> vCPU {cpu}",
                                 "cat": "raise", "pid": pid, "tid": SOURCES_TID,
@@ -217,18 +237,18 @@ def build_trace_events(rows: pl.DataFrame, limit: int = DEFAULT_LIMIT) -> tuple[
                 sources.append({"ph": "i", "name": f"{kind} arrives", "s": "t", "pid": pid,
                                 "tid": _tid(cpu, 0), "ts": _us(arrive),
                                 "args": {"latency_ns": r["latency_ns"]}})
-                flows.append((cpu, start, flow_id, sub))
+                flows.append((cpu, start, flow_id, handler))
             elif kind == "idle_enter":
                 idle_since[cpu] = start
             elif r["exits"] and reason == "HLT" and r["exit_ns"]:
                 since = idle_since.pop(cpu, start - r["exit_ns"])
-                track.place(since, since + r["exit_ns"], ("X", "HLT", {"exit_ns": r["exit_ns"]}))
+                track.add(since, since + r["exit_ns"], ("X", "HLT", {"exit_ns": r["exit_ns"]}))
             elif r["exits"] and r["exit_ns"]:
-                track.place(start, start + r["exit_ns"],
+                track.add(start, start + r["exit_ns"],
                             ("X", f"{reason} ({kind})",
                              {"exits": r["exits"], "exit_ns": r["exit_ns"], "kind": kind}))
         for cpu in sorted(tracks):
-            for sub, slices in enumerate(tracks[cpu].slices):
+            for sub, slices in enumerate(tracks[cpu].layout()):
                 tid = _tid(cpu, sub)
                 label = f"vCPU {cpu}" + (f" #{sub + 1}" if sub else "")
                 out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
@@ -236,8 +256,8 @@ def build_trace_events(rows: pl.DataFrame, limit: int = DEFAULT_LIMIT) -> tuple[
                 out += _emit(slices, pid, tid)
         out += sources
         out += [{"ph": "f", "bp": "e", "name": "delivery", "cat": "irq", "id": fid,
-                 "pid": pid, "tid": _tid(cpu, sub), "ts": _us(start)}
-                for cpu, start, fid, sub in flows]
+                 "pid": pid, "tid": _tid(cpu, handler[3]), "ts": _us(start)}
+                for cpu, start, fid, handler in flows]
         if len(out) > limit:
             truncated = True
             break
