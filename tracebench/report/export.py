@@ -52,7 +52,7 @@ def _window(df: pl.LazyFrame, start_ns: int | None, end_ns: int | None,
 
 def _trace_columns(path: Path, upto_ns: int | None) -> pl.LazyFrame:
     """Row position, handler time and vector of a canonical trace (for the join)."""
-    return (pl.scan_parquet(path).select("ts_ns", "dur_ns", "vector")
+    return (pl.scan_parquet(path, glob=False).select("ts_ns", "dur_ns", "vector")
             .with_row_index("row")
             .filter(pl.col("ts_ns") < upto_ns if upto_ns is not None else pl.lit(True))
             .select("row", "dur_ns", "vector"))

@@ -45,7 +45,7 @@ def load_table(results: str | Path, table: str) -> pl.DataFrame:
         raise TracebenchError(f"{path}: no Parquet files (an empty or interrupted run?)")
     try:
         # summary and exits store backend/params/trace as columns: no need to parse paths
-        return pl.read_parquet(files, hive_partitioning=False)
+        return pl.read_parquet(files, hive_partitioning=False, glob=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise TracebenchError(f"{path}: unreadable ({_oneline(exc)})") from None
 
@@ -153,7 +153,7 @@ def event_rows(results: str | Path, backend: str | None = None, params: str | No
     frames = []
     for f in files:
         keys = dict(p.split("=", 1) for p in f.parent.relative_to(root).parts)
-        frames.append(pl.scan_parquet(f, hive_partitioning=False)
+        frames.append(pl.scan_parquet(f, hive_partitioning=False, glob=False)
                       .select(EVENT_COLUMNS)
                       .with_columns(kind=pl.col("kind").cast(pl.String),
                                     exit_reason=pl.col("exit_reason").cast(pl.String),

@@ -182,7 +182,7 @@ def measured_exits(path: str | Path) -> pl.DataFrame:
     reason (upper case, as perf prints it), measured_samples, measured_pct."""
     path = Path(path)
     try:
-        m = pl.read_parquet(path)
+        m = pl.read_parquet(path, glob=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise TracebenchError(f"{path}: not a measured-exits table "
                               f"({' '.join(str(exc).split())[:120]})") from None
