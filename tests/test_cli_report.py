@@ -222,7 +222,10 @@ def test_compare_gate_both_ways_on_runs_differing_by_one_parameter(results):
                                 f"{worst['change_pct'] - 1:.3f}"])
     assert tight.exit_code == 3
     assert f"worst: {worst['metric']} of {worst['backend']}" in tight.stderr
-    assert f"{worst['a']:g} -> {worst['b']:g}" in tight.stderr
+    def shown(v):
+        return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.4f}"
+
+    assert f"{shown(worst['a'])} -> {shown(worst['b'])}" in tight.stderr
     same = runner.invoke(app, ["compare", a, a, "--fail-above", "0"])
     assert same.exit_code == 0, same.output
     assert "same parameter sets" in same.stderr

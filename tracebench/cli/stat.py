@@ -135,9 +135,11 @@ def compare(
                 for r in diff.iter_rows(named=True)), file=sys.stderr)
         else:
             print("tracebench: the two runs have the same parameter sets", file=sys.stderr)
-    title = ("tracebench compare: b = " + (str(other) if other is not None else "backend")
-             + ", a = " + (str(results) if other is not None else df["versus"][0])
-             + " (ratio b / a)")
+    if other is not None:
+        title = f"tracebench compare: b = {other}, a = {results} (ratio b / a)"
+    else:
+        title = (f"tracebench compare: each backend (b) against {df['versus'][0]} (a) in "
+                 f"{results} (ratio b / a)")
     shown = df.drop("versus") if fmt is OutputFormat.table else df
     print_rows(shown.to_dicts(), fmt, title=title)
     if fail_above is not None:
@@ -147,4 +149,9 @@ def compare(
             change = "from 0" if r["a"] == 0 else f"{r['change_pct']:+.1f}%"
             fail(f"regression: {worse.height} metric(s) worse by more than {fail_above:g}%; "
                  f"worst: {r['metric']} of {r['backend']} ({r['kind']}, trace {r['trace']}) "
-                 f"{r['a']:g} -> {r['b']:g} ({change})", code=3)
+                 f"{_num(r['a'])} -> {_num(r['b'])} ({change})", code=3)
+
+
+def _num(v: float) -> str:
+    """A metric value as people read it: whole numbers with separators, else 4 decimals."""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.4f}"

@@ -19,7 +19,7 @@ from tracebench.report.stat import totals as totals
 from tracebench.report.stat import with_measured as with_measured
 
 __all__ = ["Results", "compare", "event_rows", "kvm_stat", "load_table", "measured_exits",
-           "param_diff", "regressions", "totals", "with_measured", "report_data",
+           "param_diff", "regressions", "totals", "with_measured", "report_data", "chart_specs",
            "write_html", "write_markdown", "export_perfetto"]
 
 
@@ -29,6 +29,10 @@ def __getattr__(name: str):
         from tracebench.report.figures import report_data
 
         return report_data
+    if name == "chart_specs":
+        from tracebench.report.figures import chart_specs
+
+        return chart_specs
     if name == "write_html":
         from tracebench.report.html import write_html
 

@@ -228,27 +228,38 @@ def chart_specs(data: ReportData) -> dict[str, dict]:
         color=alt.Color("reason:N", title="exit reason"),
         tooltip=["series:N", "reason:N", alt.Tooltip("exits_per_s:Q", format=",.0f")],
     ).properties(width=560).to_dict()
+    # several runs: one colour per backend, the run as the line dash / bar shade, so that
+    # A and B of one backend sit side by side in one colour
+    run_order = alt.Scale(domain=data.runs)
     for name, _, _ in DISTRIBUTIONS:
-        part = _series(data.cdf.filter(pl.col("distribution") == name), multi)
-        specs[f"{name.capitalize()} CDF"] = alt.Chart(
-            alt.InlineData(values=part.to_dicts())).mark_line(interpolate="step-after").encode(
-            x=alt.X("value_us:Q", title=f"{name} (us, log)",
-                    scale=alt.Scale(type="log")),
+        part = _series(data.cdf.filter(pl.col("distribution") == name), False)
+        enc = dict(
+            x=alt.X("value_us:Q", title=f"{name} (us, log)", scale=alt.Scale(type="log")),
             y=alt.Y("fraction:Q", title="fraction of events <= x",
                     scale=alt.Scale(domain=[0, 1])),
             color=alt.Color("series:N", title="backend"),
-            tooltip=["series:N", alt.Tooltip("value_us:Q", format=",.3f"),
-                     alt.Tooltip("fraction:Q", format=".4f")],
-        ).properties(width=560, height=300).to_dict()
-    vcpu = _series(data.vcpu_overhead, multi)
+            detail="run:N",
+            tooltip=["run:N", "series:N", alt.Tooltip("value_us:Q", format=",.3f"),
+                     alt.Tooltip("fraction:Q", format=".4f")])
+        if multi:
+            enc["strokeDash"] = alt.StrokeDash("run:N", title="run", scale=run_order)
+        specs[f"{name.capitalize()} CDF"] = alt.Chart(
+            alt.InlineData(values=part.to_dicts())).mark_line(
+            interpolate="step-after").encode(**enc).properties(width=560, height=300).to_dict()
+    vcpu = _series(data.vcpu_overhead, False).with_columns(
+        bar=pl.col("run") + pl.lit(": ") + pl.col("series"))
+    bars = [f"{r}: {b}" for r in data.runs for b in sorted(set(vcpu["series"].to_list()))]
+    enc = dict(x=alt.X("cpu:O", title="vCPU"), xOffset=alt.XOffset("bar:N", sort=bars),
+               y=alt.Y("overhead_pct:Q", title="overhead, % of the vCPU's time"),
+               color=alt.Color("series:N", title="backend"),
+               tooltip=["run:N", "series:N", "cpu:O",
+                        alt.Tooltip("overhead_pct:Q", format=".3f")])
+    if multi:
+        enc["opacity"] = alt.Opacity("run:N", title="run", scale=alt.Scale(
+            domain=data.runs, range=[1.0, *([0.5] * (len(data.runs) - 1))]))
     specs["Overhead per vCPU"] = alt.Chart(
-        alt.InlineData(values=vcpu.to_dicts())).mark_bar().encode(
-        x=alt.X("cpu:O", title="vCPU"),
-        xOffset=alt.XOffset("series:N"),
-        y=alt.Y("overhead_pct:Q", title="overhead, % of the vCPU's time"),
-        color=alt.Color("series:N", title="backend"),
-        tooltip=["series:N", "cpu:O", alt.Tooltip("overhead_pct:Q", format=".3f")],
-    ).properties(width=560, height=260).to_dict()
+        alt.InlineData(values=vcpu.to_dicts())).mark_bar().encode(**enc).properties(
+        width=560, height=260).to_dict()
     if multi and data.deltas.height:
         d = data.deltas.filter(pl.col("change_pct").is_not_null()).with_columns(
             what=pl.col("kind") + pl.lit(" ") + pl.col("metric"))

@@ -25,7 +25,7 @@ max-width:1100px;padding:0 1em;color:#1b1b1b}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0;font-variant-numeric:tabular-nums}
 th,td{padding:.25em .6em;border-bottom:1px solid #eee;text-align:right}
-th{background:#f5f5f5}td.t,th.t{text-align:left}
+th{background:#f5f5f5}td.t,th.t{text-align:left;white-space:nowrap}
 .chart{margin:1em 0}.err{color:#b00020;font-weight:bold}
 .note{color:#555;font-size:.92em}pre{background:#f7f7f7;padding:.6em;overflow-x:auto}
 details{margin:.4em 0}code{font-size:.92em}.wide{overflow-x:auto}
