@@ -255,7 +255,7 @@ def chart_specs(data: ReportData) -> dict[str, dict]:
                tooltip=["run:N", "series:N", "cpu:O",
                         alt.Tooltip("overhead_pct:Q", format=".3f")])
     if multi:
-        enc["opacity"] = alt.Opacity("run:N", title="run", scale=alt.Scale(
+        enc["opacity"] = alt.Opacity("run:O", title="run", sort=data.runs, scale=alt.Scale(
             domain=data.runs, range=[1.0, *([0.5] * (len(data.runs) - 1))]))
     specs["Overhead per vCPU"] = alt.Chart(
         alt.InlineData(values=vcpu.to_dicts())).mark_bar().encode(**enc).properties(
