@@ -258,3 +258,27 @@ def test_compare_one_folder_default_base(results):
     bad = runner.invoke(app, ["compare", str(results / "two"), "--base", "native"])
     assert bad.exit_code == 1
     assert "no backend 'native'" in bad.stderr and "apicv, full-virt" in bad.stderr
+
+
+def test_packed_dataset_reads_like_a_results_folder(results, tmp_path):
+    """A packed dataset is a results folder with extra files at its top."""
+    import shutil
+
+    ds = tmp_path / "ds"
+    shutil.copytree(results / "a", ds)
+    (ds / "traces").mkdir()
+    shutil.copy(results / "t.parquet", ds / "traces" / "t.parquet")
+    (ds / "datapackage.json").write_text('{"name": "x", "resources": []}\n')
+    (ds / "README.md").write_text("---\nconfigs: []\n---\n# dataset\n")
+    (ds / "SHA256SUMS").write_text("")
+    assert _stat_json(str(ds), "-b", "full-virt") == _stat_json(str(results / "a"), "-b",
+                                                                 "full-virt")
+    rows, out = _compare_json(str(results / "a"), str(ds), "--fail-above", "0")
+    assert out.exit_code == 0, out.output
+    assert all(r["change_pct"] in (0, None) for r in rows)
+    md = tmp_path / "r.md"
+    res = runner.invoke(app, ["report", str(ds), "-f", "md", "-o", str(md)])
+    assert res.exit_code == 0, res.output
+    ev = runner.invoke(app, ["export", str(ds), "--perfetto", str(tmp_path / "t.json"),
+                             "--to", "5ms"])
+    assert ev.exit_code == 0, ev.output

@@ -159,3 +159,13 @@ def test_report_missing_results_is_one_line(tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path / "nope"), "-o", str(tmp_path / "x.html")])
     assert res.exit_code == 1 and "no such results folder" in res.stderr
     assert not (tmp_path / "x.html").exists()
+
+
+def test_report_says_how_to_install_the_extra(runs, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "vl_convert", None)  # as if not installed
+    res = runner.invoke(app, ["report", str(runs / "a"), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 1
+    assert "pip install 'tracebench[report]'" in res.stderr and "vl_convert" in res.stderr
+    assert not (tmp_path / "r.html").exists()

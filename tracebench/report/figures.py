@@ -20,7 +20,7 @@ import polars as pl
 
 from tracebench import hist
 from tracebench.report.compare import compare, param_diff
-from tracebench.report.load import Results, event_rows
+from tracebench.report.load import Results, event_rows, load_table
 
 CDF_POINTS = 200
 #: (name, summary kind, summary metric) of the latency distributions drawn
@@ -67,7 +67,10 @@ def _summary(res: Results, run: str) -> pl.DataFrame:
                    traces=pl.col("trace").n_unique(), events=pl.col("count").sum(),
                    exits=pl.col("exits").sum(), stall_ns=pl.col("stall_ns").sum(),
                    duration_ns=pl.col("duration_ns").sum(),
-                   capacity_ns=(pl.col("duration_ns") * pl.col("n_cpus")).sum()))
+                   capacity_ns=(pl.col("duration_ns") * pl.col("n_cpus")).sum(),
+                   # vCPUs that fell behind their trace (results of newer replays say so)
+                   saturated_vcpus=(pl.col("saturated_vcpus").sum()
+                                    if "saturated_vcpus" in s.columns else pl.lit(None))))
     allrows = allrows.with_columns(
         exits_per_s=pl.col("exits") / (pl.col("duration_ns").clip(lower_bound=1) / 1e9),
         overhead_pct=100 * pl.col("stall_ns") / pl.col("capacity_ns").clip(lower_bound=1))
@@ -85,7 +88,8 @@ def _summary(res: Results, run: str) -> pl.DataFrame:
     return (out.with_columns(run=pl.lit(run))
             .select("run", "backend", "params", "traces", "events", "exits", "exits_per_s",
                     "overhead_pct", "irq_p50_us", "irq_p99_us", "irq_p99_9_us",
-                    "timer_err_p50_us", "timer_err_p99_us", "timer_err_p99_9_us")
+                    "timer_err_p50_us", "timer_err_p99_us", "timer_err_p99_9_us",
+                    pl.col("saturated_vcpus").cast(pl.Int64))
             .sort("backend", "params"))
 
 
@@ -135,10 +139,13 @@ def _vcpu_overhead(res: Results, run: str) -> tuple[pl.DataFrame, str]:
     if rows is not None:
         per = (rows.group_by("backend", "params", "cpu")
                .agg(ns=pl.col("stall_ns").sum()).collect())
-        source = "stall time per vCPU (per-event rows)"
+        source = "stall time per vCPU (per-event rows), as the summary's overhead_pct"
     else:
-        per = (res.exits.filter(pl.col("reason") != "HLT")
-               .group_by("backend", "params", "cpu").agg(ns=pl.col("total_ns").sum()))
+        if (res.root / "vcpus").is_dir():
+            per = load_table(res.root, "vcpus").rename({"exit_ns": "ns"})
+        else:  # results written before the vcpus table: the same from the exit tables
+            per = res.exits.filter(pl.col("reason") != "HLT").rename({"total_ns": "ns"})
+        per = per.group_by("backend", "params", "cpu").agg(pl.col("ns").sum())
         source = "exit handling time per vCPU outside HLT (no per-event rows)"
     out = (per.join(dur, on=["backend", "params"], how="left")
            .with_columns(overhead_pct=100 * pl.col("ns")

@@ -133,6 +133,13 @@ def render_html(data: ReportData, title: str = "tracebench report") -> str:
             charts.append(f'<p class="note">{_esc(data.vcpu_overhead_source)}</p>')
         blocks.append(f'<script type="application/json" data-chart="{cid}">'
                       f"{_json_block(spec)}</script>")
+    sat = data.summary.filter(pl.col("saturated_vcpus") > 0)
+    warn = "" if sat.height == 0 else (
+        "<p class='err'>Saturated: " + _esc(", ".join(
+            f"{r['run']}: {r['backend']} ({r['saturated_vcpus']} vCPUs)"
+            for r in sat.iter_rows(named=True)))
+        + " could not keep up with the trace; their latencies grow with the trace "
+        "length and are not a steady state.</p>")
     ab = ""
     if len(data.runs) > 1:
         ab = (f"<h2>A/B: each run against {_esc(data.runs[0])}</h2>"
@@ -145,7 +152,7 @@ def render_html(data: ReportData, title: str = "tracebench report") -> str:
         f"<script>{vega_bundle()}</script></head><body>"
         f"<h1>{_esc(title)}</h1><p class='note'>runs: {_esc(', '.join(data.runs))}. "
         "Latency percentiles merge the stored HdrHistograms across traces.</p>"
-        f"<h2>Summary per backend</h2>{table_html(data.summary)}"
+        f"<h2>Summary per backend</h2>{table_html(data.summary)}{warn}"
         + "".join(charts) + ab
         + f"<h2>Provenance</h2>{provenance_html(data.provenance)}"
         + "".join(blocks) + f"<script>{RENDER_JS}</script></body></html>")
