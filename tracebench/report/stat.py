@@ -104,7 +104,10 @@ def kvm_stat(results: str | Path | Results, backends: list[str] | None = None,
     groups = present.select("trace", "backend", "params").unique()
     by_kind = event != "vmexit"
     table = _exit_groups(res, backends, traces, vcpu, event)
-    rows = event_rows(res.root)
+    # per-event rows of the selected groups only (a long run's rows are large)
+    found = [event_rows(res.root, b, p, t) for t, b, p in groups.iter_rows()]
+    found = [f for f in found if f is not None]
+    rows = pl.concat(found, how="vertical") if found else None
     if rows is not None:
         if vcpu is not None:
             rows = rows.filter(pl.col("cpu") == vcpu)
