@@ -85,7 +85,8 @@ def export(
         "--warmup", help="From a trace: replay only this long before --from (default: "
         "from the trace start, exact) to bound time and memory on long traces.")] = None,
     limit: Annotated[int, typer.Option(
-        "--limit", min=1, help="Stop after this many trace events (and say so).")]
+        "--limit", min=1, help="Stop at about this many trace events (and say so; the "
+        "slices written so far stay complete).")]
     = 2_000_000,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
 ):

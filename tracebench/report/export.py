@@ -213,7 +213,12 @@ def build_trace_events(rows: pl.DataFrame, limit: int = DEFAULT_LIMIT) -> tuple[
         idle_since: dict[int, int] = {}
         sources: list[dict] = []
         flows: list[tuple[int, int, int, list]] = []  # (cpu, handler start, id, its slice)
-        for r in part.iter_rows(named=True):
+        budget = limit - len(out)
+        for n, r in enumerate(part.iter_rows(named=True)):
+            if n % 64 == 0 and sum(len(t.items) for t in tracks.values()) \
+                    + len(sources) > budget:
+                truncated = True  # stop reading rows: the output would pass the limit
+                break
             cpu, kind, start = r["cpu"], r["kind"], r["start_ns"]
             track = tracks.setdefault(cpu, _Track())
             reason = r["exit_reason"]
@@ -258,7 +263,7 @@ def build_trace_events(rows: pl.DataFrame, limit: int = DEFAULT_LIMIT) -> tuple[
         out += [{"ph": "f", "bp": "e", "name": "delivery", "cat": "irq", "id": fid,
                  "pid": pid, "tid": _tid(cpu, handler[3]), "ts": _us(start)}
                 for cpu, start, fid, handler in flows]
-        if len(out) > limit:
+        if truncated or len(out) > limit:
             truncated = True
             break
     return out, truncated

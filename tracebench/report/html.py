@@ -10,6 +10,7 @@ does not grow with the trace length.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from pathlib import Path
@@ -88,9 +89,11 @@ def _json_block(obj) -> str:
     return json.dumps(obj, separators=(",", ":")).replace("<", "\\u003c")
 
 
+@functools.cache
 def vega_bundle() -> str:
     """The Vega + Vega-Lite + Vega-Embed JavaScript bundle from vl-convert, for the
-    Vega-Lite version Altair writes, safe to inline in a ``<script>``."""
+    Vega-Lite version Altair writes, safe to inline in a ``<script>``. Bundling takes
+    1-7 s, so a process makes it once."""
     import altair as alt
     import vl_convert as vlc
 
