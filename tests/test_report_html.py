@@ -169,3 +169,23 @@ def test_report_says_how_to_install_the_extra(runs, tmp_path, monkeypatch):
     assert res.exit_code == 1
     assert "pip install 'tracebench[report]'" in res.stderr and "vl_convert" in res.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def test_vcpu_overhead_adds_up_to_the_summary_and_covers_every_backend(tmp_path):
+    from tracebench.scenarios import generate
+    from tracebench.trace import write_trace
+
+    cols, meta = generate("mixed-server", n_cpus=3, duration_ns=20_000_000, seed=6)
+    write_trace(tmp_path / "t.parquet", cols, meta)
+    tracebench.replay([tmp_path / "t.parquet"], ["full-virt", "apicv"], out=tmp_path / "r",
+                      events=["apicv"])
+    data = report_data([tmp_path / "r"])
+    v = data.vcpu_overhead
+    assert set(v["backend"]) == {"full-virt", "apicv"} and v.height == 6
+    # with rows: the per-vCPU stall is what the summary's overhead adds up
+    s = pl.read_parquet(tmp_path / "r" / "summary", hive_partitioning=False).filter(
+        kind="all", metric="latency_ns", backend="apicv")
+    assert v.filter(backend="apicv")["overhead_pct"].mean() == pytest.approx(
+        s["overhead_pct"][0])
+    assert "per-event rows" in data.vcpu_overhead_source
+    assert "without per-event rows" in data.vcpu_overhead_source

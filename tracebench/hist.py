@@ -112,7 +112,9 @@ def merge_encoded(blobs) -> np.ndarray:
         if blob:
             c = decode_counts(blob)
             if len(c) != len(total):
-                raise ValueError(f"histogram of {len(c)} buckets, expected {len(total)} "
+                from tracebench.errors import TracebenchError
+
+                raise TracebenchError(f"histogram of {len(c)} buckets, expected {len(total)} "
                                  f"(written with another geometry)")
             total += c
     return total

@@ -132,21 +132,28 @@ def _cdf(res: Results, run: str) -> pl.DataFrame:
 
 
 def _vcpu_overhead(res: Results, run: str) -> tuple[pl.DataFrame, str]:
-    """Stall per vCPU from the per-event rows (what overhead_pct adds up); without rows,
-    the exit-handling time per vCPU outside HLT from the exit tables, and say so."""
+    """Stall per vCPU from the per-event rows (what overhead_pct adds up); for backends
+    without rows, the exit-handling time per vCPU outside HLT (``vcpus`` table, or the
+    exit tables of older results), and say which."""
     dur = (res.duration_ns().group_by("backend", "params").agg(pl.col("duration_ns").sum()))
+    keys = ["backend", "params"]
     rows = event_rows(res.root)
-    if rows is not None:
-        per = (rows.group_by("backend", "params", "cpu")
-               .agg(ns=pl.col("stall_ns").sum()).collect())
-        source = "stall time per vCPU (per-event rows), as the summary's overhead_pct"
-    else:
-        if (res.root / "vcpus").is_dir():
-            per = load_table(res.root, "vcpus").rename({"exit_ns": "ns"})
-        else:  # results written before the vcpus table: the same from the exit tables
-            per = res.exits.filter(pl.col("reason") != "HLT").rename({"total_ns": "ns"})
-        per = per.group_by("backend", "params", "cpu").agg(pl.col("ns").sum())
-        source = "exit handling time per vCPU outside HLT (no per-event rows)"
+    stall = (rows.group_by("backend", "params", "cpu").agg(ns=pl.col("stall_ns").sum())
+             .collect() if rows is not None else None)
+    if (res.root / "vcpus").is_dir():
+        exits = load_table(res.root, "vcpus").rename({"exit_ns": "ns"})
+    else:  # results written before the vcpus table: the same from the exit tables
+        exits = res.exits.filter(pl.col("reason") != "HLT").rename({"total_ns": "ns"})
+    exits = exits.group_by("backend", "params", "cpu").agg(pl.col("ns").sum())
+    sources = []
+    if stall is not None and stall.height:
+        exits = exits.join(stall.select(keys).unique(), on=keys, how="anti")
+        sources.append("stall time per vCPU from the per-event rows (as overhead_pct)")
+    if exits.height:
+        sources.append("exit time per vCPU outside HLT for backends without per-event rows")
+    per = pl.concat([f for f in (stall, exits) if f is not None],
+                    how="vertical_relaxed")
+    source = "; ".join(sources)
     out = (per.join(dur, on=["backend", "params"], how="left")
            .with_columns(overhead_pct=100 * pl.col("ns")
                          / pl.col("duration_ns").clip(lower_bound=1),
