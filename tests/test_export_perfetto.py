@@ -148,3 +148,17 @@ def test_export_errors_are_one_line(replayed, tmp_path):
                               str(tmp_path / "x.json")])
     assert bad.exit_code == 1 and "no per-event rows" in bad.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_export_from_a_trace_refuses_to_exhaust_memory(replayed, tmp_path, monkeypatch):
+    import tracebench.report.export as export
+
+    monkeypatch.setattr(export, "MEMORY_ROWS", 1000)
+    res = runner.invoke(app, ["export", str(replayed / "t.parquet"), "--perfetto",
+                              str(tmp_path / "x.json"), "--from", "15ms", "--to", "16ms"])
+    assert res.exit_code == 1 and "--warmup" in res.stderr
+    ok = runner.invoke(app, ["export", str(replayed / "t.parquet"), "--perfetto",
+                             str(tmp_path / "x.json"), "--from", "15ms", "--to", "16ms",
+                             "--warmup", "100us", "-b", "apicv"])
+    assert ok.exit_code == 0, ok.output
+    assert check(_load(tmp_path / "x.json")) == []

@@ -189,3 +189,18 @@ def test_vcpu_overhead_adds_up_to_the_summary_and_covers_every_backend(tmp_path)
         s["overhead_pct"][0])
     assert "per-event rows" in data.vcpu_overhead_source
     assert "without per-event rows" in data.vcpu_overhead_source
+
+
+def test_runs_without_a_common_trace_still_make_a_report(runs, tmp_path):
+    from tracebench.scenarios import generate
+    from tracebench.trace import write_trace
+
+    cols, meta = generate("timer-heavy", n_cpus=2, duration_ns=5_000_000, seed=2)
+    write_trace(tmp_path / "other.parquet", cols, meta)
+    tracebench.replay([tmp_path / "other.parquet"], ["apicv"], out=tmp_path / "o",
+                      events=False)
+    out = tmp_path / "r.md"
+    res = runner.invoke(app, ["report", str(runs / "a"), str(tmp_path / "o"), "-f", "md",
+                              "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "no A/B deltas for o" in out.read_text() and "share no" in out.read_text()

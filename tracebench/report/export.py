@@ -35,6 +35,10 @@ RAISE_NAMES = {"timer_irq": "timer expiry", "device_irq": "device interrupt",
                "ipi_irq": "IPI sent"}
 #: trace events beyond which an export stops (and says so): a window keeps it far below
 DEFAULT_LIMIT = 2_000_000
+#: events x backends an in-memory replay of a trace may hold (~60 B a row): beyond it the
+#: export asks for --warmup, fewer backends, or a results folder instead of running out
+#: of memory
+MEMORY_ROWS = 40_000_000
 SOURCES_TID = 100_000
 
 
@@ -125,6 +129,15 @@ def rows_from_trace(trace: str | Path, backends: list[str] | None, start_ns, end
             break
     cols = ({k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts
             else empty_columns(0))
+    from tracebench.backends import resolve_backends
+
+    n_backends = len(resolve_backends(backends))
+    if len(cols["ts_ns"]) * n_backends > MEMORY_ROWS:
+        raise TracebenchError(
+            f"{trace}: reaching the window means replaying {len(cols['ts_ns']):,} events x "
+            f"{n_backends} backends in memory; pass --warmup (e.g. --warmup 1s: replay only "
+            f"that long before --from), fewer -b, or export from a results folder "
+            f"(replay -o)")
     with tempfile.TemporaryDirectory(prefix="tracebench-export-") as tmp:
         path = Path(tmp) / "window.parquet"
         write_trace(path, cols, tf.meta)

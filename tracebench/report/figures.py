@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from tracebench import hist
+from tracebench.errors import TracebenchError
 from tracebench.report.compare import compare, param_diff
 from tracebench.report.load import Results, event_rows, load_table
 
@@ -47,6 +48,7 @@ class ReportData:
     deltas: pl.DataFrame
     param_diffs: pl.DataFrame
     provenance: dict
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def _labels(paths: list[Path]) -> list[str]:
@@ -203,16 +205,20 @@ def report_data(results: list[str | Path], command: str | None = None) -> Report
         vcpu.append(frame)
         sources.add(source)
     deltas, diffs = [], []
+    notes = []
     for other in opened[1:]:
-        deltas.append(compare(opened[0], other, kinds=["all", "interrupts", "timer_error"])
-                      .with_columns(run=pl.lit(other.label)))
         diffs.append(param_diff(opened[0], other).with_columns(run=pl.lit(other.label)))
+        try:
+            deltas.append(compare(opened[0], other, kinds=["all", "interrupts", "timer_error"])
+                          .with_columns(run=pl.lit(other.label)))
+        except TracebenchError as exc:  # e.g. no trace in common: the rest still stands
+            notes.append(f"no A/B deltas for {other.label}: {exc}")
     return ReportData(
         runs=runs, summary=summary, exit_rates=rates, cdf=cdf,
         vcpu_overhead=pl.concat(vcpu), vcpu_overhead_source="; ".join(sorted(sources)),
         deltas=pl.concat(deltas) if deltas else pl.DataFrame(),
         param_diffs=pl.concat(diffs) if diffs else pl.DataFrame(),
-        provenance=_provenance(opened, runs, command))
+        provenance=_provenance(opened, runs, command), notes=notes)
 
 
 def _series(df: pl.DataFrame, multi_run: bool) -> pl.DataFrame:
@@ -274,7 +280,7 @@ def chart_specs(data: ReportData) -> dict[str, dict]:
     specs["Overhead per vCPU"] = alt.Chart(
         alt.InlineData(values=vcpu.to_dicts())).mark_bar().encode(**enc).properties(
         width=560, height=260).to_dict()
-    if multi and data.deltas.height:
+    if multi and data.deltas.height and data.deltas["change_pct"].drop_nulls().len():
         d = data.deltas.filter(pl.col("change_pct").is_not_null()).with_columns(
             what=pl.col("kind") + pl.lit(" ") + pl.col("metric"))
         specs["A/B change by metric"] = alt.Chart(

@@ -147,7 +147,10 @@ def render_html(data: ReportData, title: str = "tracebench report") -> str:
     if len(data.runs) > 1:
         ab = (f"<h2>A/B: each run against {_esc(data.runs[0])}</h2>"
               f"<h3>Parameters that differ</h3>{table_html(data.param_diffs)}"
-              f"<h3>Deltas (ratio = b / a)</h3>{table_html(data.deltas.drop('versus'))}")
+              + "".join(f"<p class='err'>{_esc(n)}</p>" for n in data.notes)
+              + "<h3>Deltas (ratio = b / a)</h3>"
+              + table_html(data.deltas.drop("versus") if data.deltas.height
+                           else data.deltas))
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"

@@ -68,8 +68,9 @@ def render_markdown(data: ReportData, figures_dir: str, title: str,
             out.append(f"_{data.vcpu_overhead_source}_\n")
     if len(data.runs) > 1:
         out += [f"## A/B: each run against {data.runs[0]}\n", "### Parameters that differ\n",
-                table_md(data.param_diffs), "### Deltas (ratio = b / a)\n",
-                table_md(data.deltas.drop("versus"))]
+                table_md(data.param_diffs), *[f"**{n}**\n" for n in data.notes],
+                "### Deltas (ratio = b / a)\n",
+                table_md(data.deltas.drop("versus") if data.deltas.height else data.deltas)]
     out += ["## Provenance\n", f"tracebench {prov['tracebench_version']}; made by: "
             f"`{prov['command'] or '(Python API)'}`\n", "### Traces\n",
             table_md(pl.DataFrame([{k: t[k] for k in ("trace", "sha256", "file", "method",
