@@ -117,6 +117,8 @@ def compare(
     fmt: FormatOpt = OutputFormat.table,
 ):
     """A/B comparison: backends against a base, or one results folder against another."""
+    import polars as pl
+
     from tracebench.report.compare import compare as run_compare
     from tracebench.report.compare import param_diff, regressions
     from tracebench.report.load import Results
@@ -140,7 +142,11 @@ def compare(
     else:
         title = (f"tracebench compare: each backend (b) against {df['versus'][0]} (a) in "
                  f"{results} (ratio b / a)")
-    shown = df.drop("versus") if fmt is OutputFormat.table else df
+    shown = df
+    if fmt is OutputFormat.table:
+        one_set = df.group_by("backend").agg(pl.col("params").n_unique()).filter(
+            pl.col("params") > 1).height == 0
+        shown = df.drop("versus", *(["params"] if one_set else []))
     print_rows(shown.to_dicts(), fmt, title=title)
     if fail_above is not None:
         worse = regressions(df, fail_above)
@@ -148,7 +154,8 @@ def compare(
             r = worse.row(0, named=True)
             change = "from 0" if r["a"] == 0 else f"{r['change_pct']:+.1f}%"
             fail(f"regression: {worse.height} metric(s) worse by more than {fail_above:g}%; "
-                 f"worst: {r['metric']} of {r['backend']} ({r['kind']}, trace {r['trace']}) "
+                 f"worst: {r['metric']} of {r['backend']} ({r['kind']}, trace {r['trace']}, "
+                 f"params {r['params']}) "
                  f"{_num(r['a'])} -> {_num(r['b'])} ({change})", code=3)
 
 

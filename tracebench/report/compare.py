@@ -23,8 +23,8 @@ TIMER_METRICS = ("p50_ns", "p90_ns", "p99_ns", "p99_9_ns")
 #: the pseudo kind holding timer error (handler start - programmed deadline) percentiles
 TIMER_ERROR = "timer_error"
 DEFAULT_KINDS = ("all", "interrupts", TIMER_ERROR)
-COMPARE_COLUMNS = ["trace", "backend", "kind", "metric", "a", "b", "ratio", "change_pct",
-                   "versus"]
+COMPARE_COLUMNS = ["trace", "backend", "params", "kind", "metric", "a", "b", "ratio",
+                   "change_pct", "versus"]
 
 
 def _long(summary: pl.DataFrame, kinds: list[str]) -> pl.DataFrame:
@@ -77,8 +77,8 @@ def compare(results: str | Path | Results, other: str | Path | Results | None = 
 
     Returns
     -------
-    DataFrame with :data:`COMPARE_COLUMNS`: ``ratio`` is B / A (null where A is 0),
-    ``change_pct`` is 100 * (B / A - 1).
+    DataFrame with :data:`COMPARE_COLUMNS`: ``params`` is B's parameter-set hash,
+    ``ratio`` is B / A (null where A is 0), ``change_pct`` is 100 * (B / A - 1).
     """
     a = results if isinstance(results, Results) else Results(results)
     kinds = list(kinds or DEFAULT_KINDS)
@@ -119,7 +119,7 @@ def compare(results: str | Path | Results, other: str | Path | Results | None = 
             .with_columns(pl.col("metric").replace_strict(
                 {m: i for i, m in enumerate(LATENCY_METRICS)}, return_dtype=pl.Int32)
                 .alias("_order"))
-            .sort(["trace", "kind", "backend", "_order"])
+            .sort(["trace", "kind", "backend", "params", "_order"])
             .select(COMPARE_COLUMNS))
 
 
