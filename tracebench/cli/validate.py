@@ -1,0 +1,77 @@
+"""``tracebench calibrate`` and ``tracebench validate``: the model against the real thing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tracebench.cli.common import OutputFormat, app, fail, print_rows, user_errors
+
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+
+
+def _say(text: str) -> None:
+    print(f"tracebench: {text}", file=sys.stderr, flush=True)
+
+
+@app.command()
+@user_errors
+def calibrate(
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write the profile (TOML) here, for `replay --profile FILE`.")]
+    = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    reps: Annotated[int, typer.Option(
+        "--reps", min=10, help="Samples per cost loop (CPUID, RDTSC, clock reads).")] = 20000,
+    latency_reps: Annotated[int | None, typer.Option(
+        "--latency-reps", min=10, help="Samples of the timer and wake-up latencies "
+        "(default: reps / 10).")] = None,
+    switch_clocksource: Annotated[bool, typer.Option(
+        "--switch-clocksource", help="Also read the clock through every clocksource the "
+        "kernel offers, switching to each (root); the original is always restored.")] = False,
+    cpus: Annotated[str | None, typer.Option(
+        "--cpus", metavar="A,B", help="The two CPUs of the wake-up measurement (default: "
+        "the first two this process may run on).")] = None,
+    fmt: FormatOpt = OutputFormat.table,
+):
+    """Measure this machine's exit, clock-read, timer and wake-up costs (C loops, compiled
+    at first use) and detect the platform; -o writes a profile for `--profile`."""
+    from tracebench.atomic import atomic_path
+    from tracebench.validate.calibrate import calibrate as run
+    from tracebench.validate.calibrate import profile_params, profile_toml
+
+    pair = None
+    if cpus is not None:
+        try:
+            a, b = (int(x) for x in cpus.split(","))
+        except ValueError:
+            fail(f"--cpus {cpus!r}: expected two CPU numbers A,B", code=2)
+        pair = (a, b)
+    if out is not None and out.exists() and not force:
+        fail(f"{out}: already exists (use --force to overwrite)", code=1)
+    cal = run(reps=reps, latency_reps=latency_reps, switch_clocksources=switch_clocksource,
+              cpus=pair, say=_say)
+    if fmt is OutputFormat.json:
+        import json
+
+        doc = {"tsc_ghz": cal.tsc_ghz, "platform": cal.platform, "notes": cal.notes,
+               "measurements": cal.rows(),
+               "params": {n: v for n, v, _ in profile_params(cal)}}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        print_rows(cal.rows(), fmt, title=f"tracebench calibrate (TSC {cal.tsc_ghz:.3f} GHz)")
+    if fmt is OutputFormat.table:
+        p = cal.platform
+        _say(f"platform: {p['virtualization']} CPU, hypervisor {p['hypervisor']}, x2APIC "
+             f"{p['x2apic']}, TSC-deadline {p['tsc_deadline']}, kvm-clock {p['kvm_clock']}, "
+             f"PV EOI {p['pv_eoi']}, PV send-IPI {p['pv_send_ipi']}, clocksource "
+             f"{p['clocksource_current']}, cpuidle {p['cpuidle_driver']}")
+    for note in cal.notes:
+        _say(f"note: {note}")
+    if out is not None:
+        with atomic_path(out, force=force) as tmp:
+            tmp.write_text(profile_toml(cal))
+        _say(f"profile written to {out} (use: tracebench replay T.parquet --profile {out})")
