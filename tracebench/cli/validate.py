@@ -75,3 +75,64 @@ def calibrate(
         with atomic_path(out, force=force) as tmp:
             tmp.write_text(profile_toml(cal))
         _say(f"profile written to {out} (use: tracebench replay T.parquet --profile {out})")
+
+
+@app.command()
+@user_errors
+def validate(
+    host_traces: Annotated[list[Path], typer.Argument(
+        help="Host-side KVM trace text (ftrace, trace-cmd report, perf script).")],
+    backend: Annotated[str, typer.Option(
+        "--backend", "-b", help="Preset (or .toml backend) to replay, or auto: chosen from "
+        "the host configuration the trace shows.")] = "auto",
+    measured: Annotated[str | None, typer.Option(
+        "--measured", help="Measured exits from elsewhere: NAME.exits.parquet, `perf kvm "
+        "stat report` or `kvm_stat` text (FILE#N: its N-th table). Default: the trace's "
+        "own exits.")] = None,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="CPU cost profile name or a PROFILE.toml from calibrate.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Override a cost parameter, NAME=VALUE; repeat.")] = None,
+    fail_outside: Annotated[str | None, typer.Option(
+        "--fail-outside", metavar="LO,HI", help="Exit 3 when a modelled reason's "
+        "predicted/measured ratio is outside LO..HI (CI gate).")] = None,
+    fmt: FormatOpt = OutputFormat.table,
+):
+    """Predicted vs measured VM exits per reason for a host KVM trace, perf kvm stat style."""
+    from tracebench.backends.params import parse_assignments
+    from tracebench.validate.run import validate as run
+
+    bounds = None
+    if fail_outside is not None:
+        try:
+            lo, hi = (float(x) for x in fail_outside.split(","))
+        except ValueError:
+            fail(f"--fail-outside {fail_outside!r}: expected LO,HI (e.g. 0.5,2)", code=2)
+        if not 0 <= lo <= hi:
+            fail(f"--fail-outside {fail_outside!r}: needs 0 <= LO <= HI", code=2)
+        bounds = (lo, hi)
+    res = run(host_traces, backend, measured, profile, parse_assignments(param or []))
+    comp = res.comparison
+    if fmt is OutputFormat.json:
+        import json
+
+        doc = {"backend": comp.backend, "why": res.why, "measured": res.measured_source,
+               "basis": comp.basis, "duration_s": res.duration_s, "notes": res.notes,
+               "rows": comp.rows}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        if fmt is OutputFormat.table:
+            _say(f"replayed through {comp.backend}: " + "; ".join(res.why))
+            _say(f"measured: {res.measured_source}; ratio = predicted / measured "
+                 f"{comp.basis}")
+        print_rows(comp.rows, fmt, title=f"VM exits, predicted ({comp.backend}) vs measured")
+        for note in res.notes:
+            _say(f"note: {note}")
+    if bounds is not None:
+        bad = comp.outside(*bounds)
+        if bad:
+            first = bad[0]
+            ratio = "no ratio" if first["ratio"] is None else f"ratio {first['ratio']:.3f}"
+            fail(f"{len(bad)} modelled reason(s) outside {bounds[0]:g}..{bounds[1]:g} "
+                 f"(first: {first['reason']} {ratio}, predicted {first['pred_samples']}, "
+                 f"measured {first['meas_samples']})", code=3)
