@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tracebench.cli import app
 from tracebench.errors import TracebenchError
 from tracebench.exitnames import EXIT_NAMES, exit_label, is_modelled, lookup
-from tracebench.ingest.exits import EXITS_SCHEMA
+from tracebench.ingest.stream.exits import EXITS_SCHEMA
 from tracebench.scenarios import generate
 from tracebench.trace import write_trace
 from tracebench.validate.reports import read_report

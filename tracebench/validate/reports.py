@@ -2,7 +2,7 @@
 
 What most users have is not a trace but one of these reports. Each is read into the
 table a host trace's ingest writes (``NAME.exits.parquet``: one row per vCPU x reason
-with count and handling times; see :mod:`tracebench.ingest.exits`), plus ``rate_per_s``
+with count and handling times; see :mod:`tracebench.ingest.stream.exits`), plus ``rate_per_s``
 where the text gives a rate or its interval. Reports are for all vCPUs together: their
 rows carry ``cpu`` 0 and the metadata says ``vcpus: all``.
 

@@ -94,7 +94,7 @@ def validate(host_traces: Sequence[str | os.PathLike], backend: str = "auto",
     profile, params : CPU cost profile (name or calibrate's TOML) and overrides.
     """
     from tracebench.api import replay
-    from tracebench.ingest.pipeline import ingest
+    from tracebench.ingest import ingest
     from tracebench.trace import TraceFile
     from tracebench.validate.reports import read_measured
 

@@ -23,6 +23,7 @@ H_EXIT = -1  # handler exit; ``aux`` = family * 65536 + vector, as on the entry
 H_IPI_HINT = -2  # ipi_send_cpu/_cpumask: an ipi_send unless an ICR write follows
 H_KVM_EXIT = -3  # ``aux`` = exit reason id, ``arg`` = 1 for HLT
 H_KVM_ENTRY = -4
+H_EXIT_HINT = -5  # a handler tracepoint that implies one exit; ``aux`` = exit reason id
 
 #: columns (and dtypes) of candidate rows
 ROW_SCHEMA = {

@@ -77,11 +77,13 @@ def learn_vcpus(ctx, by_event: dict[str, pl.DataFrame]) -> None:
                 ctx.pid_vcpu.setdefault(pid, v)
 
 
-def reason_label(reason: str) -> str | None:
-    """Label of a reason as ``kvm_exit`` rows carry it (SVM MSR exits split by direction)."""
-    if reason in ("msr_write", "msr_read"):
-        return exit_reason_label("msr", reason == "msr_write")
-    return exit_reason_label(reason)
+def reason_label(reason: str) -> str:
+    """Label of a reason as ``kvm_exit`` rows carry it (SVM MSR exits split by direction):
+    never null; a reason the model does not cover keeps its canonical name
+    (:mod:`tracebench.exitnames`)."""
+    from tracebench.exitnames import exit_label
+
+    return exit_label(reason)
 
 
 def int_field_sp(name: str) -> pl.Expr:
