@@ -11,6 +11,7 @@
  *   calib rdtsc N | rdtscp N     RDTSC / RDTSCP, cycles per op
  *   calib clock N CLOCKID        clock_gettime(CLOCKID), cycles per call
  *   calib timer N DELAY_US CPU   clock_nanosleep(TIMER_ABSTIME) deadline -> wake-up, ns
+ *   calib cyclic N PERIOD_US CPU cyclictest's loop: absolute deadlines every PERIOD_US, ns late
  *   calib wake N CPU_A CPU_B GAP_US  futex wake of a thread blocked on another CPU, ns
  *   calib pingpong N CPU_A CPU_B     busy-wait ping-pong (no kernel in the loop), ns
  *   calib platform               CPUID facts: "key value" lines
@@ -145,6 +146,23 @@ static void timer_loop(long n, long delay_us, int cpu)
 	}
 }
 
+static void cyclic_loop(long n, long period_us, int cpu)
+{
+	pin(cpu);
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	int64_t next = now_ns(CLOCK_MONOTONIC) + period_us * 1000LL;
+	for (long i = 0; i < n; i++) {
+		struct timespec ts = { next / 1000000000LL, next % 1000000000LL };
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+			;
+		int64_t woke = now_ns(CLOCK_MONOTONIC);
+		printf("%lld\n", (long long)(woke - next));
+		next += period_us * 1000LL;
+		if (next < woke) /* overran a period: restart from now, as cyclictest does */
+			next = woke + period_us * 1000LL;
+	}
+}
+
 struct shared {
 	_Atomic int go;          /* futex word: iteration number posted by A */
 	_Atomic int ack;         /* futex word: iteration number seen by B */
@@ -266,6 +284,8 @@ int main(int argc, char **argv)
 		clock_loop(n, (clockid_t)atoi(argv[3]));
 	else if (!strcmp(m, "timer") && argc > 4)
 		timer_loop(n, atol(argv[3]), atoi(argv[4]));
+	else if (!strcmp(m, "cyclic") && argc > 4)
+		cyclic_loop(n, atol(argv[3]), atoi(argv[4]));
 	else if (!strcmp(m, "wake") && argc > 5)
 		wake_loop(n, atoi(argv[3]), atoi(argv[4]), atol(argv[5]), 0);
 	else if (!strcmp(m, "pingpong") && argc > 4)
