@@ -67,16 +67,13 @@ def _scan(paths: Sequence[Path]) -> tuple[set[int], dict[str, int]]:
 
 
 def _isa(measured) -> str:
-    if measured.height == 0 or "reason" not in measured.columns:
-        return "unknown"
-    printed = [r for r in measured["reason"].to_list() if r]
+    """VMX or SVM from the printed reason names (SVM prints lower case: ``msr``, ``vintr``)."""
     from tracebench.exitnames import EXIT_NAMES
 
-    isas = {EXIT_NAMES[r].isa for r in printed if r in EXIT_NAMES}
-    if isas == {"svm"} or (printed and all(r == r.lower() and r in EXIT_NAMES
-                                           for r in printed)):
-        return "svm"
-    return "vmx" if "vmx" in isas else "unknown"
+    if measured.height == 0 or "reason" not in measured.columns:
+        return "unknown"
+    isas = {EXIT_NAMES[r].isa for r in measured["reason"].to_list() if r in EXIT_NAMES}
+    return "svm" if "svm" in isas else "vmx" if "vmx" in isas else "unknown"
 
 
 def validate(host_traces: Sequence[str | os.PathLike], backend: str = "auto",
@@ -129,7 +126,11 @@ def validate(host_traces: Sequence[str | os.PathLike], backend: str = "auto",
         reasons = set(measured_by_reason(m_table)["reason"].to_list()) | \
             set(measured_by_reason(own)["reason"].to_list())
         kinds = dict(meta.source.get("kinds") or {})
-        ev = Evidence(reasons, events, msrs, kinds, _isa(m_table if m_table.height else own))
+        # a trace's own table names its reasons as kvm_exit printed them only if it has
+        # kvm_exit (else they are the handler tracepoints' VMX-spelled hints)
+        printed = m_table if measured is not None else own if "kvm_exit" in events else None
+        ev = Evidence(reasons, events, msrs, kinds, _isa(printed) if printed is not None
+                      else "unknown")
         if backend == "auto":
             preset, why = choose(ev)
         else:
