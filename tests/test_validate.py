@@ -166,3 +166,16 @@ def test_fail_outside_and_usage_errors(tmp_path):
     guest = ROOT / "tests/data/realtraces/guest-nohz-local-timer-sysjitter/trace_excerpt.txt"
     res = runner.invoke(app, ["validate", str(guest)])
     assert res.exit_code == 1 and "host-side KVM trace" in res.stderr
+
+
+def test_pic_routed_and_lapic_vectors_both_kept(tmp_path):
+    # 8259-routed serial IRQ 4 is injected as vector 52 (kvm_inj_virq 'irq 52'); the LAPIC
+    # timer (236) only shows kvm_apic_accept_irq: each interrupt is taken once, from the
+    # event that shows its delivery
+    path = ROOT / "tests/data/realtraces/kvm-perfscript-irq-injection/perf_script_noapic.txt"
+    ingest([path], tmp_path / "n.parquet")
+    cols, _ = read_trace(tmp_path / "n.parquet")
+    text = path.read_text()
+    vec = cols["vector"].tolist()
+    assert vec.count(52) == text.count("kvm_inj_virq: irq 52")
+    assert vec.count(236) == text.count("vec 236")

@@ -56,6 +56,8 @@ class MapContext:
     reasons : exit reason name -> id, grown as ``kvm_exit`` rows are mapped.
     pid_vcpu : host thread id -> vCPU (kvm-host traces).
     ipi_vectors : vectors the guest writes to its ICR (kvm-host: tells IPIs from devices).
+    injected_vectors : vectors ``kvm_inj_virq`` injects (kvm-host: their interrupts are
+        taken at the injection; others, posted ones, at ``kvm_apic_accept_irq``).
     """
 
     present: frozenset = frozenset()
@@ -64,6 +66,7 @@ class MapContext:
     reasons: dict = dataclasses.field(default_factory=dict)
     pid_vcpu: dict = dataclasses.field(default_factory=dict)
     ipi_vectors: list = dataclasses.field(default_factory=list)
+    injected_vectors: list = dataclasses.field(default_factory=list)
 
     @property
     def msr_traced(self) -> bool:

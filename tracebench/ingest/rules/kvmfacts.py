@@ -114,3 +114,23 @@ def learn_ipi_vectors(ctx, slows: list[dict[str, pl.DataFrame]]) -> None:
             for v in icr_vectors(slow.get(name))
         }
     )
+
+
+def injected_vectors(df: pl.DataFrame | None) -> set[int]:
+    """Vectors of ``kvm_inj_virq`` records ('IRQ 0xec' or 'irq 52')."""
+    if df is None or df.height == 0:
+        return set()
+    p = pl.col("payload")
+    vec = pl.coalesce(
+        hex_u64(p.str.extract(r"IRQ (0x[0-9a-fA-F]+)", 1)).cast(pl.Int64),
+        p.str.extract(r"irq (\d+)", 1).cast(pl.Int64, strict=False),
+    )
+    return set(df.select(vec).drop_nulls().to_series().to_list())
+
+
+def learn_vectors(ctx, slows: list[dict[str, pl.DataFrame]]) -> None:
+    """IPI vectors (ICR writes) and injected vectors, from the records the calibration read."""
+    learn_ipi_vectors(ctx, slows)
+    ctx.injected_vectors = sorted(
+        {v for slow in slows for v in injected_vectors(slow.get("kvm_inj_virq"))}
+    )

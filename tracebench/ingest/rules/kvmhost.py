@@ -13,8 +13,9 @@ Where two tracepoints report the same guest action, the more specific one wins
 when it occurs anywhere in the input: ``kvm_apic`` over the x2APIC part of
 ``kvm_msr`` and over ``kvm_mmio``; ``kvm_eoi`` over ``kvm_apic`` EOI writes,
 ``kvm_pv_eoi`` and IO-APIC ``kvm_ack_irq``; ``kvm_inj_virq`` over
-``kvm_apic_accept_irq`` (the injection is when the guest gets the interrupt; the accept
-only sets the IRR bit, inside the exit that raised it); ICR writes over ``kvm_apic_ipi``.
+``kvm_apic_accept_irq`` for the vectors it injects (the injection is when the guest gets
+the interrupt; the accept only sets the IRR bit, inside the exit that raised it; posted
+vectors are never injected and keep the accept); ICR writes over ``kvm_apic_ipi``.
 
 Every handler tracepoint also hints the exit it was raised in (``kvmexits.py``): the
 measured exits of a trace without ``kvm_exit``, and the reason of an exit already open
@@ -289,14 +290,14 @@ def vector_kind(vec: pl.Expr, ipi_vectors: list[int]) -> pl.Expr:
 @rule(
     ("kvm_apic_accept_irq",),
     "timer_irq, ipi_irq, device_irq",
-    "'apicid 0 vec 236 (Fixed|edge)': the interrupt reaches the vCPU's APIC (posted "
-    "delivery); only where kvm_inj_virq is not traced. 1 ns after its time stamp: it is "
-    "traced inside the exit that raised it, before that exit's own ICR write event",
+    "'apicid 0 vec 236 (Fixed|edge)': the interrupt reaches the vCPU's APIC; used for "
+    "vectors kvm_inj_virq never injects (posted delivery, or injection not traced). 1 ns "
+    "after its time stamp: it is traced inside the exit that raised it, before that "
+    "exit's own ICR write event",
 )
 def _accept(df, ctx):
-    if "kvm_inj_virq" in ctx.present:
-        return empty_rows(), unmapped(df.clear(), "")
     vec = int_field_sp("vec")
+    df = df.filter(~vec.is_in(ctx.injected_vectors))
     return rows(
         df.with_columns(ts=pl.col("ts") + 1), vector_kind(vec, ctx.ipi_vectors),
         cpu=int_field_sp("apicid"), vector=vec

@@ -84,7 +84,7 @@ KVM_HOST = Family(
     header_cpus=False,  # a host header counts host CPUs, not vCPUs
     platform="kvm-host",
     learn=kvmfacts.learn_vcpus,
-    calibrated=kvmfacts.learn_ipi_vectors,
+    calibrated=kvmfacts.learn_vectors,
     exits=MeasuredExits(kvmfacts.reason_label),
 )
 #: every family, by name (a new family: its rule table, then one entry here)
