@@ -297,6 +297,9 @@ def is_report(spec: str | Path) -> bool:
 
 def read_measured(spec: str | Path) -> tuple[pl.DataFrame, dict]:
     """A measured-exits table from ``NAME.exits.parquet`` or a report text (with meta)."""
+    path, _ = split_pick(spec)
+    if not path.is_file():
+        raise TracebenchError(f"{path}: no such file")
     if is_report(spec):
         rep = read_report(spec)
         return rep.table, rep.meta
