@@ -155,3 +155,11 @@ def test_stat_measured_report_text_and_empty_sides(results, tmp_path):
     bad.write_text("hello\n")
     res = runner.invoke(app, ["stat", str(results / "none"), "--measured", str(bad)])
     assert res.exit_code == 1 and "not a perf kvm stat report" in res.stderr
+
+
+def test_ingest_points_reports_to_measured(tmp_path):
+    for f in (DATA / "perf-kvm-stat-reports" / "x86_vmx_linux_guest_100s.txt",
+              DATA / "kvm-ftrace-tscdeadline-kvmstat" / "kvm_stat.txt"):
+        res = runner.invoke(app, ["ingest", str(f), "-o", str(tmp_path / "x.parquet")])
+        assert res.exit_code == 1 and "--measured" in res.stderr
+        assert not (tmp_path / "x.parquet").exists()
