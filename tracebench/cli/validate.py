@@ -17,6 +17,17 @@ def _say(text: str) -> None:
     print(f"tracebench: {text}", file=sys.stderr, flush=True)
 
 
+def _pair(text: str | None, option: str, cast, expected: str):
+    """``"A,B"`` -> (cast(A), cast(B)); a usage error (exit 2) naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        a, b = (cast(x) for x in text.split(","))
+    except ValueError:
+        fail(f"{option} {text!r}: expected {expected}", code=2)
+    return a, b
+
+
 @app.command()
 @user_errors
 def calibrate(
@@ -43,13 +54,7 @@ def calibrate(
     from tracebench.validate.calibrate import calibrate as run
     from tracebench.validate.calibrate import profile_params, profile_toml
 
-    pair = None
-    if cpus is not None:
-        try:
-            a, b = (int(x) for x in cpus.split(","))
-        except ValueError:
-            fail(f"--cpus {cpus!r}: expected two CPU numbers A,B", code=2)
-        pair = (a, b)
+    pair = _pair(cpus, "--cpus", int, "two CPU numbers A,B")
     if out is not None and out.exists() and not force:
         fail(f"{out}: already exists (use --force to overwrite)", code=1)
     cal = run(reps=reps, latency_reps=latency_reps, switch_clocksources=switch_clocksource,
@@ -102,15 +107,9 @@ def validate(
     from tracebench.backends.params import parse_assignments
     from tracebench.validate.run import validate as run
 
-    bounds = None
-    if fail_outside is not None:
-        try:
-            lo, hi = (float(x) for x in fail_outside.split(","))
-        except ValueError:
-            fail(f"--fail-outside {fail_outside!r}: expected LO,HI (e.g. 0.5,2)", code=2)
-        if not 0 <= lo <= hi:
-            fail(f"--fail-outside {fail_outside!r}: needs 0 <= LO <= HI", code=2)
-        bounds = (lo, hi)
+    bounds = _pair(fail_outside, "--fail-outside", float, "LO,HI (e.g. 0.5,2)")
+    if bounds is not None and not 0 <= bounds[0] <= bounds[1]:
+        fail(f"--fail-outside {fail_outside!r}: needs 0 <= LO <= HI", code=2)
     res = run(host_traces, backend, measured, profile, parse_assignments(param or []))
     comp = res.comparison
     if fmt is OutputFormat.json:
