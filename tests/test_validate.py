@@ -179,3 +179,17 @@ def test_pic_routed_and_lapic_vectors_both_kept(tmp_path):
     vec = cols["vector"].tolist()
     assert vec.count(52) == text.count("kvm_inj_virq: irq 52")
     assert vec.count(236) == text.count("vec 236")
+
+
+def test_accept_irq_follows_the_icr_write_that_raised_it(tmp_path):
+    # without kvm_inj_virq (posted delivery) the interrupt is taken at kvm_apic_accept_irq,
+    # which KVM traces inside the ICR write's exit before kvm_msr/kvm_apic of that write:
+    # the send must still come first
+    lines = (SVM / "trace_idle_hlt_off.txt").read_text().splitlines()
+    path = tmp_path / "posted.txt"
+    path.write_text("\n".join(ln for ln in lines if "kvm_inj_virq" not in ln) + "\n")
+    ingest([path], tmp_path / "p.parquet")
+    cols, _ = read_trace(tmp_path / "p.parquet")
+    kinds = [K(v).label for v in cols["kind"]]
+    assert kinds.index("ipi_send") < kinds.index("ipi_irq")
+    assert cols["ts_ns"][kinds.index("ipi_irq")] - cols["ts_ns"][kinds.index("ipi_send")] == 1
