@@ -49,9 +49,10 @@ def stat(
     merge_traces: Annotated[bool, typer.Option(
         "--merge-traces", help="Add several traces up instead of one table per trace.")]
     = False,
-    measured: Annotated[Path | None, typer.Option(
-        "--measured", help="NAME.exits.parquet from `ingest` of a host KVM trace: show the "
-        "real exit mix beside each backend's prediction.")] = None,
+    measured: Annotated[str | None, typer.Option(
+        "--measured", help="NAME.exits.parquet from `ingest` of a host KVM trace, or "
+        "`perf kvm stat report` / `kvm_stat` text (FILE#N: its N-th table): show the real "
+        "exit mix beside each backend's prediction.")] = None,
     fmt: FormatOpt = OutputFormat.table,
 ):
     """Exit events per backend, as `perf kvm stat report` prints them.
@@ -66,18 +67,25 @@ def stat(
     table = kvm_stat(results, backend, trace, vcpu, key, event,
                      per_trace=False if merge_traces else None)
     if measured is not None:
-        m = measured_exits(measured)
+        from tracebench.validate.reports import read_measured
+
+        m = measured_exits(read_measured(measured)[0])
         if m.height == 0 or m["measured_samples"].sum() == 0:
-            print(f"tracebench: note: {measured}: the measured table is empty (the host "
-                  f"trace had no VM exits); measured columns are 0", file=sys.stderr)
+            print(f"tracebench: note: {measured}: the measured table is empty (no exit was "
+                  f"seen); showing the prediction alone", file=sys.stderr)
         table = with_measured(table, m)
+    if table["samples"].fill_null(0).sum() == 0 and (
+            measured is None or table["measured_samples"].fill_null(0).sum() == 0):
+        print("tracebench: no exits predicted" + (" and none measured" if measured else ""),
+              file=sys.stderr)
     per_trace = table["trace"].null_count() < table.height
-    if fmt is not OutputFormat.table:
-        rows = (table if per_trace else table.drop("trace")).to_dicts()
-        print_rows(rows, fmt)
-        return
     multi_params = table.group_by("backend").agg(pl.col("params").n_unique()).filter(
         pl.col("params") > 1).height > 0
+    if fmt is not OutputFormat.table:
+        # trace and params columns when there is more than one of them, as in the table
+        drop = ([] if per_trace else ["trace"]) + ([] if multi_params else ["params"])
+        print_rows(table.drop(drop).to_dicts(), fmt)
+        return
     what = {"vmexit": "VM-EXIT", "ioport": "IO Port Access", "mmio": "MMIO Access"}[event]
     scope = f"vCPU {vcpu}" if vcpu is not None else "all VCPUs"
     for (tr, be, ph), part in table.group_by(["trace", "backend", "params"],

@@ -180,24 +180,31 @@ def totals(stat: pl.DataFrame) -> pl.DataFrame:
                  total_time_us=pl.col("total_us").fill_null(0).sum()))
 
 
-def measured_exits(path: str | Path) -> pl.DataFrame:
-    """A real run's exit mix (``NAME.exits.parquet`` from ``ingest`` of a host KVM trace):
-    reason (upper case, as perf prints it), measured_samples, measured_pct."""
-    path = Path(path)
-    try:
-        m = pl.read_parquet(path, glob=False)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise TracebenchError(f"{path}: not a measured-exits table "
-                              f"({' '.join(str(exc).split())[:120]})") from None
+def measured_exits(measured: str | Path | pl.DataFrame) -> pl.DataFrame:
+    """A real run's exit mix: ``NAME.exits.parquet`` from ``ingest`` of a host KVM trace,
+    or such a table already read (``reason``, ``count``, maybe ``exit_reason``; e.g. from
+    :func:`tracebench.validate.reports.read_measured`, which also reads ``perf kvm stat``
+    and ``kvm_stat`` text). Returns event (upper case, as perf prints it),
+    measured_samples, measured_pct."""
+    if isinstance(measured, pl.DataFrame):
+        m = measured
+    else:
+        path = Path(measured)
+        try:
+            m = pl.read_parquet(path, glob=False)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise TracebenchError(f"{path}: not a measured-exits table "
+                                  f"({' '.join(str(exc).split())[:120]})") from None
     if not {"reason", "count"} <= set(m.columns):
-        raise TracebenchError(f"{path}: not a measured-exits table (needs reason, count)")
+        raise TracebenchError(f"{measured}: not a measured-exits table (needs reason, count)")
     label = pl.coalesce(pl.col("exit_reason"), pl.col("reason")) if "exit_reason" in m.columns \
         else pl.col("reason")
     # the table stores schema labels (lower case); perf kvm stat prints upper case
+    total = pl.col("measured_samples").sum()
     return (m.group_by(label.str.to_uppercase().alias("event"))
             .agg(measured_samples=pl.col("count").sum())
-            .with_columns(measured_pct=100 * pl.col("measured_samples")
-                          / pl.col("measured_samples").sum()))
+            .with_columns(measured_pct=pl.when(total > 0)
+                          .then(100 * pl.col("measured_samples") / total).otherwise(0.0)))
 
 
 def with_measured(stat: pl.DataFrame, measured: str | Path | pl.DataFrame) -> pl.DataFrame:
