@@ -102,3 +102,21 @@ def percentiles(counts: np.ndarray, pcts=PERCENTILES) -> list[int | None]:
         out.append(int(h.get_highest_equivalent_value(value) if p else
                        h.get_lowest_equivalent_value(value)))
     return out
+
+
+def merge_encoded(blobs) -> np.ndarray:
+    """Counts array of the sum of encoded histograms (``hdr`` column values).
+
+    This is how percentiles combine across traces, shards or datasets: add the counts,
+    then read percentiles off the sum (:func:`percentiles`); averaging stored percentiles
+    is wrong whenever the parts differ in size or shape. Every blob must have this
+    module's geometry (1 ns .. 1000 s, 3 significant digits), as tracebench writes them.
+    """
+    total = np.zeros(counts_len(), dtype=np.int64)
+    for blob in blobs:
+        counts = decode_counts(blob)
+        if len(counts) != len(total):
+            raise ValueError(f"histogram with {len(counts)} buckets, expected {len(total)} "
+                             "(not written with tracebench's 1 ns..1000 s, 3-digit geometry)")
+        total += counts
+    return total

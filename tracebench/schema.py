@@ -12,7 +12,12 @@ import enum
 
 import pyarrow as pa
 
+#: canonical trace schema (TRACE_SCHEMA below + TraceMeta); docs/schema.md lists versions
 SCHEMA_VERSION = 1
+#: results folder schema (summary/exits/events/configs): 1 = ``backend=/trace=`` partitions
+#: without a ``params`` column; 2 = ``backend=/params=HASH12/trace=`` partitions and a
+#: ``params`` column in summary and exits. Version 1 folders are upgraded when packed.
+RESULTS_SCHEMA_VERSION = 2
 METADATA_KEY = b"tracebench"
 
 

@@ -21,9 +21,13 @@ def load_table(results: str | Path, table: str) -> pl.DataFrame:
         raise TracebenchError(f"{root}: no such results folder")
     if not path.is_dir():
         raise TracebenchError(f"{root}: not a tracebench results folder (no {table}/)")
+    files = sorted(path.glob("**/*.parquet"))
+    if not files:
+        raise TracebenchError(f"{path}: no Parquet files (an empty or interrupted run?)")
     try:
-        # summary and exits store backend/trace as columns too: no need to parse paths
-        df = pl.read_parquet(path, hive_partitioning=False)
+        # summary and exits store backend/trace as columns too: no need to parse paths;
+        # a file list, not the folder: a dataset's _common_metadata sits beside the parts
+        df = pl.read_parquet(files, hive_partitioning=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise TracebenchError(f"{path}: unreadable ({' '.join(str(exc).split())[:160]})") \
             from None
