@@ -79,7 +79,8 @@ def pack(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     licenses = licence_entries(license)
     if licenses is None:
         licenses = col.licenses
-    title = title or f"tracebench dataset: {', '.join(Path(i).name for i in inputs)}"[:200]
+    names = sorted(Path(i).name for i in inputs)  # input order does not change the bytes
+    title = title or f"tracebench dataset: {', '.join(names)}"[:200]
     return write_dataset(members, facts, out, title=title, description=description or "",
                          licenses=licenses, force=force)
 

@@ -217,8 +217,9 @@ class Collector:
         if len(raw) > META_MAX_BYTES:
             raise DatasetError(f"{where}: larger than {META_MAX_BYTES} bytes; refused")
         doc = parse_json(raw, where)
-        if not isinstance(doc, dict) or not isinstance(doc.get("params_sha256"), str):
-            raise DatasetError(f"{where}: not a tracebench parameter set (no params_sha256)")
+        problem = config_problem(doc)
+        if problem:
+            raise DatasetError(f"{where}: {problem}")
         name = rel.split("/")[1].removesuffix(".json")
         if not name.endswith("-" + doc["params_sha256"][:PARAMS_HASH_LEN]):
             raise DatasetError(f"{where}: file name does not end in the first "
@@ -306,6 +307,26 @@ class Collector:
             facts.append({"id": tid, "path": rel, "sha256": sha, "rows": rows,
                           "results": tid in self.result_traces, **_trace_facts(meta)})
         return facts
+
+
+def params_digest(values: dict) -> str:
+    """SHA-256 of a parameter set as ``ParamSet.digest`` computes it (canonical JSON)."""
+    import hashlib
+
+    blob = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def config_problem(doc: object) -> str | None:
+    """What is wrong with a ``configs/*.json`` document, or ``None``."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("params"), dict) or \
+            not isinstance(doc.get("params_sha256"), str) or \
+            not isinstance(doc.get("backend"), str):
+        return "not a tracebench parameter set (needs backend, params, params_sha256)"
+    if params_digest(doc["params"]) != doc["params_sha256"]:
+        return (f"params_sha256 {doc['params_sha256'][:12]}... is not the sha256 of its "
+                "parameters (edited by hand, or a forged hash)")
+    return None
 
 
 def _trace_facts(meta: dict) -> dict:

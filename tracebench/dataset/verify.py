@@ -22,10 +22,18 @@ from tracebench.dataset.safety import (
     load_manifest,
     member_path,
     open_member,
+    parse_json,
     read_member,
     walk_files,
 )
-from tracebench.dataset.sources import TABLES, file_meta, partition_keys, results_version
+from tracebench.dataset.sources import (
+    META_MAX_BYTES,
+    TABLES,
+    config_problem,
+    file_meta,
+    partition_keys,
+    results_version,
+)
 from tracebench.schema import RESULTS_SCHEMA_VERSION, SCHEMA_VERSION
 
 SUMS_MAX_BYTES = 64 << 20
@@ -133,6 +141,12 @@ def _check_file(root: Path, rel: str, res: dict, rep: Verification, schemas: dic
             rep.add(rel, f"sha256 {digest} differs from the manifest's {res['hash'][7:]} "
                     "(corrupted or altered)")
             return
+        if rel.startswith("configs/") and rel.endswith(".json"):
+            if res["bytes"] > META_MAX_BYTES:
+                rep.add(rel, f"{res['bytes']} bytes, more than a parameter set may have")
+                return
+            fh.seek(0)
+            _check_config(rel, fh.read(), rep)
         if res.get("format") != "parquet":
             return
         fh.seek(0)
@@ -181,6 +195,19 @@ def _check_file(root: Path, rel: str, res: dict, rep: Verification, schemas: dic
     elif t.get("sha256") != meta.get("trace_sha256"):
         rep.add(rel, f"made from trace sha256 {meta.get('trace_sha256')}, but trace "
                 f"{t.get('id')!r} in this dataset has {t.get('sha256')}")
+
+
+def _check_config(rel: str, raw: bytes, rep: Verification) -> None:
+    try:
+        doc = parse_json(raw, rel)
+    except DatasetError as exc:
+        rep.add(rel, str(exc).split(": ", 1)[-1])
+        return
+    problem = config_problem(doc)
+    if problem is None and not rel.endswith(f"-{doc['params_sha256'][:12]}.json"):
+        problem = "file name does not end in the first 12 digits of its params_sha256"
+    if problem:
+        rep.add(rel, problem)
 
 
 def _check_sums(root: Path, listed: dict, rep: Verification) -> None:
