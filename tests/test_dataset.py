@@ -202,6 +202,9 @@ def test_version_1_results_are_upgraded_when_packed(built, tmp_path):
     old = copy(inp["res"], tmp_path / "old")
     _downgrade_to_v1(old)
     assert not list(old.glob("summary/*/params=*"))
+    out = runner.invoke(app, ["stat", str(old), "-f", "json"])  # stat reads version 1 as is
+    assert out.exit_code == 0 and json.loads(out.stdout) == json.loads(
+        runner.invoke(app, ["stat", str(inp["res"]), "-f", "json"]).stdout)
     ds = dataset.pack([old], tmp_path / "ds")
     assert dataset.verify(ds).ok, dataset.verify(ds).problems
     s = pl.read_parquet(sorted(ds.glob("summary/backend=*/params=*/trace=*/*.parquet")))

@@ -89,6 +89,9 @@ def info_cmd(
         return
     for name in [section] if section else SECTIONS:
         rows = section_rows(facts, name)
+        if name == "traces":  # the full digest and attribution: --format json / csv
+            rows = [{**{k: v for k, v in r.items() if k != "attribution"},
+                     "sha256": (r["sha256"] or "")[:12]} for r in rows]
         if name == "dataset":
             rows = [{"fact": k, "value": v} for k, v in rows[0].items()]
         print_rows(rows, fmt, title=f"{folder}: {name}")
