@@ -33,14 +33,17 @@ def reseal(ds: Path, changed: list[str] | None = None, doc: dict | None = None) 
     checks beyond checksums catch."""
     if doc is None:
         doc = json.loads((ds / "datapackage.json").read_text())
-    for res in doc["resources"]:
+    for res in doc["resources"] if changed else []:
         if changed and res["path"] in changed:
             data = (ds / res["path"]).read_bytes()
             res["bytes"] = len(data)
             res["hash"] = "sha256:" + hashlib.sha256(data).hexdigest()
     raw = json.dumps(doc, indent=1, sort_keys=True).encode()
     (ds / "datapackage.json").write_bytes(raw)
-    lines = {r["path"]: r["hash"][7:] for r in doc["resources"]}
+    resources = doc.get("resources") if isinstance(doc, dict) else None
+    lines = {r["path"]: r["hash"][7:] for r in resources or []
+             if isinstance(r, dict) and isinstance(r.get("path"), str)
+             and isinstance(r.get("hash"), str)}
     lines["datapackage.json"] = hashlib.sha256(raw).hexdigest()
     (ds / "SHA256SUMS").write_text("".join(f"{h}  {p}\n" for p, h in sorted(lines.items())))
 

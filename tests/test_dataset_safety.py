@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.dataset_helpers import a_results_file, copy, make_inputs, reseal
@@ -216,3 +218,48 @@ print("OPENED-INSIDE", sum(1 for p in opened if p.startswith({str(tmp_path)!r}))
     assert "OPENED-OUTSIDE []" in done.stdout
     inside = int(done.stdout.split("OPENED-INSIDE ")[1])
     assert inside > 20  # the hook saw the reads it should: the dataset's own files
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids,
+                                                               max_size=4),
+    max_leaves=20)
+
+
+def _paths(doc, prefix=()):
+    """Every (path, value) in a JSON document, for mutating one place at a time."""
+    yield prefix, doc
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _paths(v, prefix + (i,))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_manifests_give_problems_never_crashes(packed, tmp_path_factory, data):
+    """Any one value of a real manifest replaced by any JSON value: verify reports problems
+    (or, for a harmless change, none) and info answers or refuses in one line."""
+    good = json.loads((packed[1] / "datapackage.json").read_text())
+    places = list(_paths(good))[1:]
+    where, _ = data.draw(st.sampled_from(places))
+    value = data.draw(_json)
+    doc = json.loads(json.dumps(good))
+    target = doc
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = value
+    ds = tmp_path_factory.mktemp("fuzz") / "ds"
+    copy(packed[1], ds)
+    reseal(ds, doc=doc)
+    rep = dataset.verify(ds)  # must not raise
+    assert all(p.path and p.what for p in rep.problems)
+    try:
+        dataset.info(ds)
+    except dataset.DatasetError as exc:
+        assert "\n" not in str(exc)

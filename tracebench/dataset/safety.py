@@ -213,8 +213,34 @@ def load_manifest(root: Path) -> dict:
         if res["path"] in seen:
             raise DatasetError(f"datapackage.json: {res['path']} is listed twice")
         seen.add(res["path"])
-    expect(doc.get("tracebench"), dict, "tracebench")
+    check_facts(expect(doc.get("tracebench"), dict, "tracebench"))
+    for i, lic in enumerate(expect(doc.get("licenses", []), list, "licenses")):
+        expect(lic, dict, f"licenses[{i}]")
     return doc
+
+
+_STR, _OPT_STR, _INT = (str,), (str, type(None)), (int, type(None))
+#: the type of every key of ``tracebench.traces[]`` / ``results[]`` that readers use
+_TRACE_KEYS = {"id": _STR, "path": _OPT_STR, "sha256": _OPT_STR, "rows": _INT,
+               "results": (bool,), "n_cpus": _INT, "duration_ns": _INT, "method": _OPT_STR,
+               "clock": _OPT_STR, "attribution": _OPT_STR, "source": (dict, type(None)),
+               "environment": (dict, type(None))}
+_RESULT_KEYS = {"backend": _STR, "params": _STR, "params_sha256": _STR, "origin": _STR,
+                "config": _STR, "mechanisms": (dict,), "values": (dict,), "profiles": (list,),
+                "traces": (list,), "tables": (list,)}
+
+
+def check_facts(facts: dict) -> None:
+    """Type-check the manifest's ``tracebench`` object (what info, verify and merge read)."""
+    for section, keys in (("traces", _TRACE_KEYS), ("results", _RESULT_KEYS)):
+        items = expect(facts.get(section, []), list, f"tracebench.{section}")
+        for i, item in enumerate(items):
+            expect(item, dict, f"tracebench.{section}[{i}]")
+            for key, types in keys.items():
+                expect(item.get(key), types, f"tracebench.{section}[{i}].{key}")
+            for key in ("profiles", "traces", "tables"):
+                for j, v in enumerate(item.get(key, []) if section == "results" else []):
+                    expect(v, str, f"tracebench.{section}[{i}].{key}[{j}]")
 
 
 def walk_files(root: Path) -> list[str]:

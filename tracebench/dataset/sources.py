@@ -129,16 +129,18 @@ class Collector:
         for lic in doc.get("licenses") or []:
             if isinstance(lic, dict) and lic not in self.licenses:
                 self.licenses.append(lic)
-        self._add_results(root, str(root))
+        # a stranger's footers name paths on their machine: never look there
+        self._add_results(root, str(root), follow_paths=False)
         for res in doc["resources"]:
             rel = res["path"]
             if rel.startswith("traces/") and rel.endswith(".parquet"):
                 self._add_trace(root / rel, f"{root}/{rel}")
 
-    def _add_results(self, root: Path, origin: str) -> None:
+    def _add_results(self, root: Path, origin: str, follow_paths: bool = True) -> None:
+        """A results folder; ``follow_paths``: look for its traces where its files say."""
         files = walk_files(root)
         run = {}
-        if "run.json" in files:
+        if follow_paths and "run.json" in files:
             with open_member(root, "run.json") as fh:
                 run = parse_json(fh.read(META_MAX_BYTES), f"{root}/run.json")
             run = run if isinstance(run, dict) else {}
@@ -146,11 +148,12 @@ class Collector:
         for rel in files:
             top = rel.split("/", 1)[0]
             if top in TABLES and rel.endswith(".parquet"):
-                self._add_result_file(root, rel, origin, listed)
+                self._add_result_file(root, rel, origin, listed, follow_paths)
             elif top == "configs" and rel.endswith(".json") and rel.count("/") == 1:
                 self._add_config(root, rel, origin)
 
-    def _add_result_file(self, root: Path, rel: str, origin: str, listed: list[str]) -> None:
+    def _add_result_file(self, root: Path, rel: str, origin: str, listed: list[str],
+                         follow_paths: bool) -> None:
         where = f"{origin}/{rel}"
         check_relpath(rel, where)
         with open_member(root, rel) as fh:
@@ -171,6 +174,12 @@ class Collector:
         if not (isinstance(backend, str) and isinstance(tid, str) and isinstance(full, str)
                 and re.fullmatch(r"[0-9a-f]{64}", full)):
             raise DatasetError(f"{where}: footer lacks backend, trace_id or params_sha256")
+        for key in ("trace", "mechanisms", "params"):
+            if not isinstance(meta.get(key), dict):
+                raise DatasetError(f"{where}: footer {key!r} is not a JSON object")
+        if params_digest(meta["params"]) != full:
+            raise DatasetError(f"{where}: footer params_sha256 is not the sha256 of its "
+                               "parameters")
         phash = full[:PARAMS_HASH_LEN]
         want = {"backend": backend, "trace": tid, **({"params": phash} if version >= 2 else {})}
         if keys != want:
@@ -180,9 +189,9 @@ class Collector:
         if version == 1:
             rel, data, digest = _upgrade_v1(rel, table, phash, src, meta, digest)
         self._put(Member(rel, digest, origin, None if data is not None else src, data))
-        self._note_result(tid, meta, phash, table, root, listed, where)
+        self._note_result(tid, meta, phash, table, root, listed, where, follow_paths)
 
-    def _note_result(self, tid, meta, phash, table, root, listed, where) -> None:
+    def _note_result(self, tid, meta, phash, table, root, listed, where, follow_paths) -> None:
         sha = meta.get("trace_sha256")
         entry = self.result_traces.setdefault(tid, {"sha256": sha, "meta": meta.get("trace"),
                                                      "candidates": [], "where": where})
@@ -190,7 +199,7 @@ class Collector:
             raise DatasetError(f"trace id {tid!r}: {entry['where']} was made from trace sha256 "
                                f"{entry['sha256']}, {where} from {sha}; refusing to merge two "
                                "different traces under one id")
-        cand = [meta.get("trace_file")] + listed
+        cand = [meta.get("trace_file")] + listed if follow_paths else []
         for c in cand:
             if isinstance(c, str) and c:
                 p = Path(c)
@@ -330,9 +339,14 @@ def config_problem(doc: object) -> str | None:
 
 
 def _trace_facts(meta: dict) -> dict:
+    """The trace metadata the manifest keeps; a value of the wrong type becomes ``None``."""
+    from tracebench.dataset.safety import _TRACE_KEYS
+
     keys = ("n_cpus", "duration_ns", "method", "source", "clock", "environment",
             "attribution", "schema_version", "tracebench_version")
-    return {k: meta.get(k) for k in keys}
+    types = {**_TRACE_KEYS, "schema_version": (int,), "tracebench_version": (str,)}
+    return {k: v if isinstance(v := meta.get(k), types[k]) and not
+            (isinstance(v, bool) and bool not in types[k]) else None for k in keys}
 
 
 def _sha(raw: bytes) -> str:
