@@ -104,18 +104,42 @@ print(json.dumps({"summary": sorted(all_rows.select("backend", "params", "trace"
             assert ev[(backend, params, trace)] == count
 
 
-def test_card_commands_run_as_written(packed):
-    card = (packed / "README.md").read_text()
+@pytest.fixture(scope="module")
+def real_traces_only(tmp_path_factory):
+    """The shipped real traces (an ingested and a recorded one), no results."""
+    d = tmp_path_factory.mktemp("real")
+    return dataset.pack([ROOT / "traces/fc-guest-mixed.parquet",
+                         ROOT / "traces/local-guest-record.parquet"], d / "ds",
+                        license="Apache-2.0")
+
+
+@pytest.mark.parametrize("which", ["packed", "real_traces_only"])
+def test_card_commands_run_as_written(which, request):
+    ds = request.getfixturevalue(which)
+    card = (ds / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", card, flags=re.S)
     assert len(blocks) == 3  # polars, pyarrow, DuckDB
     for block in blocks:
-        out = _run_plain(block, packed)
+        out = _run_plain(block, ds)
         assert out.strip()
     sh = re.findall(r"```sh\n(.*?)```", card, flags=re.S)[0]
     assert "sha256sum -c --quiet SHA256SUMS" in sh
-    done = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=packed,
+    done = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=ds,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_card_says_how_each_real_trace_was_made(real_traces_only):
+    card = (real_traces_only / "README.md").read_text()
+    row = next(line for line in card.splitlines() if line.startswith("| `fc-guest-mixed`"))
+    assert "ingested from ftrace trace.txt (ftrace, 2291527 bytes, sha256 f2b9ad9219ba" in row
+    assert "inside a virtual machine" in row and "clock `local`" in row
+    row = next(line for line in card.splitlines()
+               if line.startswith("| `local-guest-record`"))
+    assert "recorded with `tracebench record` inside a virtual machine (Linux 6.18.44" in row
+    assert "No replay results: traces only" in card
+    assert "Firecracker-style microVM" in card  # the trace's own attribution, kept
+    assert "exits/**" not in card  # no command for a table this dataset does not have
 
 
 def _shim(bin_dir: Path) -> dict:

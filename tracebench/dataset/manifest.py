@@ -141,11 +141,9 @@ def package(resources: list[dict], facts: dict, title: str, description: str,
         "description": description,
         "licenses": licenses,
         "created": created,
-        "profile": PROFILE,
-        "version": f"{DATASET_FORMAT_VERSION}",
         "keywords": ["tracebench", "virtualization", "interrupts", "timers", "trace"],
         "resources": sorted(resources, key=lambda r: r["path"]),
-        "tracebench": {**facts, "format_version": DATASET_FORMAT_VERSION,
+        "tracebench": {**facts, "format": PROFILE, "format_version": DATASET_FORMAT_VERSION,
                        "tracebench_version": __version__},
     }
 

@@ -30,8 +30,9 @@ import pyarrow.parquet as pq
 
 from tracebench.atomic import atomic_path
 from tracebench.dataset import card, manifest
+from tracebench.dataset.footers import file_meta
 from tracebench.dataset.safety import DatasetError, load_manifest
-from tracebench.dataset.sources import TABLES, Collector, Member, file_meta, same_path
+from tracebench.dataset.sources import TABLES, Collector, Member, same_path
 from tracebench.schema import METADATA_KEY, RESULTS_SCHEMA_VERSION, SCHEMA_VERSION
 
 #: SPDX licence expression: ids joined by AND / OR / WITH, optional parentheses
@@ -97,7 +98,7 @@ def _check_replaceable(out: Path, force: bool) -> None:
         return
     try:
         doc = load_manifest(out)
-        ours = doc.get("profile") == manifest.PROFILE
+        ours = doc["tracebench"].get("format") == manifest.PROFILE
     except DatasetError:
         ours = False
     if not ours and not (out / "run.json").is_file():

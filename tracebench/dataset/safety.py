@@ -221,7 +221,7 @@ def load_manifest(root: Path) -> dict:
 
 _STR, _OPT_STR, _INT = (str,), (str, type(None)), (int, type(None))
 #: the type of every key of ``tracebench.traces[]`` / ``results[]`` that readers use
-_TRACE_KEYS = {"id": _STR, "path": _OPT_STR, "sha256": _OPT_STR, "rows": _INT,
+TRACE_KEYS = {"id": _STR, "path": _OPT_STR, "sha256": _OPT_STR, "rows": _INT,
                "results": (bool,), "n_cpus": _INT, "duration_ns": _INT, "method": _OPT_STR,
                "clock": _OPT_STR, "attribution": _OPT_STR, "source": (dict, type(None)),
                "environment": (dict, type(None))}
@@ -232,7 +232,7 @@ _RESULT_KEYS = {"backend": _STR, "params": _STR, "params_sha256": _STR, "origin"
 
 def check_facts(facts: dict) -> None:
     """Type-check the manifest's ``tracebench`` object (what info, verify and merge read)."""
-    for section, keys in (("traces", _TRACE_KEYS), ("results", _RESULT_KEYS)):
+    for section, keys in (("traces", TRACE_KEYS), ("results", _RESULT_KEYS)):
         items = expect(facts.get(section, []), list, f"tracebench.{section}")
         for i, item in enumerate(items):
             expect(item, dict, f"tracebench.{section}[{i}]")

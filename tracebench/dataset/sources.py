@@ -11,7 +11,6 @@ Identical duplicates collapse into one file.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import re
@@ -20,8 +19,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tracebench.dataset.footers import (
+    META_MAX_BYTES,
+    config_problem,
+    file_meta,
+    params_digest,
+    partition_keys,
+    results_version,
+    sha256_bytes,
+    upgrade_v1,
+)
 from tracebench.dataset.manifest import sha256_file
 from tracebench.dataset.safety import (
+    TRACE_KEYS,
     DatasetError,
     check_relpath,
     open_member,
@@ -29,11 +39,9 @@ from tracebench.dataset.safety import (
     walk_files,
 )
 from tracebench.replayer.results import PARAMS_HASH_LEN, trace_id
-from tracebench.schema import METADATA_KEY, RESULTS_SCHEMA_VERSION
+from tracebench.schema import RESULTS_SCHEMA_VERSION
 
 TABLES = ("summary", "exits", "events")
-#: largest tracebench footer / config JSON read from an input
-META_MAX_BYTES = 4 << 20
 _HASH = re.compile(rf"[0-9a-f]{{{PARAMS_HASH_LEN}}}")
 
 
@@ -47,39 +55,6 @@ class Member:
     src: Path | None = None
     data: bytes | None = None
     config: dict | None = None
-
-
-def file_meta(fh, where: str) -> tuple[pa.Schema, dict | None]:
-    """Arrow schema (without metadata) and the ``tracebench`` footer JSON of a Parquet file."""
-    try:
-        pf = pq.ParquetFile(fh)
-        schema = pf.schema_arrow
-    except (pa.ArrowException, OSError) as exc:
-        raise DatasetError(f"{where}: not a readable Parquet file "
-                           f"({' '.join(str(exc).split())[:120]})") from None
-    raw = (pf.metadata.metadata or {}).get(METADATA_KEY)
-    meta = None
-    if raw is not None:
-        if len(raw) > META_MAX_BYTES:
-            raise DatasetError(f"{where}: tracebench footer metadata larger than "
-                               f"{META_MAX_BYTES} bytes; refused")
-        meta = parse_json(raw, f"{where} (tracebench footer)")
-        if not isinstance(meta, dict):
-            raise DatasetError(f"{where}: tracebench footer metadata is not a JSON object")
-    return schema.remove_metadata(), meta
-
-
-def results_version(rel: str, schema: pa.Schema, meta: dict) -> int:
-    """Results schema version of one results file (key written since version 2; before
-    that, told by the missing ``params`` partition)."""
-    v = meta.get("results_schema_version")
-    if v is not None:
-        return v if isinstance(v, int) and not isinstance(v, bool) else -1
-    return 2 if "/params=" in rel else 1
-
-
-def partition_keys(rel: str) -> dict[str, str]:
-    return dict(p.split("=", 1) for p in rel.split("/")[1:-1] if "=" in p)
 
 
 class Collector:
@@ -187,7 +162,7 @@ class Collector:
                                f"{want}")
         src, data = root / rel, None
         if version == 1:
-            rel, data, digest = _upgrade_v1(rel, table, phash, src, meta, digest)
+            rel, data, digest = upgrade_v1(rel, table, phash, src, meta, digest)
         self._put(Member(rel, digest, origin, None if data is not None else src, data))
         self._note_result(tid, meta, phash, table, root, listed, where, follow_paths)
 
@@ -233,7 +208,7 @@ class Collector:
         if not name.endswith("-" + doc["params_sha256"][:PARAMS_HASH_LEN]):
             raise DatasetError(f"{where}: file name does not end in the first "
                                f"{PARAMS_HASH_LEN} digits of its params_sha256")
-        self._put(Member(rel, _sha(raw), origin, root / rel, config=doc))
+        self._put(Member(rel, sha256_bytes(raw), origin, root / rel, config=doc))
 
     # ------------------------------------------------------------------ merging
     def _put(self, m: Member) -> None:
@@ -265,7 +240,7 @@ class Collector:
                                    "mechanisms": ps["mechanisms"], "params": ps["values"],
                                    "params_sha256": ps["params_sha256"]},
                                   indent=2, sort_keys=True) + "\n").encode()
-                self.members[rel] = Member(rel, _sha(raw), ps["where"], data=raw)
+                self.members[rel] = Member(rel, sha256_bytes(raw), ps["where"], data=raw)
         results = [{"backend": ps["backend"], "params": ps["params"],
                     "params_sha256": ps["params_sha256"], "origin": ps["origin"],
                     "mechanisms": ps["mechanisms"], "values": ps["values"],
@@ -318,41 +293,13 @@ class Collector:
         return facts
 
 
-def params_digest(values: dict) -> str:
-    """SHA-256 of a parameter set as ``ParamSet.digest`` computes it (canonical JSON)."""
-    import hashlib
-
-    blob = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-def config_problem(doc: object) -> str | None:
-    """What is wrong with a ``configs/*.json`` document, or ``None``."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("params"), dict) or \
-            not isinstance(doc.get("params_sha256"), str) or \
-            not isinstance(doc.get("backend"), str):
-        return "not a tracebench parameter set (needs backend, params, params_sha256)"
-    if params_digest(doc["params"]) != doc["params_sha256"]:
-        return (f"params_sha256 {doc['params_sha256'][:12]}... is not the sha256 of its "
-                "parameters (edited by hand, or a forged hash)")
-    return None
-
-
 def _trace_facts(meta: dict) -> dict:
     """The trace metadata the manifest keeps; a value of the wrong type becomes ``None``."""
-    from tracebench.dataset.safety import _TRACE_KEYS
-
     keys = ("n_cpus", "duration_ns", "method", "source", "clock", "environment",
             "attribution", "schema_version", "tracebench_version")
-    types = {**_TRACE_KEYS, "schema_version": (int,), "tracebench_version": (str,)}
+    types = {**TRACE_KEYS, "schema_version": (int,), "tracebench_version": (str,)}
     return {k: v if isinstance(v := meta.get(k), types[k]) and not
             (isinstance(v, bool) and bool not in types[k]) else None for k in keys}
-
-
-def _sha(raw: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(raw).hexdigest()
 
 
 def _read_table(m: Member) -> pa.Table:
@@ -366,27 +313,6 @@ def _same_rows(a: Member, b: Member) -> bool:
         return _read_table(a).equals(_read_table(b))
     except (pa.ArrowException, OSError):
         return False
-
-
-def _upgrade_v1(rel: str, table: str, phash: str, fh_path: Path, meta: dict,
-                digest: str) -> tuple[str, bytes | None, str]:
-    """A version-1 results file moved under ``params=HASH`` (summary and exits also gain
-    the ``params`` column after ``backend``); bytes rebuilt deterministically."""
-    parts = rel.split("/")
-    new_rel = "/".join(parts[:2] + [f"params={phash}"] + parts[2:])
-    if table == "events":  # same columns in both versions: the bytes move unchanged
-        return new_rel, None, digest
-    t = pq.read_table(str(fh_path))
-    if "params" not in t.column_names:
-        t = t.add_column(t.column_names.index("backend") + 1, "params",
-                         pa.array([phash] * t.num_rows, pa.string()))
-    meta = {**meta, "results_schema_version": RESULTS_SCHEMA_VERSION,
-            "upgraded_from_results_schema_version": 1}
-    t = t.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
-    buf = io.BytesIO()
-    pq.write_table(t, buf)
-    data = buf.getvalue()
-    return new_rel, data, _sha(data)
 
 
 def same_path(a: Path, b: Path) -> bool:

@@ -17,6 +17,13 @@ from pathlib import Path
 
 from tracebench._version import __version__
 from tracebench.dataset import manifest
+from tracebench.dataset.footers import (
+    META_MAX_BYTES,
+    config_problem,
+    file_meta,
+    partition_keys,
+    results_version,
+)
 from tracebench.dataset.safety import (
     DatasetError,
     load_manifest,
@@ -26,14 +33,7 @@ from tracebench.dataset.safety import (
     read_member,
     walk_files,
 )
-from tracebench.dataset.sources import (
-    META_MAX_BYTES,
-    TABLES,
-    config_problem,
-    file_meta,
-    partition_keys,
-    results_version,
-)
+from tracebench.dataset.sources import TABLES
 from tracebench.schema import RESULTS_SCHEMA_VERSION, SCHEMA_VERSION
 
 SUMS_MAX_BYTES = 64 << 20
