@@ -304,3 +304,76 @@ def test_api_round_trip_and_params_partition(built):
     for backend, cfg in cfgs.items():
         assert set(s.filter(backend=backend)["params"]) == {params_hash(cfg["params_sha256"])}
     assert os.path.exists(ds / "SHA256SUMS")
+
+
+def test_manifest_facts_must_match_the_files(built, tmp_path):
+    _, _, ds = built
+    bad = copy(ds, tmp_path / "facts")
+    doc = json.loads((bad / "datapackage.json").read_text())
+    gone = doc["tracebench"]["results"].pop(0)
+    reseal(bad, doc=doc)
+    out = runner.invoke(app, ["dataset", "verify", str(bad)])
+    assert out.exit_code == 1
+    assert f"under {gone['backend']}/{gone['params']} exist, but tracebench.results does " \
+        "not list them" in out.stderr
+
+
+def _add_column_everywhere(ds: Path, table: str) -> None:
+    """Make ``ds`` look written by a tracebench whose ``table`` has one more column."""
+    import pyarrow as pa
+
+    from tracebench.dataset.manifest import schema_fields
+
+    changed = []
+    doc = json.loads((ds / "datapackage.json").read_text())
+    for res in doc["resources"]:
+        if res["path"].startswith(f"{table}/"):
+            path = ds / res["path"]
+            if res["path"].endswith("_common_metadata"):
+                s = pq.read_schema(path)
+                s = s.append(pa.field("new_col", pa.int64()))
+                pq.write_metadata(s, path)
+            else:
+                t = pq.read_table(path)
+                t = t.append_column("new_col", pa.array([0] * t.num_rows, pa.int64()))
+                pq.write_table(t, path)
+            res["schema"]["fields"] = schema_fields(pq.read_schema(path).remove_metadata())
+            changed.append(res["path"])
+    reseal(ds, changed, doc)
+
+
+def test_merge_refuses_incompatible_table_schemas(built, tmp_path):
+    _, inp, ds = built
+    other = copy(dataset.pack([inp["res2"]], tmp_path / "b0"), tmp_path / "b")
+    _add_column_everywhere(other, "summary")
+    assert dataset.verify(other).ok, dataset.verify(other).problems
+    out = runner.invoke(app, ["dataset", "merge", str(ds), str(other), "-o",
+                              str(tmp_path / "c")])
+    assert out.exit_code == 1
+    assert "schema differs from" in out.stderr and "columns ['new_col'] in only one" in \
+        out.stderr and "not compatible" in out.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_backend_origin_in_a_dataset_is_never_loaded(built, tmp_path):
+    """A config may name a plug-in file as its origin: it is text, never imported."""
+    _, inp, ds = built
+    marker = tmp_path / "pwned"
+    plugin = tmp_path / "evil_backend.py"
+    plugin.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    toml = tmp_path / "evil.toml"
+    toml.write_text(f'name = "evil"\nplugin = "{plugin}"\n')
+    bad = copy(ds, tmp_path / "evil")
+    for cfg in (bad / "configs").glob("*.json"):
+        doc = json.loads(cfg.read_text())
+        doc["origin"] = str(toml)
+        doc["backend_module"] = str(plugin)
+        cfg.write_text(json.dumps(doc))
+    reseal(bad, [f"configs/{c.name}" for c in (bad / "configs").glob("*.json")])
+    assert dataset.verify(bad).ok
+    for args in (["dataset", "info", str(bad)], ["stat", str(bad)],
+                 ["compare", str(bad), "--base", "native"],
+                 ["dataset", "merge", str(bad), str(ds), "-o", str(tmp_path / "m")]):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0, (args, out.output)
+    assert not marker.exists()

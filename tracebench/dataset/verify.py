@@ -98,9 +98,10 @@ def verify(root: str | Path) -> Verification:
         return rep
     traces = {t.get("id"): t for t in facts.get("traces", []) if isinstance(t, dict)}
     listed = {res["path"]: res for res in doc["resources"]}
-    schemas = {}
+    schemas: dict = {}
+    made: set[tuple] = set()   # (backend, params, trace) of every results file read
     for rel, res in listed.items():
-        _check_file(root, rel, res, rep, schemas, traces)
+        _check_file(root, rel, res, rep, schemas, traces, made)
     for table in TABLES:
         common = schemas.get(f"{table}/_common_metadata")
         for rel, s in schemas.items():
@@ -119,15 +120,23 @@ def verify(root: str | Path) -> Verification:
         if t.get("path") and t["path"] not in listed:
             rep.add("datapackage.json", f"trace {t.get('id')!r} names {t['path']}, which is "
                     "not listed")
+    declared = set()
     for r in facts.get("results", []):
-        if isinstance(r, dict) and r.get("config") not in listed:
-            rep.add("datapackage.json", f"parameter set {r.get('backend')}/{r.get('params')} "
-                    f"names config {r.get('config')!r}, which is not listed")
+        if r["config"] not in listed:
+            rep.add("datapackage.json", f"parameter set {r['backend']}/{r['params']} "
+                    f"names config {r['config']!r}, which is not listed")
+        declared |= {(r["backend"], r["params"], t) for t in r["traces"]}
+    for b, p, t in sorted(made - declared) if rep.ok else []:
+        rep.add("datapackage.json", f"results of trace {t!r} under {b}/{p} exist, but "
+                "tracebench.results does not list them")
+    for b, p, t in sorted(declared - made) if rep.ok else []:
+        rep.add("datapackage.json", f"tracebench.results lists trace {t!r} under {b}/{p}, "
+                "but no results file holds it")
     return rep
 
 
 def _check_file(root: Path, rel: str, res: dict, rep: Verification, schemas: dict,
-                traces: dict) -> None:
+                traces: dict, made: set) -> None:
     try:
         fh = open_member(root, rel, res["bytes"])
     except DatasetError as exc:
@@ -187,6 +196,7 @@ def _check_file(root: Path, rel: str, res: dict, rep: Verification, schemas: dic
     full = meta.get("params_sha256")
     want = {"backend": meta.get("backend"), "params": str(full)[:12],
             "trace": meta.get("trace_id")}
+    made.add((want["backend"], want["params"], want["trace"]))
     if partition_keys(rel) != want:
         rep.add(rel, f"partition {partition_keys(rel)} disagrees with the file's footer {want}")
     t = traces.get(meta.get("trace_id"))
