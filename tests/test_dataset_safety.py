@@ -263,3 +263,12 @@ def test_mutated_manifests_give_problems_never_crashes(packed, tmp_path_factory,
         dataset.info(ds)
     except dataset.DatasetError as exc:
         assert "\n" not in str(exc)
+
+
+def test_not_a_dataset_is_one_line(tmp_path):
+    out = runner.invoke(app, ["dataset", "verify", str(tmp_path / "nope")])
+    assert out.exit_code == 1 and out.stderr.strip() == \
+        f"tracebench: error: {tmp_path / 'nope'}: no such dataset folder"
+    out = runner.invoke(app, ["dataset", "verify", str(tmp_path)])
+    assert out.exit_code == 1 and "not a dataset (no datapackage.json" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

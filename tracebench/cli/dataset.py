@@ -56,7 +56,7 @@ def verify_cmd(
 
     rep = verify(folder)
     for p in rep.problems:
-        print(f"tracebench: error: {folder}/{p.path}: {p.what}", file=sys.stderr)
+        print(f"tracebench: error: {folder / p.path}: {p.what}", file=sys.stderr)
     if not rep.ok:
         fail(f"{folder}: {len(rep.problems)} problem(s); do not trust this dataset as is")
     if not quiet:

@@ -74,8 +74,15 @@ def _too_new(what: str, found, known: int, written_by) -> str:
 
 
 def verify(root: str | Path) -> Verification:
-    """Check a dataset folder; never raises for a bad dataset, returns its problems."""
+    """Check a dataset folder and return its problems (none: it is what it says).
+
+    Raises :class:`DatasetError` only when ``root`` is not a dataset at all."""
     root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder")
+    if not (root / "datapackage.json").exists() and not (root / "datapackage.json").is_symlink():
+        raise DatasetError(f"{root}: not a dataset (no datapackage.json; make one with "
+                           "`tracebench dataset pack`)")
     rep = Verification(root)
     try:
         doc = load_manifest(root)
