@@ -377,3 +377,17 @@ def test_backend_origin_in_a_dataset_is_never_loaded(built, tmp_path):
         out = runner.invoke(app, args)
         assert out.exit_code == 0, (args, out.output)
     assert not marker.exists()
+
+
+def test_merge_refuses_traces_only_datasets_with_one_id_two_digests(built, tmp_path):
+    _, inp, _ = built
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / "timers.parquet"
+    twin.write_bytes(inp["ipis"].read_bytes())  # same name, other content
+    a = dataset.pack([inp["timers"]], tmp_path / "a")
+    b = dataset.pack([twin], tmp_path / "b")
+    with pytest.raises(DatasetError, match=r"trace id 'timers': .* has sha256 .* refusing to "
+                       "merge two different traces under one id"):
+        dataset.merge([a, b], tmp_path / "c")
+    same = dataset.merge([a, dataset.pack([inp["timers"]], tmp_path / "a2")], tmp_path / "d")
+    assert [t["id"] for t in dataset.info(same)["traces"]] == ["timers"]

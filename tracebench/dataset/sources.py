@@ -62,7 +62,8 @@ class Collector:
 
     def __init__(self):
         self.members: dict[str, Member] = {}
-        self.trace_files: list[tuple[Path, str, str]] = []   # (path, sha256, origin)
+        # (path, sha256, origin, id): the id is fixed for a dataset's traces, else None
+        self.trace_files: list[tuple[Path, str, str, str | None]] = []
         self.result_traces: dict[str, dict] = {}   # trace id -> sha256, meta, candidates
         self.param_sets: dict[tuple[str, str], dict] = {}
         self.licenses: list[dict] = []
@@ -83,12 +84,12 @@ class Collector:
         else:
             raise DatasetError(f"{path}: no such file or folder")
 
-    def _add_trace(self, path: Path, origin: str) -> None:
+    def _add_trace(self, path: Path, origin: str, fixed_id: str | None = None) -> None:
         from tracebench.trace import TraceFile
 
         TraceFile(path)  # schema and metadata check: refuses what is not a canonical trace
         with open(path, "rb") as fh:
-            self.trace_files.append((path, sha256_file(fh), origin))
+            self.trace_files.append((path, sha256_file(fh), origin, fixed_id))
 
     def _add_dataset(self, root: Path) -> None:
         from tracebench.dataset.verify import verify
@@ -109,7 +110,8 @@ class Collector:
         for res in doc["resources"]:
             rel = res["path"]
             if rel.startswith("traces/") and rel.endswith(".parquet"):
-                self._add_trace(root / rel, f"{root}/{rel}")
+                self._add_trace(root / rel, f"{root}/{rel}",
+                                rel.removeprefix("traces/").removesuffix(".parquet"))
 
     def _add_results(self, root: Path, origin: str, follow_paths: bool = True) -> None:
         """A results folder; ``follow_paths``: look for its traces where its files say."""
@@ -119,7 +121,8 @@ class Collector:
             with open_member(root, "run.json") as fh:
                 run = parse_json(fh.read(META_MAX_BYTES), f"{root}/run.json")
             run = run if isinstance(run, dict) else {}
-        listed = [str(t) for t in run.get("traces", []) if isinstance(t, str)]
+        traces = run.get("traces")
+        listed = [t for t in traces if isinstance(t, str)] if isinstance(traces, list) else []
         for rel in files:
             top = rel.split("/", 1)[0]
             if top in TABLES and rel.endswith(".parquet"):
@@ -256,7 +259,7 @@ class Collector:
         from tracebench.trace import TraceFile
 
         by_sha: dict[str, list[tuple[Path, str]]] = {}
-        for path, sha, origin in self.trace_files:
+        for path, sha, origin, _ in self.trace_files:
             by_sha.setdefault(sha, []).append((path, origin))
         placed: dict[str, tuple[Path, str, str]] = {}
         for tid, entry in self.result_traces.items():
@@ -271,12 +274,21 @@ class Collector:
                             placed[tid] = (cand, entry["sha256"], str(cand))
                             break
         used = {sha for _, sha, _ in placed.values()}
-        taken = set(self.result_traces)
-        for path, sha, origin in self.trace_files:
+        # a dataset's trace keeps its id (a clash is a conflict); a loose file gets a free one
+        for path, sha, origin, tid in sorted(self.trace_files, key=lambda t: t[3] is None):
             if sha in used:
                 continue
             used.add(sha)
-            placed[trace_id(path, taken)] = (path, sha, origin)
+            if tid is not None:
+                other = placed.get(tid) or (None, self.result_traces.get(tid, {}).get("sha256"),
+                                            "results")
+                if other[1] is not None:
+                    raise DatasetError(f"trace id {tid!r}: {other[2]} has sha256 {other[1]}, "
+                                       f"{origin} has {sha}; refusing to merge two different "
+                                       "traces under one id")
+            else:
+                tid = trace_id(path, set(placed) | set(self.result_traces))
+            placed[tid] = (path, sha, origin)
         facts = []
         for tid in sorted(set(placed) | set(self.result_traces)):
             if tid in placed:
