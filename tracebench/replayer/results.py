@@ -5,6 +5,7 @@ Layout under the output folder (Hive partitions, readable by polars, pyarrow, Du
     events/backend=NAME/params=HASH/trace=ID/part-0.parquet
     exits/backend=NAME/params=HASH/trace=ID/part-0.parquet
     summary/backend=NAME/params=HASH/trace=ID/part-0.parquet
+    vcpus/backend=NAME/params=HASH/trace=ID/part-0.parquet
     configs/NAME-<params sha256[:12]>.json
     run.json
 
@@ -31,7 +32,6 @@ import pyarrow.parquet as pq
 from tracebench import hist
 from tracebench._version import __version__
 from tracebench.backends.kernel import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
-from tracebench.replayer.driver import BackendRun
 from tracebench.schema import (
     INTERRUPT_KINDS,
     METADATA_KEY,
@@ -84,6 +84,35 @@ def trace_id(path: Path, taken: set[str]) -> str:
     return tid
 
 
+@dataclasses.dataclass(frozen=True)
+class BackendIdentity:
+    """Which backend, under which parameters: what every result file says of its maker."""
+
+    name: str
+    origin: str
+    mechanisms: dict[str, str]
+    params: dict[str, float]
+    params_sha256: str
+    model_ns: dict
+
+    @property
+    def params_hash(self) -> str:
+        return params_hash(self.params_sha256)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendTotals:
+    """One backend's replay of one trace summed up: plain arrays, laid out as the kernels
+    accumulate them (``backends/kernel.py``)."""
+
+    identity: BackendIdentity
+    kind_agg: np.ndarray  # [kind, (count, exits, stall_ns)]
+    exit_agg: np.ndarray  # [cpu, reason, (count, total_ns, min_ns, max_ns)]
+    lat_counts: np.ndarray  # [kind, hdr counts]
+    terr_counts: np.ndarray  # [hdr counts] timer error of matched timer interrupts
+    final_lag_ns: np.ndarray  # [cpu] how far each vCPU's timeline ended behind the trace
+
+
 @dataclasses.dataclass
 class RunContext:
     """What every result file of one (trace, backend) says about where it came from.
@@ -103,16 +132,16 @@ class RunContext:
             return self.trace.sha256()
         return self.digest.result()
 
-    def metadata(self, run: BackendRun, table: str) -> dict:
+    def metadata(self, who: BackendIdentity, table: str) -> dict:
         return {
             "table": table, "schema_version": SCHEMA_VERSION, "tracebench_version": __version__,
             "results_schema_version": RESULTS_SCHEMA_VERSION,
             "trace_id": self.trace_id, "trace_file": str(self.trace.path),
             "trace_sha256": self.trace_sha256, "trace": dataclasses.asdict(self.trace.meta),
-            "backend": run.backend.name, "backend_origin": run.backend.origin,
-            "mechanisms": dict(run.backend.mechanisms), "profile": self.profile,
-            "params": run.params.as_dict(), "params_sha256": run.params.digest(),
-            "model_ns": run.model.describe(),
+            "backend": who.name, "backend_origin": who.origin,
+            "mechanisms": dict(who.mechanisms), "profile": self.profile,
+            "params": who.params, "params_sha256": who.params_sha256,
+            "model_ns": who.model_ns,
         }
 
 
@@ -136,14 +165,14 @@ def _pct_row(counts: np.ndarray) -> dict:
             "hdr": hist.encode(counts)}
 
 
-def summary_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
+def summary_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
     """One row per event kind present, plus ``interrupts`` and ``all``; timer error rows."""
     meta = ctx.trace.meta
     secs = max(meta.duration_ns, 1) / 1e9
     capacity_ns = max(meta.duration_ns, 1) * meta.n_cpus
 
     def row(kind: str, metric: str, count, exits, stall, counts) -> dict:
-        return {"backend": run.backend.name, "params": params_hash(run.params.digest()),
+        return {"backend": run.identity.name, "params": run.identity.params_hash,
                 "trace": ctx.trace_id, "kind": kind,
                 "metric": metric, "count": int(count), "exits": int(exits),
                 "exits_per_s": exits / secs, "stall_ns": int(stall),
@@ -158,17 +187,19 @@ def summary_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
     rows.append(row("interrupts", "latency_ns", *agg[irq].sum(axis=0),
                     run.lat_counts[irq].sum(axis=0)))
     rows.append(row("all", "latency_ns", *agg.sum(axis=0), run.lat_counts.sum(axis=0)))
+    rows[-1]["max_lag_ns"] = int(run.final_lag_ns.max(initial=0))
+    rows[-1]["saturated_vcpus"] = int(saturated(run.final_lag_ns, meta.duration_ns).sum())
     t = EventKind.TIMER_IRQ
     rows.append(row(t.label, "timer_error_ns", run.terr_counts.sum(), 0, 0, run.terr_counts))
     return rows
 
 
-def exit_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
+def exit_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
     """Per vCPU x exit reason, the columns ``perf kvm stat report`` users know."""
     agg = run.exit_agg
     total_n = int(agg[:, 1:, E_COUNT].sum())
     total_t = int(agg[:, 1:, E_TOTAL].sum())
-    phash = params_hash(run.params.digest())
+    who = run.identity
     rows = []
     for cpu in range(agg.shape[0]):
         for r in ExitReason:
@@ -176,12 +207,41 @@ def exit_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
             if r is ExitReason.NONE or n == 0:
                 continue
             t = int(agg[cpu, r, E_TOTAL])
-            rows.append({"backend": run.backend.name, "params": phash, "trace": ctx.trace_id,
+            rows.append({"backend": who.name, "params": who.params_hash, "trace": ctx.trace_id,
                          "cpu": cpu,
                          "reason": r.name, "count": n, "samples_pct": 100.0 * n / total_n,
                          "time_pct": 100.0 * t / total_t if total_t else 0.0,
                          "total_ns": t, "min_ns": int(agg[cpu, r, E_MIN]),
                          "max_ns": int(agg[cpu, r, E_MAX]), "mean_ns": t / n})
+    return rows
+
+
+#: A vCPU whose timeline ends this far behind the trace (as a fraction of the trace's
+#: duration) could not keep up: the replay is open-loop (the trace's events keep their
+#: times), so its later events and interrupts queue behind work the model says it still owes.
+SATURATION_LAG_FRACTION = 0.10
+
+
+def saturated(final_lag_ns: np.ndarray, duration_ns: int) -> np.ndarray:
+    """Which vCPUs ended more than ``SATURATION_LAG_FRACTION`` of the trace behind it."""
+    return final_lag_ns > SATURATION_LAG_FRACTION * max(duration_ns, 1)
+
+
+def vcpu_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
+    """Per vCPU: exits and their time (HLT's blocked time left out: it is idle, not
+    overhead), the lag at its last event, and whether it could keep up."""
+    who, dur = run.identity, max(ctx.trace.meta.duration_ns, 1)
+    agg = run.exit_agg
+    busy = [r for r in ExitReason if r not in (ExitReason.NONE, ExitReason.HLT)]
+    sat = saturated(run.final_lag_ns, dur)
+    rows = []
+    for cpu in range(agg.shape[0]):
+        exit_ns = int(agg[cpu, busy, E_TOTAL].sum())
+        lag = int(run.final_lag_ns[cpu])
+        rows.append({"backend": who.name, "params": who.params_hash, "trace": ctx.trace_id,
+                     "cpu": cpu, "exits": int(agg[cpu, 1:, E_COUNT].sum()), "exit_ns": exit_ns,
+                     "overhead_pct": 100.0 * exit_ns / dur, "final_lag_ns": lag,
+                     "lag_pct": 100.0 * lag / dur, "saturated": bool(sat[cpu])})
     return rows
 
 
@@ -192,6 +252,13 @@ SUMMARY_SCHEMA = pa.schema([
     ("exits_per_s", pa.float64()), ("stall_ns", pa.int64()), ("overhead_pct", pa.float64()),
     ("p50_ns", pa.int64()), ("p90_ns", pa.int64()), ("p99_ns", pa.int64()),
     ("p99_9_ns", pa.int64()), ("max_ns", pa.int64()), ("hdr", pa.string()),
+    ("max_lag_ns", pa.int64()), ("saturated_vcpus", pa.int64()),
+])
+VCPUS_SCHEMA = pa.schema([
+    ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
+    ("cpu", pa.uint16()), ("exits", pa.int64()), ("exit_ns", pa.int64()),
+    ("overhead_pct", pa.float64()), ("final_lag_ns", pa.int64()), ("lag_pct", pa.float64()),
+    ("saturated", pa.bool_()),
 ])
 EXITS_SCHEMA = pa.schema([
     ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
@@ -238,16 +305,17 @@ class EventWriter:
         self.writer.close()
 
 
-def write_aggregates(root: Path, run: BackendRun, ctx: RunContext) -> None:
+def write_aggregates(root: Path, run: BackendTotals, ctx: RunContext) -> None:
+    who = run.identity
     for name, rows, schema in (("summary", summary_rows(run, ctx), SUMMARY_SCHEMA),
-                               ("exits", exit_rows(run, ctx), EXITS_SCHEMA)):
-        d = partition_dir(root, name, run.backend.name, run.params.digest(), ctx.trace_id)
+                               ("exits", exit_rows(run, ctx), EXITS_SCHEMA),
+                               ("vcpus", vcpu_rows(run, ctx), VCPUS_SCHEMA)):
+        d = partition_dir(root, name, who.name, who.params_sha256, ctx.trace_id)
         d.mkdir(parents=True, exist_ok=True)
-        pq.write_table(rows_table(rows, schema, ctx.metadata(run, name)), d / "part-0.parquet")
-    cfg = root / "configs" / f"{run.backend.name}-{params_hash(run.params.digest())}.json"
+        pq.write_table(rows_table(rows, schema, ctx.metadata(who, name)), d / "part-0.parquet")
+    cfg = root / "configs" / f"{who.name}-{who.params_hash}.json"
     cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text(json.dumps({"backend": run.backend.name, "origin": run.backend.origin,
-                               "mechanisms": dict(run.backend.mechanisms),
-                               "params": run.params.as_dict(),
-                               "params_sha256": run.params.digest()}, indent=2, sort_keys=True)
+    cfg.write_text(json.dumps({"backend": who.name, "origin": who.origin,
+                               "mechanisms": dict(who.mechanisms), "params": who.params,
+                               "params_sha256": who.params_sha256}, indent=2, sort_keys=True)
                    + "\n")
