@@ -58,9 +58,10 @@ def test_pack_layout_manifest_and_traces_found_by_digest(built):
     facts = doc["tracebench"]
     assert {t["id"]: t["method"] for t in facts["traces"]} == {"ipis": "synth",
                                                                "timers": "synth"}
-    assert len(facts["results"]) == 3 and facts["results_schema_version"] == 2
+    assert len(facts["results"]) == 3 and facts["results_schema_version"] == 3
     meta = json.loads(pq.read_schema(ds / "summary/_common_metadata").metadata[b"tracebench"])
-    assert meta == {"table": "summary", "results_schema_version": 2, "schema_version": 1}
+    assert meta == {"table": "summary", "results_schema_version": 3, "schema_version": 1}
+    assert "vcpus/_common_metadata" in paths
     card = (ds / "README.md").read_text()
     assert "synthesized with scenario `ipi-storm`, seed 7" in card
     assert "CC-BY-4.0" in card and "apicv" in card
@@ -176,46 +177,61 @@ def test_results_without_their_traces_say_so(built, tmp_path):
     assert dataset.verify(ds).ok
 
 
-def _downgrade_to_v1(res: Path) -> None:
-    """Rewrite a results folder as results schema version 1 wrote it (no params level)."""
+def _downgrade(res: Path, version: int) -> None:
+    """Rewrite a results folder as results schema ``version`` (1 or 2) wrote it: no
+    ``vcpus`` table, no ``max_lag_ns``/``saturated_vcpus``; version 1 also without the
+    ``params`` level and column; footers without ``results_schema_version``."""
+    import shutil
+
+    shutil.rmtree(res / "vcpus")
     for table in ("summary", "exits", "events"):
         for part in sorted((res / table).glob("backend=*/params=*/trace=*/*.parquet")):
             backend, _, trace = part.parts[-4], part.parts[-3], part.parts[-2]
             t = pq.read_table(part)
             meta = json.loads(t.schema.metadata[b"tracebench"])
             meta.pop("results_schema_version")
-            if "params" in t.column_names:
-                t = t.drop_columns(["params"])
+            drop = {"max_lag_ns", "saturated_vcpus"} | ({"params"} if version == 1 else set())
+            t = t.drop_columns([c for c in t.column_names if c in drop])
             t = t.replace_schema_metadata({b"tracebench": json.dumps(meta)})
-            dest = res / table / backend / trace / part.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(t, dest)
-            part.unlink()
+            if version == 1:
+                part.unlink()
+                part = res / table / backend / trace / part.name
+                part.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(t, part)
         for p in sorted((res / table).glob("backend=*/params=*"), reverse=True):
-            for q in sorted(p.rglob("*"), reverse=True):
-                q.rmdir()
-            p.rmdir()
+            if version == 1:
+                shutil.rmtree(p)
 
 
-def test_version_1_results_are_upgraded_when_packed(built, tmp_path):
-    _, inp, _ = built
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_results_are_upgraded_when_packed(built, tmp_path, version):
+    _, inp, ds = built
     old = copy(inp["res"], tmp_path / "old")
-    _downgrade_to_v1(old)
-    assert not list(old.glob("summary/*/params=*"))
-    out = runner.invoke(app, ["stat", str(old), "-f", "json"])  # stat reads version 1 as is
+    _downgrade(old, version)
+    assert bool(list(old.glob("summary/*/params=*"))) == (version == 2)
+    out = runner.invoke(app, ["stat", str(old), "-f", "json"])  # stat reads it as is
     assert out.exit_code == 0 and json.loads(out.stdout) == json.loads(
         runner.invoke(app, ["stat", str(inp["res"]), "-f", "json"]).stdout)
-    ds = dataset.pack([old], tmp_path / "ds")
-    assert dataset.verify(ds).ok, dataset.verify(ds).problems
-    s = pl.read_parquet(sorted(ds.glob("summary/backend=*/params=*/trace=*/*.parquet")))
+    up = dataset.pack([old], tmp_path / "ds")
+    assert dataset.verify(up).ok, dataset.verify(up).problems
+    s = pl.read_parquet(sorted(up.glob("summary/backend=*/params=*/trace=*/*.parquet")))
     ref = pl.read_parquet(sorted(inp["res"].glob("summary/**/*.parquet")))
+    assert s.columns == ref.columns  # the current schema, params included
+    assert s["max_lag_ns"].null_count() == s.height  # not measured then: null, not 0
     cols = ["backend", "params", "trace", "kind", "metric", "count", "p99_ns", "hdr"]
     assert s.select(cols).sort(cols[:5]).equals(ref.select(cols).sort(cols[:5]))
-    meta = json.loads(pq.read_schema(sorted(ds.glob("summary/**/*.parquet"))[0])
+    meta = json.loads(pq.read_schema(sorted(up.glob("summary/**/*.parquet"))[0])
                       .metadata[b"tracebench"])
-    assert meta["upgraded_from_results_schema_version"] == 1
-    n_events = len(list(ds.glob("events/backend=*/params=*/trace=*/part-0.parquet")))
+    assert meta["upgraded_from_results_schema_version"] == version
+    assert meta["results_schema_version"] == 3
+    n_events = len(list(up.glob("events/backend=*/params=*/trace=*/part-0.parquet")))
     assert n_events == len(list(inp["res"].glob("events/**/part-0.parquet")))
+    # an upgraded dataset merges with a current one: the schemas agree
+    merged = dataset.merge([up, dataset.pack([inp["res2"]], tmp_path / "new")], tmp_path / "m")
+    assert dataset.verify(merged).ok
+    # the same run, upgraded (nulls) and current (values), is not silently collapsed
+    with pytest.raises(DatasetError, match="hold different results for the same trace"):
+        dataset.merge([up, ds], tmp_path / "m2")
 
 
 def test_newer_versions_are_named(built, tmp_path):
@@ -228,7 +244,7 @@ def test_newer_versions_are_named(built, tmp_path):
     out = runner.invoke(app, ["dataset", "verify", str(bad)])
     assert out.exit_code == 1
     assert ("tracebench.results_schema_version 9 is newer than this tracebench (0.1.0) reads "
-            "(up to 2); it was written by tracebench 7.0.0") in out.stderr
+            "(up to 3); it was written by tracebench 7.0.0") in out.stderr
 
 
 def test_merge_deduplicates_and_combines(built, tmp_path):

@@ -21,6 +21,8 @@ from tracebench.schema import METADATA_KEY, RESULTS_SCHEMA_VERSION
 
 #: largest tracebench footer / config JSON read from an input
 META_MAX_BYTES = 4 << 20
+#: the results tables a dataset may hold (``replay -o`` writes them)
+TABLES = ("summary", "exits", "events", "vcpus")
 
 
 def sha256_bytes(raw: bytes) -> str:
@@ -48,12 +50,19 @@ def file_meta(fh, where: str) -> tuple[pa.Schema, dict | None]:
 
 
 def results_version(rel: str, schema: pa.Schema, meta: dict) -> int:
-    """Results schema version of one results file (key written since version 2; before
-    that, told by the missing ``params`` partition)."""
+    """Results schema version of one results file: the footer's ``results_schema_version``,
+    or for files written before that key, what the layout tells (1: no ``params=``
+    level; 2: a summary without ``max_lag_ns``; 3: a ``vcpus`` file or a summary with it).
+    Exit and event files did not change from 2 to 3: they answer 2."""
     v = meta.get("results_schema_version")
     if v is not None:
         return v if isinstance(v, int) and not isinstance(v, bool) else -1
-    return 2 if "/params=" in rel else 1
+    if "/params=" not in rel:
+        return 1
+    table = rel.split("/", 1)[0]
+    if table == "vcpus" or (table == "summary" and "max_lag_ns" in schema.names):
+        return 3
+    return 2
 
 
 def partition_keys(rel: str) -> dict[str, str]:
@@ -78,22 +87,39 @@ def config_problem(doc: object) -> str | None:
     return None
 
 
-def upgrade_v1(rel: str, table: str, phash: str, fh_path: Path, meta: dict,
-               digest: str) -> tuple[str, bytes | None, str]:
-    """A version-1 results file moved under ``params=HASH`` (summary and exits also gain
-    the ``params`` column after ``backend``); bytes rebuilt deterministically."""
+def upgrade(rel: str, version: int, phash: str, path: Path, schema: pa.Schema,
+            meta: dict, digest: str) -> tuple[str, bytes | None, str]:
+    """An older results file as the current version lays it out: ``(path, bytes, sha256)``.
+
+    Version 1 files move under ``params=HASH``. Summary and exit files missing current
+    columns gain them -- ``params`` from the footer's digest, the others (``max_lag_ns``,
+    ``saturated_vcpus``: not measured by the tracebench that wrote the file) as nulls --
+    and are rewritten deterministically, their footers marked
+    ``upgraded_from_results_schema_version``. ``bytes`` is ``None`` when the file is
+    current as it is (it is then copied unchanged).
+    """
+    from tracebench.replayer.results import EXITS_SCHEMA, SUMMARY_SCHEMA
+
     parts = rel.split("/")
-    new_rel = "/".join(parts[:2] + [f"params={phash}"] + parts[2:])
-    if table == "events":  # same columns in both versions: the bytes move unchanged
-        return new_rel, None, digest
-    t = pq.read_table(str(fh_path))
-    if "params" not in t.column_names:
-        t = t.add_column(t.column_names.index("backend") + 1, "params",
-                         pa.array([phash] * t.num_rows, pa.string()))
+    if version == 1:
+        rel = "/".join(parts[:2] + [f"params={phash}"] + parts[2:])
+    target = {"summary": SUMMARY_SCHEMA, "exits": EXITS_SCHEMA}.get(parts[0])
+    if target is None or not set(target.names) - set(schema.names):
+        return rel, None, digest
+    t = pq.read_table(str(path))
+    columns = []
+    for field in target:
+        if field.name in t.column_names:
+            columns.append(t[field.name].cast(field.type))
+        elif field.name == "params":
+            columns.append(pa.array([phash] * t.num_rows, pa.string()))
+        else:
+            columns.append(pa.nulls(t.num_rows, field.type))
     meta = {**meta, "results_schema_version": RESULTS_SCHEMA_VERSION,
-            "upgraded_from_results_schema_version": 1}
-    t = t.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
+            "upgraded_from_results_schema_version": version}
+    out = pa.Table.from_arrays(columns, schema=target).replace_schema_metadata(
+        {METADATA_KEY: json.dumps(meta, sort_keys=True)})
     buf = io.BytesIO()
-    pq.write_table(t, buf)
+    pq.write_table(out, buf)
     data = buf.getvalue()
-    return new_rel, data, sha256_bytes(data)
+    return rel, data, sha256_bytes(data)

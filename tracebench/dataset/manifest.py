@@ -84,6 +84,8 @@ _TABLE_TEXT = {
              "(perf kvm stat report columns)",
     "events": "per input event: start, latency, stall, exits, exit reason, exit time, "
               "timer error (ns)",
+    "vcpus": "per vCPU: exits, exit time, overhead %, final lag behind the trace, lag %, "
+             "saturated flag",
 }
 
 

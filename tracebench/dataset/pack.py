@@ -3,8 +3,8 @@
 A dataset is a results folder with extra files at its top, so ``tracebench stat``,
 ``compare``, sweeps and DuckDB read it like any other::
 
-    DIR/summary/backend=NAME/params=HASH12/trace=ID/part-0.parquet   (and exits/, events/)
-    DIR/{summary,exits,events}/_common_metadata                        Arrow schema, no rows
+    DIR/summary/backend=NAME/params=HASH12/trace=ID/part-0.parquet   (and exits/, events/, vcpus/)
+    DIR/{summary,exits,events,vcpus}/_common_metadata                  Arrow schema, no rows
     DIR/configs/NAME-HASH12.json                                       full parameter sets
     DIR/traces/ID.parquet                                              canonical traces
     DIR/README.md  DIR/datapackage.json  DIR/SHA256SUMS
@@ -30,9 +30,9 @@ import pyarrow.parquet as pq
 
 from tracebench.atomic import atomic_path
 from tracebench.dataset import card, manifest
-from tracebench.dataset.footers import file_meta
+from tracebench.dataset.footers import TABLES, file_meta
 from tracebench.dataset.safety import DatasetError, load_manifest
-from tracebench.dataset.sources import TABLES, Collector, Member, same_path
+from tracebench.dataset.sources import Collector, Member, same_path
 from tracebench.schema import METADATA_KEY, RESULTS_SCHEMA_VERSION, SCHEMA_VERSION
 
 #: SPDX licence expression: ids joined by AND / OR / WITH, optional parentheses

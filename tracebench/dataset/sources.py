@@ -1,8 +1,8 @@
 """What goes into a dataset: inputs (traces, results folders, datasets) turned into a plan.
 
 A plan maps each file of the future dataset to its bytes (a source file copied verbatim,
-or bytes made here: upgraded version-1 results, missing configs) and its SHA-256, and
-carries the facts the manifest and card are made of. Conflicts are refused here, before
+or bytes made here: results of an older schema version upgraded, missing configs) and its
+SHA-256, and carries the facts the manifest and card are made of. Conflicts are refused here, before
 anything is written: one trace id with two digests, one parameter hash with two
 parameter sets, one (table, backend, parameters, trace) with two different contents.
 Identical duplicates collapse into one file.
@@ -21,13 +21,14 @@ import pyarrow.parquet as pq
 
 from tracebench.dataset.footers import (
     META_MAX_BYTES,
+    TABLES,
     config_problem,
     file_meta,
     params_digest,
     partition_keys,
     results_version,
     sha256_bytes,
-    upgrade_v1,
+    upgrade,
 )
 from tracebench.dataset.manifest import sha256_file
 from tracebench.dataset.safety import (
@@ -41,7 +42,6 @@ from tracebench.dataset.safety import (
 from tracebench.replayer.results import PARAMS_HASH_LEN, trace_id
 from tracebench.schema import RESULTS_SCHEMA_VERSION
 
-TABLES = ("summary", "exits", "events")
 _HASH = re.compile(rf"[0-9a-f]{{{PARAMS_HASH_LEN}}}")
 
 
@@ -164,8 +164,8 @@ class Collector:
             raise DatasetError(f"{where}: partition {keys} disagrees with the file's metadata "
                                f"{want}")
         src, data = root / rel, None
-        if version == 1:
-            rel, data, digest = upgrade_v1(rel, table, phash, src, meta, digest)
+        if version < RESULTS_SCHEMA_VERSION:
+            rel, data, digest = upgrade(rel, version, phash, src, schema, meta, digest)
         self._put(Member(rel, digest, origin, None if data is not None else src, data))
         self._note_result(tid, meta, phash, table, root, listed, where, follow_paths)
 

@@ -19,6 +19,7 @@ from tracebench._version import __version__
 from tracebench.dataset import manifest
 from tracebench.dataset.footers import (
     META_MAX_BYTES,
+    TABLES,
     config_problem,
     file_meta,
     partition_keys,
@@ -33,7 +34,6 @@ from tracebench.dataset.safety import (
     read_member,
     walk_files,
 )
-from tracebench.dataset.sources import TABLES
 from tracebench.schema import RESULTS_SCHEMA_VERSION, SCHEMA_VERSION
 
 SUMS_MAX_BYTES = 64 << 20
