@@ -150,7 +150,7 @@ def _results(results: list[dict]) -> list[str]:
                   "is the first 12 hex digits of the SHA-256 of the full parameter set.", ""]
 
 
-_HIVE_NOTE = ("The `summary` and `exits` tables carry `backend`, `params` and `trace` as "
+_HIVE_NOTE = ("The `summary`, `exits` and `vcpus` tables carry `backend`, `params` and `trace` as "
               "columns, so read them without Hive parsing; `events` has them only in its "
               "path: give them string types (a hash or trace id made only of digits would "
               "otherwise be read as a number).")
