@@ -39,10 +39,7 @@ from tracebench.dataset.safety import (
     parse_json,
     walk_files,
 )
-from tracebench.replayer.results import PARAMS_HASH_LEN, trace_id
 from tracebench.schema import RESULTS_SCHEMA_VERSION
-
-_HASH = re.compile(rf"[0-9a-f]{{{PARAMS_HASH_LEN}}}")
 
 
 @dataclasses.dataclass
@@ -158,7 +155,7 @@ class Collector:
         if params_digest(meta["params"]) != full:
             raise DatasetError(f"{where}: footer params_sha256 is not the sha256 of its "
                                "parameters")
-        phash = full[:PARAMS_HASH_LEN]
+        phash = _params_hash(full)
         want = {"backend": backend, "trace": tid, **({"params": phash} if version >= 2 else {})}
         if keys != want:
             raise DatasetError(f"{where}: partition {keys} disagrees with the file's metadata "
@@ -208,9 +205,9 @@ class Collector:
         if problem:
             raise DatasetError(f"{where}: {problem}")
         name = rel.split("/")[1].removesuffix(".json")
-        if not name.endswith("-" + doc["params_sha256"][:PARAMS_HASH_LEN]):
-            raise DatasetError(f"{where}: file name does not end in the first "
-                               f"{PARAMS_HASH_LEN} digits of its params_sha256")
+        if not name.endswith("-" + _params_hash(doc["params_sha256"])):
+            raise DatasetError(f"{where}: file name does not end in the first digits of "
+                               "its params_sha256")
         self._put(Member(rel, sha256_bytes(raw), origin, root / rel, config=doc))
 
     # ------------------------------------------------------------------ merging
@@ -287,6 +284,8 @@ class Collector:
                                        f"{origin} has {sha}; refusing to merge two different "
                                        "traces under one id")
             else:
+                from tracebench.replayer.results import trace_id
+
                 tid = trace_id(path, set(placed) | set(self.result_traces))
             placed[tid] = (path, sha, origin)
         facts = []
@@ -312,6 +311,13 @@ def _trace_facts(meta: dict) -> dict:
     types = {**TRACE_KEYS, "schema_version": (int,), "tracebench_version": (str,)}
     return {k: v if isinstance(v := meta.get(k), types[k]) and not
             (isinstance(v, bool) and bool not in types[k]) else None for k in keys}
+
+
+def _params_hash(digest: str) -> str:
+    # imported here: the results module brings the replay stack, which verify never needs
+    from tracebench.replayer.results import params_hash
+
+    return params_hash(digest)
 
 
 def _read_table(m: Member) -> pa.Table:
