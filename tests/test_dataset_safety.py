@@ -272,3 +272,21 @@ def test_not_a_dataset_is_one_line(tmp_path):
     out = runner.invoke(app, ["dataset", "verify", str(tmp_path)])
     assert out.exit_code == 1 and "not a dataset (no datapackage.json" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_verify_and_info_load_no_backend_code(packed):
+    """Reading a dataset touches no backend, plug-in registry or compiled kernel."""
+    script = f"""
+import sys
+from tracebench.dataset import info, verify
+assert verify({str(packed[1])!r}).ok
+info({str(packed[1])!r})
+loaded = sorted(m for m in sys.modules if m.startswith(("tracebench.backends", "numba",
+                                                        "tracebench.replayer")))
+print("LOADED", loaded)
+"""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout
