@@ -290,3 +290,21 @@ print("LOADED", loaded)
                           cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "LOADED []" in done.stdout
+
+
+def test_missing_file_and_machine_readable_problems(packed, tmp_path):
+    ds = _tampered(packed, tmp_path, "missing")
+    rel = a_results_file(ds, "vcpus")
+    (ds / rel).unlink()
+    _verify(ds, f"{rel}: missing (listed in the manifest)")
+    out = runner.invoke(app, ["dataset", "verify", str(ds), "-f", "json"])
+    assert out.exit_code == 1
+    doc = json.loads(out.stdout)
+    assert doc["ok"] is False and {"path": rel, "what": "missing (listed in the manifest)"} \
+        in doc["problems"]
+    out = runner.invoke(app, ["dataset", "verify", str(ds), "-f", "csv"])
+    assert out.exit_code == 1
+    assert out.stdout.splitlines()[0] == "path,what"
+    assert f"{rel},missing (listed in the manifest)" in out.stdout.splitlines()
+    good = runner.invoke(app, ["dataset", "verify", str(packed[1]), "-f", "json"])
+    assert good.exit_code == 0 and json.loads(good.stdout)["problems"] == []

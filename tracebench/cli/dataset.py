@@ -50,16 +50,31 @@ def pack_cmd(
 def verify_cmd(
     folder: Annotated[Path, typer.Argument(help="Dataset folder.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Problems only.")] = False,
+    fmt: Annotated[OutputFormat, typer.Option(
+        "--format", "-f", help="table: problems on stderr; json / csv: the problems (path, "
+        "what) on stdout. Exit 1 if any.")] = OutputFormat.table,
 ):
     """Check checksums, sizes, schema versions and manifest consistency; exit 1 if bad."""
     from tracebench.dataset import verify
 
     rep = verify(folder)
-    for p in rep.problems:
-        print(f"tracebench: error: {folder / p.path}: {p.what}", file=sys.stderr)
+    if fmt is OutputFormat.json:
+        sys.stdout.write(json.dumps({"dataset": str(folder), "ok": rep.ok, "files": rep.files,
+                                     "bytes": rep.bytes,
+                                     "problems": [{"path": p.path, "what": p.what}
+                                                  for p in rep.problems]}, indent=2) + "\n")
+    elif fmt is OutputFormat.csv:
+        import csv
+
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(["path", "what"])
+        out.writerows([p.path, p.what] for p in rep.problems)
+    else:
+        for p in rep.problems:
+            print(f"tracebench: error: {folder / p.path}: {p.what}", file=sys.stderr)
     if not rep.ok:
         fail(f"{folder}: {len(rep.problems)} problem(s); do not trust this dataset as is")
-    if not quiet:
+    if not quiet and fmt is OutputFormat.table:
         print(f"{folder}: ok ({rep.files} files, {rep.bytes:,} bytes, checksums and schemas "
               "verified)")
 
