@@ -209,10 +209,10 @@ def test_older_results_are_upgraded_when_packed(built, tmp_path, version):
     old = copy(inp["res"], tmp_path / "old")
     _downgrade(old, version)
     assert bool(list(old.glob("summary/*/params=*"))) == (version == 2)
-    out = runner.invoke(app, ["stat", str(old), "-f", "json"])  # stat reads it as is
+    up = dataset.pack([old], tmp_path / "ds")
+    out = runner.invoke(app, ["stat", str(up), "-f", "json"])  # the upgraded folder: stat
     assert out.exit_code == 0 and json.loads(out.stdout) == json.loads(
         runner.invoke(app, ["stat", str(inp["res"]), "-f", "json"]).stdout)
-    up = dataset.pack([old], tmp_path / "ds")
     assert dataset.verify(up).ok, dataset.verify(up).problems
     s = pl.read_parquet(sorted(up.glob("summary/backend=*/params=*/trace=*/*.parquet")))
     ref = pl.read_parquet(sorted(inp["res"].glob("summary/**/*.parquet")))

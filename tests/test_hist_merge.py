@@ -9,6 +9,7 @@ import pytest
 import tracebench
 from tracebench import hist
 from tracebench.backends.kernel import hdr_index
+from tracebench.errors import TracebenchError
 from tracebench.scenarios import generate
 from tracebench.trace import write_trace
 
@@ -75,6 +76,6 @@ def test_merge_refuses_other_geometry():
 
     other = HdrHistogram(1, 1000, 2)
     other.record_value(5)
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(TracebenchError, match="written with another geometry"):
         hist.merge_encoded([other.encode().decode()])
     assert hist.merge_encoded([]).sum() == 0

@@ -104,19 +104,18 @@ def percentiles(counts: np.ndarray, pcts=PERCENTILES) -> list[int | None]:
     return out
 
 
-def merge_encoded(blobs) -> np.ndarray:
-    """Counts array of the sum of encoded histograms (``hdr`` column values).
 
-    This is how percentiles combine across traces, shards or datasets: add the counts,
-    then read percentiles off the sum (:func:`percentiles`); averaging stored percentiles
-    is wrong whenever the parts differ in size or shape. Every blob must have this
-    module's geometry (1 ns .. 1000 s, 3 significant digits), as tracebench writes them.
-    """
+def merge_encoded(blobs) -> np.ndarray:
+    """Counts array of the sum of encoded histograms (merging traces or shards: percentiles
+    of the merged counts, never an average of percentiles). Empty ``blobs`` give zeros."""
     total = np.zeros(counts_len(), dtype=np.int64)
     for blob in blobs:
-        counts = decode_counts(blob)
-        if len(counts) != len(total):
-            raise ValueError(f"histogram with {len(counts)} buckets, expected {len(total)} "
-                             "(not written with tracebench's 1 ns..1000 s, 3-digit geometry)")
-        total += counts
+        if blob:
+            c = decode_counts(blob)
+            if len(c) != len(total):
+                from tracebench.errors import TracebenchError
+
+                raise TracebenchError(f"histogram of {len(c)} buckets, expected {len(total)} "
+                                 f"(written with another geometry)")
+            total += c
     return total
