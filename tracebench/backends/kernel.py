@@ -82,6 +82,7 @@ from tracebench.backends.lanewise import (
     gt,
     lane,
     load,
+    may,
     mul,
     ne,
     select,
@@ -249,12 +250,16 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
         n = ts.shape[0]
         block = block_rows(out, n, W)
         for lo in range(0, n, block):
-            for i in range(lo, min(lo + block, n)):
-                c = np.int64(cpu[i])
-                k = np.int64(kinds[i])
+            # each block's rows from 0: LLVM then knows that no index is negative
+            hi = min(lo + block, n)
+            ts_b, cpu_b, kind_b = ts[lo:hi], cpu[lo:hi], kinds[lo:hi]
+            target_b, arg_b = target[lo:hi], arg[lo:hi]
+            for i in range(hi - lo):
+                c = np.int64(cpu_b[i])
+                k = np.int64(kind_b[i])
                 cs = c * row_state
                 kt = k * (L.N_KIND_COLS * W)
-                t = ts[i]
+                t = ts_b[i]
                 tv = splat(t, W)
                 shift = load(state, cs + L.S_SHIFT * W, W)
                 if (IRQ_BITS >> k) & 1:
@@ -288,9 +293,10 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                     start = select(both(ge(ready, window_start), gt(window_end, ready)),
                                    window_end, ready)
                     latency = sub(start, arrive)
-                    store(state, cs + L.S_IDLE * W, zero)
-                    store(state, cs + L.S_WOKE_AT * W,
-                          select(idle, start, load(state, cs + L.S_WOKE_AT * W, W)))
+                    if may(idle):
+                        store(state, cs + L.S_IDLE * W, zero)
+                        store(state, cs + L.S_WOKE_AT * W,
+                              select(idle, start, load(state, cs + L.S_WOKE_AT * W, W)))
                     store(state, cs + L.S_BUSY * W,
                           vmax(load(state, cs + L.S_BUSY * W, W), start))
                     # idling absorbed any lag: the timeline restarts at the handler; else
@@ -305,13 +311,13 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                     start = vmax(want, load(state, cs + L.S_BUSY * W, W))
                     exit_ns = zero
                     if k == IPI_SEND:
-                        tg = target[i]
+                        tg = target_b[i]
                         if tg >= 0:
                             nt = 1
                         elif tg == -1:
                             nt = n_cpus - 1
                         else:
-                            nt = popcount(np.uint64(arg[i]) & cpu_mask)
+                            nt = popcount(np.uint64(arg_b[i]) & cpu_mask)
                         fan = splat(np.int64(nt), W)
                         short = both(splat(tg == -1, W),
                                      ne(load(ipi_table, L.IPI_USES_SHORTHAND * W, W), zero))
@@ -331,7 +337,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                                 if d != c:
                                     store(state, d * row_state + L.S_IPI_ARRIVE * W, sent)
                         else:  # the set bits of the destination mask
-                            m = np.uint64(arg[i]) & cpu_mask
+                            m = np.uint64(arg_b[i]) & cpu_mask
                             while m != 0:
                                 d = np.int64(lowest_bit(m))
                                 store(state, d * row_state + L.S_IPI_ARRIVE * W, sent)
@@ -343,7 +349,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                     # Timer programming as selects, idle kinds behind one bit test: with the
                     # kinds interleaved, the jump table a chain of kind tests compiles to
                     # was mispredicted on most events (measured: ~8% faster this way).
-                    a = arg[i]
+                    a = arg_b[i]
                     armed = add(splat(a, W), sub(start, tv)) if a >= 0 else never
                     dl = load(state, cs + L.S_DEADLINE * W, W)
                     dl = armed if k == TIMER_ARM else dl
@@ -352,37 +358,45 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                     dlt = splat(a, W) if k == TIMER_ARM else dlt
                     store(state, cs + L.S_DEADLINE_TRACE * W, dlt)
                     if (IDLE_BITS >> k) & 1:
-                        was_idle = load(state, cs + L.S_IDLE * W, W)
-                        woke_at = load(state, cs + L.S_WOKE_AT * W, W)
-                        since = load(state, cs + L.S_IDLE_SINCE * W, W)
                         if k == IDLE_ENTER:
-                            store(state, cs + L.S_IDLE * W, select(halts, one, was_idle))
-                            store(state, cs + L.S_IDLE_SINCE * W, select(halts, start, since))
-                            store(state, cs + L.S_WOKE_AT * W, select(halts, never, woke_at))
-                        else:  # IDLE_EXIT: left idle without an interrupt, or woken by one
-                            woke = select(ne(was_idle, zero), start, woke_at)
+                            if may(halts):
+                                store(state, cs + L.S_IDLE * W,
+                                      select(halts, one, load(state, cs + L.S_IDLE * W, W)))
+                                store(state, cs + L.S_IDLE_SINCE * W, select(
+                                    halts, start, load(state, cs + L.S_IDLE_SINCE * W, W)))
+                                store(state, cs + L.S_WOKE_AT * W, select(
+                                    halts, never, load(state, cs + L.S_WOKE_AT * W, W)))
+                        else:  # IDLE_EXIT
+                            left = ne(load(state, cs + L.S_IDLE * W, W), zero)
+                            if may(left):  # left idle without an interrupt
+                                store(state, cs + L.S_IDLE * W, zero)
+                                store(state, cs + L.S_WOKE_AT * W, select(
+                                    left, start, load(state, cs + L.S_WOKE_AT * W, W)))
                             halted = both(gt(exits, zero), eq(reason, hlt))
-                            known = both(both(halted, ne(since, never)),
-                                         both(ne(woke, never), ge(woke, since)))
-                            exit_ns = select(known, sub(woke, since), zero)
-                            store(state, cs + L.S_IDLE * W, zero)
-                            store(state, cs + L.S_WOKE_AT * W, woke)
-                            store(state, cs + L.S_IDLE_SINCE * W, select(halted, never, since))
+                            if may(halted):  # the HLT exit's time is the time blocked
+                                since = load(state, cs + L.S_IDLE_SINCE * W, W)
+                                woke = load(state, cs + L.S_WOKE_AT * W, W)
+                                known = both(both(halted, ne(since, never)),
+                                             both(ne(woke, never), ge(woke, since)))
+                                exit_ns = select(known, sub(woke, since), exit_ns)
+                                store(state, cs + L.S_IDLE_SINCE * W,
+                                      select(halted, never, since))
                     exit_ns = select(both(gt(exits, zero), ne(reason, hlt)), cost, exit_ns)
                     end = add(start, cost)
-                    window_end = load(state, cs + L.S_STALL_END * W, W)
-                    stalls = gt(cost, zero)  # back-to-back stalls form one window
                     store(state, cs + L.S_BUSY * W, end)
-                    store(state, cs + L.S_STALL_START * W,
-                          select(both(stalls, gt(start, window_end)), start,
-                                 load(state, cs + L.S_STALL_START * W, W)))
-                    store(state, cs + L.S_STALL_END * W, select(stalls, end, window_end))
+                    stalls = gt(cost, zero)
+                    if may(stalls):  # back-to-back stalls form one window
+                        window_end = load(state, cs + L.S_STALL_END * W, W)
+                        store(state, cs + L.S_STALL_START * W,
+                              select(both(stalls, gt(start, window_end)), start,
+                                     load(state, cs + L.S_STALL_START * W, W)))
+                        store(state, cs + L.S_STALL_END * W, select(stalls, end, window_end))
                     store(state, cs + L.S_SHIFT * W, sub(end, tv))
                     latency = add(sub(start, want), cost)
                     stall = cost
                     terr = never
                 reason = select(ne(exits, zero), reason, zero)
-                store_outputs(out, i - lo, W, start, latency, stall, exit_ns, terr, exits,
+                store_outputs(out, i, W, start, latency, stall, exit_ns, terr, exits,
                               reason)
                 ka = k * (L.A_COLS * W)
                 store(kind_agg, ka + L.A_COUNT * W, add(load(kind_agg, ka + L.A_COUNT * W, W), one))

@@ -59,6 +59,14 @@ def lane(v, j):
     return v[j] if isinstance(v, tuple) else v
 
 
+def may(m):
+    """Whether a block whose every effect is a ``select`` on the mask ``m`` (or on a part
+    of it) can change anything: at width 1 the mask itself, so a branch skips the block as
+    scalar code would; at width 4 always, so the selects do the work (a branch on four
+    lanes' masks is taken as often as not, and mispredicted as often)."""
+    return any(m) if isinstance(m, tuple) else bool(m)
+
+
 def _binary(op):
     def apply(a, b):
         if isinstance(a, tuple):
@@ -130,3 +138,9 @@ if not config.DISABLE_JIT:
         if isinstance(v, types.BaseTuple):
             return lambda v, j: v[j]
         return lambda v, j: v
+
+    @overload(may)
+    def _may_nb(m):
+        if isinstance(m, types.BaseTuple):
+            return lambda m: True
+        return lambda m: m
