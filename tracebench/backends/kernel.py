@@ -72,8 +72,9 @@ from numba import config, types
 from numba.extending import overload, register_jitable
 
 from tracebench import jit, schema
-from tracebench.backends import lanewise
+from tracebench.backends import aggregates, lanewise
 from tracebench.backends import layout as L
+from tracebench.backends.aggregates import hdr_index, hdr_slot, record_exits
 from tracebench.backends.lanewise import (
     add,
     both,
@@ -91,8 +92,8 @@ from tracebench.backends.lanewise import (
     sub,
     vmax,
 )
-from tracebench.jit import bit_length, kernel, lowest_bit, popcount
-from tracebench.schema import N_KINDS, N_REASONS, EventKind, ExitReason
+from tracebench.jit import kernel, lowest_bit, popcount
+from tracebench.schema import N_KINDS, EventKind, ExitReason
 
 # Plain ints: numba freezes module globals at compile time.
 TIMER_ARM = int(EventKind.TIMER_ARM)
@@ -112,34 +113,8 @@ NO_TIME = L.NO_TIME
 
 #: digest of the sources compiled into the kernel besides this file (see the docstring)
 SOURCES = hashlib.sha256(b"".join(
-    Path(m.__file__).read_bytes() for m in (L, lanewise, jit, schema))).hexdigest()
-
-
-@register_jitable
-def _slot(v, unit_mag, half_mag, sub_mask, half_count, highest):
-    """HdrHistogram's counts index of ``v`` (clamped to [0, highest]), geometry unpacked."""
-    v = min(max(v, 0), highest)
-    bucket = bit_length(v | sub_mask) - unit_mag - (half_mag + 1)
-    return ((bucket + 1) << half_mag) + (v >> (bucket + unit_mag)) - half_count
-
-
-@register_jitable
-def hdr_index(value, hdr):
-    """Counts-array index of ``value`` (clamped to [0, highest]); HdrHistogram's formula."""
-    return _slot(value, hdr[L.H_UNIT_MAG], hdr[L.H_HALF_MAG], hdr[L.H_SUB_MASK],
-                 hdr[L.H_HALF_COUNT], hdr[L.H_HIGHEST])
-
-
-@register_jitable
-def record_exits(exit_agg, c, reason, n, exit_ns):
-    """Add ``n`` exits of ``exit_ns`` in all to the flat ``exit_agg`` row of (vCPU, reason)."""
-    if n > 0:
-        per = exit_ns if n == 1 else exit_ns // n  # one exit is the common case: no division
-        b = (c * N_REASONS + reason) * L.E_COLS
-        exit_agg[b + L.E_COUNT] += n
-        exit_agg[b + L.E_TOTAL] += exit_ns
-        exit_agg[b + L.E_MIN] = min(exit_agg[b + L.E_MIN], per)
-        exit_agg[b + L.E_MAX] = max(exit_agg[b + L.E_MAX], per)
+    Path(m.__file__).read_bytes() for m in (L, lanewise, aggregates, jit, schema))).hexdigest()
+__all__ = ["hdr_index", "record_exits", "replay_chunk_nb", "replay_kernel", "replay_lanes_nb"]
 
 
 @register_jitable
@@ -147,7 +122,7 @@ def _tally(j, c, k, latency, terr, exits, reason, exit_ns, n_cpus, exit_agg, lat
            terr_counts, unit_mag, half_mag, sub_mask, half_count, highest, counts_len):
     """Lane ``j``'s exit record and histogram counts (lane-major aggregates)."""
     record_exits(exit_agg, j * n_cpus + c, reason, exits, exit_ns)
-    slot = np.uint64(_slot(latency, unit_mag, half_mag, sub_mask, half_count, highest))
+    slot = np.uint64(hdr_slot(latency, unit_mag, half_mag, sub_mask, half_count, highest))
     lat_counts[(np.uint64(j * N_KINDS) + np.uint64(k)) * counts_len + slot] += 1
     if terr != NO_TIME:  # a matched timer: same histogram slot as its latency
         terr_counts[np.uint64(j) * counts_len + slot] += 1
