@@ -30,6 +30,8 @@ back to its backend as one contiguous array (:data:`LANE_AXIS`).
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 
 from tracebench.schema import N_KINDS, N_REASONS, CodeEnum
@@ -39,8 +41,19 @@ NO_TIME = -1
 #: backends per pass in a lane group: four int64 fill one AVX2 register
 LANES = 4
 
-# Kinds of quantity in the model tables: costs are converted from cycles to ns once.
-NS, COUNT, REASON, FLAG = "ns", "count", "reason", "flag"
+
+
+class Quantity(enum.StrEnum):
+    """What a model-table column holds: costs (converted from cycles to ns once), counts,
+    exit-reason codes, flags."""
+
+    NS = "ns"
+    COUNT = "count"
+    REASON = "reason"
+    FLAG = "flag"
+
+
+Q = Quantity
 
 
 class Column(CodeEnum):
@@ -55,10 +68,10 @@ class Column(CodeEnum):
 
 
 class TableColumn(CodeEnum):
-    """A model-table column: its meaning and what it holds (``NS``, ``COUNT``, ``REASON``,
-    ``FLAG``); its label (the lower-case name) names it in ``CompiledModel.describe()``."""
+    """A model-table column: what it holds (a :class:`Quantity`) and its meaning; its label
+    (the lower-case name) names it in ``CompiledModel.describe()``."""
 
-    def __new__(cls, value: int, quantity: str, doc: str):
+    def __new__(cls, value: int, quantity: Quantity, doc: str):
         member = int.__new__(cls, value)
         member._value_ = value
         member.quantity = quantity
@@ -140,15 +153,15 @@ class Hdr(CodeEnum):
 class KindCol(TableColumn):
     """``kind_table[kind]``: what an event of that kind costs under the backend."""
 
-    ACT_COST = 0, NS, "guest-visible stall of a guest-originated action"
-    ACT_EXITS = 1, COUNT, "VM exits the action causes"
-    ACT_REASON = 2, REASON, "exit reason of those exits"
-    IRQ_HOST = 3, NS, "host-side latency before a vCPU can be notified (interrupt kinds)"
-    IRQ_RUN = 4, NS, "extra delivery latency into a running vCPU"
-    IRQ_RUN_STALL = 5, NS, "part of IRQ_RUN during which the running vCPU is out of guest mode"
-    IRQ_RUN_EXITS = 6, COUNT, "exits that delivery causes on a running vCPU"
-    IRQ_RUN_REASON = 7, REASON, "their exit reason"
-    IRQ_WAKE = 8, NS, "extra delivery latency into a halted vCPU (it was idle: no stall)"
+    ACT_COST = 0, Q.NS, "guest-visible stall of a guest-originated action"
+    ACT_EXITS = 1, Q.COUNT, "VM exits the action causes"
+    ACT_REASON = 2, Q.REASON, "exit reason of those exits"
+    IRQ_HOST = 3, Q.NS, "host-side latency before a vCPU can be notified (interrupt kinds)"
+    IRQ_RUN = 4, Q.NS, "extra delivery latency into a running vCPU"
+    IRQ_RUN_STALL = 5, Q.NS, "part of IRQ_RUN during which the running vCPU is out of guest"
+    IRQ_RUN_EXITS = 6, Q.COUNT, "exits that delivery causes on a running vCPU"
+    IRQ_RUN_REASON = 7, Q.REASON, "their exit reason"
+    IRQ_WAKE = 8, Q.NS, "extra delivery latency into a halted vCPU (it was idle: no stall)"
 
 
 class IpiCol(TableColumn):
@@ -156,16 +169,16 @@ class IpiCol(TableColumn):
     or ``SHORT`` when the backend uses the APIC all-but-self shorthand for ``target == -1``;
     and whether idle halts the vCPU."""
 
-    TARGET_COST = 0, NS, "per destination vCPU"
-    TARGET_EXITS = 1, COUNT, "exits per destination vCPU"
-    CALL_COST = 2, NS, "per send, whatever the destinations"
-    CALL_EXITS = 3, COUNT, "exits per send"
-    REASON = 4, REASON, "exit reason of a send's exits"
-    USES_SHORTHAND = 5, FLAG, "1: all-but-self goes as one shorthand write"
-    SHORT_COST = 6, NS, "cost of that shorthand write"
-    SHORT_EXITS = 7, COUNT, "its exits"
-    SHORT_REASON = 8, REASON, "their exit reason"
-    HALTS = 9, FLAG, "1: idle halts the vCPU (woken by its next interrupt)"
+    TARGET_COST = 0, Q.NS, "per destination vCPU"
+    TARGET_EXITS = 1, Q.COUNT, "exits per destination vCPU"
+    CALL_COST = 2, Q.NS, "per send, whatever the destinations"
+    CALL_EXITS = 3, Q.COUNT, "exits per send"
+    REASON = 4, Q.REASON, "exit reason of a send's exits"
+    USES_SHORTHAND = 5, Q.FLAG, "1: all-but-self goes as one shorthand write"
+    SHORT_COST = 6, Q.NS, "cost of that shorthand write"
+    SHORT_EXITS = 7, Q.COUNT, "its exits"
+    SHORT_REASON = 8, Q.REASON, "their exit reason"
+    HALTS = 9, Q.FLAG, "1: idle halts the vCPU (woken by its next interrupt)"
 
 
 # Plain ints for the kernels, derived from the enums above (numba freezes module globals;
@@ -199,8 +212,8 @@ OUT_NAMES = tuple(m.label for m in Out)
 COLUMN_DTYPES: dict[str, np.dtype] = {m.label: m.dtype for m in Out}
 KIND_COL_NAMES = tuple(m.label for m in KindCol)
 IPI_COL_NAMES = tuple(m.label for m in IpiCol)
-KIND_COST_COLS = tuple(m for m in KindCol if m.quantity == NS)
-IPI_COST_COLS = tuple(m for m in IpiCol if m.quantity == NS)
+KIND_COST_COLS = tuple(m for m in KindCol if m.quantity == Q.NS)
+IPI_COST_COLS = tuple(m for m in IpiCol if m.quantity == Q.NS)
 
 
 def _rows(columns: type[Column], lead: tuple[int, ...]) -> np.ndarray:

@@ -72,4 +72,4 @@ class CompiledModel:
 
 def _readable(col: L.TableColumn, value) -> int | str:
     """A table entry as ``describe()`` shows it: reasons by name, the rest as ints."""
-    return ExitReason(int(value)).name if col.quantity == L.REASON else int(value)
+    return ExitReason(int(value)).name if col.quantity == L.Q.REASON else int(value)
