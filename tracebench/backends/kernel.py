@@ -31,7 +31,9 @@ lane value of ``lanewise.py``, a plain int64 at width 1 and a tuple of four at w
 every choice the model makes per backend is a lane-wise ``select``; the kind dispatch, the
 IPI destinations and the timer-arm argument depend on the event alone and stay branches.
 Numba compiles one specialization per width; the histogram slots and per-(vCPU, reason)
-exit records stay per lane (scatters have no AVX2 form).
+exit records stay per lane (scatters have no AVX2 form). Where one backend's loop is
+faster with a branch, the block of selects sits under ``if may(mask):`` (a branch at width
+1, always taken at 4), or under a test of ``W`` itself, which numba folds.
 
 Calling convention (the contract for plug-in kernels too): ``kernel(ts, cpu, kind, target,
 arg, kind_table, ipi_table, n_cpus, hdr, state, out, kind_agg, exit_agg, lat_counts,
