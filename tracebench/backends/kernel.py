@@ -197,11 +197,8 @@ if not config.DISABLE_JIT:
 
 
 def replay_kernel(lanes: int, sources: str = SOURCES):
-    """The replay loop for ``lanes`` backends per pass (1 or ``layout.LANES``).
-
-    ``sources`` is read by the loop so that numba's cache key (which hashes a closure's
-    variables) changes with the sources compiled into it.
-    """
+    """The replay loop for ``lanes`` backends per pass (1 or ``layout.LANES``); ``sources``
+    is read by it so that numba's cache key (a hash of the closure) follows those sources."""
     W = lanes
 
     @kernel
