@@ -57,7 +57,7 @@ def test_constructors_follow_initial_values():
         assert (state[:, m] == m.initial).all(), m
     assert {m for m in L.State if m.initial == L.NO_TIME} == {
         L.State.DEADLINE, L.State.IPI_ARRIVE, L.State.IDLE_SINCE, L.State.WOKE_AT,
-        L.State.DEADLINE_TRACE}
+        L.State.DEADLINE_TRACE, L.State.IRQ_OFF_AT}
     agg = L.new_exit_agg(2)
     assert agg.shape == (2, N_REASONS, L.E_COLS)
     assert (agg[..., L.E_MIN] == np.iinfo(np.int64).max).all()
@@ -100,7 +100,8 @@ def test_kernel_cache_key_covers_the_layout():
     digest of the other sources compiled into them, which numba hashes into the cache key,
     so editing the layout recompiles rather than loading a stale kernel."""
     sources = b"".join(Path(m.__file__).read_bytes()
-                       for m in (L, kernel.lanewise, kernel.aggregates, kernel.jit, kernel.schema))
+                       for m in (L, kernel.lanewise, kernel.aggregates, kernel.D, kernel.jit,
+                                     kernel.schema))
     assert hashlib.sha256(sources).hexdigest() == kernel.SOURCES
     for k in (kernel.replay_chunk_nb, kernel.replay_lanes_nb):
         py = getattr(k, "py_func", k)

@@ -75,8 +75,10 @@ from numba.extending import overload, register_jitable
 
 from tracebench import jit, schema
 from tracebench.backends import aggregates, lanewise
+from tracebench.backends import delivery as D
 from tracebench.backends import layout as L
 from tracebench.backends.aggregates import hdr_index, hdr_slot, record_exits
+from tracebench.backends.delivery import delivery
 from tracebench.backends.lanewise import (
     add,
     both,
@@ -100,9 +102,7 @@ from tracebench.schema import N_KINDS, EventKind, ExitReason
 # Plain ints: numba freezes module globals at compile time.
 TIMER_ARM = int(EventKind.TIMER_ARM)
 TIMER_CANCEL = int(EventKind.TIMER_CANCEL)
-TIMER_IRQ = int(EventKind.TIMER_IRQ)
 IPI_SEND = int(EventKind.IPI_SEND)
-IPI_IRQ = int(EventKind.IPI_IRQ)
 IDLE_ENTER = int(EventKind.IDLE_ENTER)
 HLT = int(ExitReason.HLT)
 #: kinds whose time is set outside the vCPU, as a bit set (one test instead of three)
@@ -115,7 +115,7 @@ NO_TIME = L.NO_TIME
 
 #: digest of the sources compiled into the kernel besides this file (see the docstring)
 SOURCES = hashlib.sha256(b"".join(
-    Path(m.__file__).read_bytes() for m in (L, lanewise, aggregates, jit, schema))).hexdigest()
+    Path(m.__file__).read_bytes() for m in (L, lanewise, aggregates, D, jit, schema))).hexdigest()
 __all__ = ["hdr_index", "record_exits", "replay_chunk_nb", "replay_kernel", "replay_lanes_nb"]
 
 
@@ -200,6 +200,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
     """The replay loop for ``lanes`` backends per pass (1 or ``layout.LANES``); ``sources``
     is read by it so that numba's cache key (a hash of the closure) follows those sources."""
     W = lanes
+    deliver, pending_at = delivery(W)
 
     @kernel
     def replay(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
@@ -238,49 +239,8 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                 tv = splat(t, W)
                 shift = load(state, cs + L.S_SHIFT * W, W)
                 if (IRQ_BITS >> k) & 1:
-                    matched = splat(False, W)
-                    if k == TIMER_IRQ:
-                        # The armed deadline explains this interrupt only if, in the trace,
-                        # the interrupt came at or after it; an earlier one was programmed
-                        # by a write the trace missed.
-                        dl = load(state, cs + L.S_DEADLINE * W, W)
-                        matched = both(ne(dl, never),
-                                       ge(tv, load(state, cs + L.S_DEADLINE_TRACE * W, W)))
-                        arrive = select(matched, dl, add(tv, shift))
-                        store(state, cs + L.S_DEADLINE * W, select(matched, never, dl))
-                    elif k == IPI_IRQ:
-                        sent = load(state, cs + L.S_IPI_ARRIVE * W, W)
-                        arrive = select(eq(sent, never), tv, sent)
-                        store(state, cs + L.S_IPI_ARRIVE * W, never)
-                    else:  # device interrupts keep their absolute time
-                        arrive = tv
-                    idle = ne(load(state, cs + L.S_IDLE * W, W), zero)
-                    ready = add(add(arrive, load(kind_table, kt + L.IRQ_HOST * W, W)),
-                                select(idle, load(kind_table, kt + L.IRQ_WAKE * W, W),
-                                       load(kind_table, kt + L.IRQ_RUN * W, W)))
-                    stall = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_STALL * W, W))
-                    exits = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_EXITS * W, W))
-                    reason = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_REASON * W, W))
-                    # Queue only behind the stall in progress when delivery is ready; an
-                    # interrupt that is ready before that stall began was taken before it.
-                    window_start = load(state, cs + L.S_STALL_START * W, W)
-                    window_end = load(state, cs + L.S_STALL_END * W, W)
-                    start = select(both(ge(ready, window_start), gt(window_end, ready)),
-                                   window_end, ready)
-                    latency = sub(start, arrive)
-                    if may(idle):
-                        store(state, cs + L.S_IDLE * W, zero)
-                        store(state, cs + L.S_WOKE_AT * W,
-                              select(idle, start, load(state, cs + L.S_WOKE_AT * W, W)))
-                    store(state, cs + L.S_BUSY * W,
-                          vmax(load(state, cs + L.S_BUSY * W, W), start))
-                    # idling absorbed any lag: the timeline restarts at the handler; else
-                    # the interrupted work still has to be done, after the stall
-                    lag = sub(start, tv)
-                    store(state, cs + L.S_SHIFT * W,
-                          select(idle, lag, vmax(add(shift, stall), lag)))
-                    exit_ns = select(gt(exits, zero), stall, zero)
-                    terr = select(matched, latency, never)
+                    start, latency, stall, exit_ns, terr, exits, reason = deliver(
+                        state, kind_table, cs, kt, k, tv, shift)
                 else:
                     want = add(tv, shift)
                     start = vmax(want, load(state, cs + L.S_BUSY * W, W))
@@ -305,17 +265,24 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                         reason = select(short, load(ipi_table, L.IPI_SHORT_REASON * W, W),
                                         load(ipi_table, L.IPI_REASON * W, W))
                         sent = add(start, cost)
+                        # a self-IPI whose ICR write exited is injected on that re-entry
+                        own = select(gt(exits, zero), one, zero)
                         if tg >= 0:
                             store(state, tg * row_state + L.S_IPI_ARRIVE * W, sent)
+                            store(state, tg * row_state + L.S_IPI_SELF * W,
+                                  own if tg == c else zero)
                         elif tg == -1:
                             for d in range(n_cpus):
                                 if d != c:
                                     store(state, d * row_state + L.S_IPI_ARRIVE * W, sent)
+                                    store(state, d * row_state + L.S_IPI_SELF * W, zero)
                         else:  # the set bits of the destination mask
                             m = np.uint64(arg_b[i]) & cpu_mask
                             while m != 0:
                                 d = np.int64(lowest_bit(m))
                                 store(state, d * row_state + L.S_IPI_ARRIVE * W, sent)
+                                store(state, d * row_state + L.S_IPI_SELF * W,
+                                      own if d == c else zero)
                                 m &= m - np.uint64(1)
                     else:
                         cost = load(kind_table, kt + L.ACT_COST * W, W)
@@ -337,8 +304,17 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                     if (IDLE_BITS >> k) & 1:
                         if k == IDLE_ENTER:
                             if may(halts):
+                                # sti; hlt with an IPI or the timer already pending: HLT
+                                # returns at once (kvm_vcpu_check_block), no blocking
+                                pending = pending_at(state, cs, start)
+                                blocks = both(halts, eq(pending, splat(False, W)))
                                 store(state, cs + L.S_IDLE * W,
-                                      select(halts, one, load(state, cs + L.S_IDLE * W, W)))
+                                      select(blocks, one, load(state, cs + L.S_IDLE * W, W)))
+                                store(state, cs + L.S_HLT_PENDING * W, select(
+                                    halts, select(pending, one, zero),
+                                    load(state, cs + L.S_HLT_PENDING * W, W)))
+                                store(state, cs + L.S_IRQ_OFF_AT * W, select(
+                                    halts, start, load(state, cs + L.S_IRQ_OFF_AT * W, W)))
                                 store(state, cs + L.S_IDLE_SINCE * W, select(
                                     halts, start, load(state, cs + L.S_IDLE_SINCE * W, W)))
                                 store(state, cs + L.S_WOKE_AT * W, select(
@@ -358,9 +334,23 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                                 exit_ns = select(known, sub(woke, since), exit_ns)
                                 store(state, cs + L.S_IDLE_SINCE * W,
                                       select(halted, never, since))
+                                # or, with an interrupt pending, an exit that did not block
+                                quick = both(halted, ne(
+                                    load(state, cs + L.S_HLT_PENDING * W, W), zero))
+                                cost = select(quick, load(ipi_table, L.IPI_HLT_RETURN_COST * W,
+                                                          W), cost)
+                                exit_ns = select(quick, cost, exit_ns)
+                                store(state, cs + L.S_HLT_PENDING * W, select(
+                                    halted, zero, load(state, cs + L.S_HLT_PENDING * W, W)))
                     exit_ns = select(both(gt(exits, zero), ne(reason, hlt)), cost, exit_ns)
                     end = add(start, cost)
                     store(state, cs + L.S_BUSY * W, end)
+                    out_of_guest = both(gt(exits, zero), gt(cost, zero))
+                    if may(out_of_guest):  # the vCPU's latest exit: an interrupt waits for it
+                        store(state, cs + L.S_HOST_START * W, select(
+                            out_of_guest, start, load(state, cs + L.S_HOST_START * W, W)))
+                        store(state, cs + L.S_HOST_END * W, select(
+                            out_of_guest, end, load(state, cs + L.S_HOST_END * W, W)))
                     stalls = gt(cost, zero)
                     if may(stalls):  # back-to-back stalls form one window
                         window_end = load(state, cs + L.S_STALL_END * W, W)

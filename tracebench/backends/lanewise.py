@@ -96,6 +96,7 @@ ne = _binary(operator.ne)
 gt = _binary(operator.gt)
 ge = _binary(operator.ge)
 both = _binary(operator.and_)
+either = _binary(operator.or_)
 
 
 if not config.DISABLE_JIT:

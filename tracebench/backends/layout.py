@@ -42,7 +42,6 @@ NO_TIME = -1
 LANES = 4
 
 
-
 class Quantity(enum.StrEnum):
     """What a model-table column holds: costs (converted from cycles to ns once), counts,
     exit-reason codes, flags."""
@@ -92,6 +91,11 @@ class State(Column):
     DEADLINE_TRACE = 7, "the programmed deadline on the trace clock, ns", NO_TIME
     STALL_START = 8, "start of the vCPU's latest window of back-to-back stalls, ns"
     STALL_END = 9, "end of that window, ns"
+    IPI_SELF = 10, "1: the latest IPI sent to the vCPU came from its own exiting ICR write"
+    HOST_START = 11, "start of the vCPU's latest exit (out of guest mode), ns"
+    HOST_END = 12, "end of that exit (its re-entry), ns"
+    IRQ_OFF_AT = 13, "its latest halting idle entry (sti; hlt: interrupts on again), ns", NO_TIME
+    HLT_PENDING = 14, "1: its latest HLT found an interrupt pending (returned at once)"
 
 
 class Out(CodeEnum):
@@ -162,6 +166,11 @@ class KindCol(TableColumn):
     IRQ_RUN_EXITS = 6, Q.COUNT, "exits that delivery causes on a running vCPU"
     IRQ_RUN_REASON = 7, Q.REASON, "their exit reason"
     IRQ_WAKE = 8, Q.NS, "extra delivery latency into a halted vCPU (it was idle: no stall)"
+    IRQ_WINDOW = 9, Q.NS, "delivery once the guest re-enables interrupts (interrupt window)"
+    IRQ_WINDOW_STALL = 10, Q.NS, "part of IRQ_WINDOW out of guest mode"
+    IRQ_WINDOW_EXITS = 11, Q.COUNT, "PENDING_INTERRUPT exits it takes (legacy injection)"
+    IRQ_WINDOW_REASON = 12, Q.REASON, "their exit reason"
+    IRQ_INJECT = 13, Q.NS, "injection on the re-entry of a vCPU already in the host"
 
 
 class IpiCol(TableColumn):
@@ -179,23 +188,26 @@ class IpiCol(TableColumn):
     SHORT_EXITS = 7, Q.COUNT, "its exits"
     SHORT_REASON = 8, Q.REASON, "their exit reason"
     HALTS = 9, Q.FLAG, "1: idle halts the vCPU (woken by its next interrupt)"
+    HLT_RETURN_COST = 10, Q.NS, "a HLT exit that finds an interrupt pending (no blocking)"
 
 
 # Plain ints for the kernels, derived from the enums above (numba freezes module globals;
 # unpacking fails at import if a member is added here and not there, and
 # tests/test_layout.py checks every name against its member).
 (S_SHIFT, S_BUSY, S_DEADLINE, S_IPI_ARRIVE, S_IDLE, S_IDLE_SINCE, S_WOKE_AT, S_DEADLINE_TRACE,
- S_STALL_START, S_STALL_END) = map(int, State)
+ S_STALL_START, S_STALL_END, S_IPI_SELF, S_HOST_START, S_HOST_END, S_IRQ_OFF_AT,
+ S_HLT_PENDING) = map(int, State)
 (OUT_START_NS, OUT_LATENCY_NS, OUT_STALL_NS, OUT_EXIT_NS, OUT_TIMER_ERROR_NS, OUT_EXITS,
  OUT_EXIT_REASON) = map(int, Out)
 A_COUNT, A_EXITS, A_STALL = map(int, KindAgg)
 E_COUNT, E_TOTAL, E_MIN, E_MAX = map(int, ExitAgg)
 H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = map(int, Hdr)
 (ACT_COST, ACT_EXITS, ACT_REASON, IRQ_HOST, IRQ_RUN, IRQ_RUN_STALL, IRQ_RUN_EXITS,
- IRQ_RUN_REASON, IRQ_WAKE) = map(int, KindCol)
+ IRQ_RUN_REASON, IRQ_WAKE, IRQ_WINDOW, IRQ_WINDOW_STALL, IRQ_WINDOW_EXITS,
+ IRQ_WINDOW_REASON, IRQ_INJECT) = map(int, KindCol)
 (IPI_TARGET_COST, IPI_TARGET_EXITS, IPI_CALL_COST, IPI_CALL_EXITS, IPI_REASON,
  IPI_USES_SHORTHAND, IPI_SHORT_COST, IPI_SHORT_EXITS, IPI_SHORT_REASON,
- IPI_HALTS) = map(int, IpiCol)
+ IPI_HALTS, IPI_HLT_RETURN_COST) = map(int, IpiCol)
 
 N_STATE = len(State)
 A_COLS = len(KindAgg)

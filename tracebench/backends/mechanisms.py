@@ -28,6 +28,7 @@ from tracebench.backends.layout import (
     IPI_CALL_COST,
     IPI_CALL_EXITS,
     IPI_HALTS,
+    IPI_HLT_RETURN_COST,
     IPI_REASON,
     IPI_SHORT_COST,
     IPI_SHORT_EXITS,
@@ -147,6 +148,8 @@ def _timer(kind: str):
         # A halted vCPU has no preemption timer running: a host hrtimer wakes its thread.
         wake = p.host_timer_irq_cyc + p.timer_expiry_cyc + p.halt_wakeup_cyc + inj
         m.interrupt(K.TIMER_IRQ, 0, fire, fire, 1, reason, wake)
+        if delivery == "inject":  # expired with interrupts off: then an interrupt window
+            m.legacy_window(K.TIMER_IRQ, fire + p.exit_roundtrip_cyc, inj)
 
     return build
 
@@ -209,6 +212,9 @@ def _delivery(kind: str):
                 dev = (p.host_irq_route_cyc,) + ipi[1:]
         m.interrupt(K.IPI_IRQ, *ipi)
         m.interrupt(K.DEVICE_IRQ, *dev)
+        if kind == "inject":
+            for k in (K.IPI_IRQ, K.DEVICE_IRQ):
+                m.legacy_window(k, p.exit_roundtrip_cyc + inj, inj)
 
     return build
 
@@ -322,19 +328,21 @@ MASK = {
 }
 
 
-def _idle(m: CycleModel, halts: bool, hlt_exit: bool) -> None:
+def _idle(m: CycleModel, p, halts: bool, hlt_exit: bool) -> None:
     m.ipi[IPI_HALTS] = 1 if halts else 0
     if hlt_exit:
-        # The HLT exit is accounted when the vCPU re-enters (its time is the blocked time).
+        # The HLT exit is accounted when the vCPU re-enters (its time is the blocked time);
+        # one that finds an interrupt pending returns at once (kvm_vcpu_check_block).
         m.action(K.IDLE_EXIT, 0.0, 1, R.HLT)
+        m.ipi[IPI_HLT_RETURN_COST] = p.exit_roundtrip_cyc
 
 
 IDLE = {
-    "native": ("bare-metal HLT/mwait into C1", lambda m, p: _idle(m, True, False)),
-    "hlt_exit": ("HLT exits; the vCPU thread blocks in the host until an interrupt",
-                 lambda m, p: _idle(m, True, True)),
+    "native": ("bare-metal HLT/mwait into C1", lambda m, p: _idle(m, p, True, False)),
+    "hlt_exit": ("HLT exits; the vCPU thread blocks in the host until an interrupt, unless "
+                 "one is already pending", lambda m, p: _idle(m, p, True, True)),
     "poll": ("guest polls instead of halting (idle=poll, successful haltpoll): no exit, "
-             "no wakeup", lambda m, p: _idle(m, False, False)),
+             "no wakeup", lambda m, p: _idle(m, p, False, False)),
 }
 
 AXES: dict[str, dict] = {

@@ -39,6 +39,22 @@ class CycleModel:
         row[L.IRQ_HOST], row[L.IRQ_RUN], row[L.IRQ_RUN_STALL] = host, run, run_stall
         row[L.IRQ_RUN_EXITS], row[L.IRQ_RUN_REASON] = run_exits, run_reason if run_exits else 0
         row[L.IRQ_WAKE] = wake
+        # by default a pending interrupt costs, once interrupts are on again, what delivery
+        # into a running vCPU costs, and so does one to a vCPU already in the host
+        row[L.IRQ_WINDOW], row[L.IRQ_WINDOW_STALL] = run, run_stall
+        row[L.IRQ_WINDOW_EXITS], row[L.IRQ_WINDOW_REASON] = row[L.IRQ_RUN_EXITS], \
+            row[L.IRQ_RUN_REASON]
+        row[L.IRQ_INJECT] = run
+
+    def legacy_window(self, kind: EventKind, window: float, inject: float) -> None:
+        """Legacy injection: an interrupt pending while the guest has interrupts off takes
+        an interrupt-window exit (VMX PENDING_INTERRUPT, SVM VINTR) of ``window`` cycles
+        once they are on; one to a vCPU already in the host is injected on its re-entry
+        (``inject`` cycles, no kick)."""
+        row = self.kind[kind]
+        row[L.IRQ_WINDOW] = row[L.IRQ_WINDOW_STALL] = window
+        row[L.IRQ_WINDOW_EXITS], row[L.IRQ_WINDOW_REASON] = 1, ExitReason.PENDING_INTERRUPT
+        row[L.IRQ_INJECT] = inject
 
     def to_ns(self, tsc_ghz: float) -> CompiledModel:
         kind = self.kind.copy()

@@ -33,6 +33,10 @@ class VcpuState:
     idle: bool = False
     idle_since: int | None = None
     woke_at: int | None = None
+    ipi_self: bool = False  # the pending IPI came from its own exiting ICR write
+    host: tuple[int, int] = (0, 0)  # [start, end) of its latest exit (out of guest mode)
+    irq_off_at: int | None = None  # its latest halting idle entry (sti; hlt)
+    hlt_pending: bool = False  # that HLT found an interrupt pending: it did not block
 
 
 @dataclasses.dataclass
@@ -62,24 +66,36 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
         terr = None
         exit_ns = 0
         if k in INTERRUPTS:
-            matched = False
+            matched, self_ipi = False, False
             if k == K.TIMER_IRQ and v.deadline is not None and v.deadline_trace <= t:
                 arrive, v.deadline, matched = v.deadline, None, True
             elif k == K.TIMER_IRQ:
                 arrive = t + v.shift
             elif k == K.IPI_IRQ and v.ipi_arrive is not None:
-                arrive, v.ipi_arrive = v.ipi_arrive, None
+                arrive, v.ipi_arrive, self_ipi = v.ipi_arrive, None, v.ipi_self
             else:
                 arrive = t  # device interrupts (and unmatched IPIs) keep absolute time
             woke = v.idle
-            if woke:
-                ready = arrive + row[L.IRQ_HOST] + row[L.IRQ_WAKE]
+            host = arrive + row[L.IRQ_HOST]
+            # pending since before the guest's sti; hlt: it had interrupts off
+            masked = v.irq_off_at is not None and arrive <= v.irq_off_at
+            in_host = (not masked and not woke and row[L.IRQ_RUN_EXITS] > 0
+                       and (self_ipi or v.host[0] <= host < v.host[1]))
+            if masked:  # an interrupt window, once interrupts are on and its HLT is done
+                ready = max(host, v.busy) + row[L.IRQ_WINDOW]
+                stall, exits = row[L.IRQ_WINDOW_STALL], row[L.IRQ_WINDOW_EXITS]
+                reason = row[L.IRQ_WINDOW_REASON]
+            elif in_host:  # injected on the re-entry: no kick
+                ready = (host if self_ipi else v.host[1]) + row[L.IRQ_INJECT]
+                stall, exits, reason = row[L.IRQ_INJECT], 0, 0
+            elif woke:
+                ready = host + row[L.IRQ_WAKE]
                 stall, exits, reason = 0, 0, 0
-                v.idle = False
             else:
-                ready = arrive + row[L.IRQ_HOST] + row[L.IRQ_RUN]
+                ready = host + row[L.IRQ_RUN]
                 stall, exits = row[L.IRQ_RUN_STALL], row[L.IRQ_RUN_EXITS]
                 reason = row[L.IRQ_RUN_REASON]
+            v.idle = False
             start = v.stall_window[1] if v.stall_window[0] <= ready < v.stall_window[1] else ready
             if woke:
                 v.woke_at = start
@@ -97,6 +113,7 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 cost, exits, reason = _ipi_cost(ipi, tg, arg, n_cpus)
                 for d in _ipi_targets(tg, arg, c, n_cpus):
                     vcpus[d].ipi_arrive = start + cost
+                    vcpus[d].ipi_self = d == c and exits > 0
             else:
                 cost, exits, reason = row[L.ACT_COST], row[L.ACT_EXITS], row[L.ACT_REASON]
             if k == K.TIMER_ARM:
@@ -105,7 +122,11 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             elif k == K.TIMER_CANCEL:
                 v.deadline = None
             elif k == K.IDLE_ENTER and halts:
-                v.idle, v.idle_since, v.woke_at = True, start, None
+                pending = (v.ipi_arrive is not None and v.ipi_arrive <= start) or \
+                    (v.deadline is not None and v.deadline <= start)
+                v.idle = v.idle or not pending  # a pending interrupt: HLT returns at once
+                v.hlt_pending, v.irq_off_at = pending, start
+                v.idle_since, v.woke_at = start, None
             elif k == K.IDLE_EXIT:
                 if v.idle:
                     v.idle, v.woke_at = False, start
@@ -114,10 +135,15 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                             and v.woke_at >= v.idle_since:
                         exit_ns = v.woke_at - v.idle_since
                     v.idle_since = None
+                    if v.hlt_pending:
+                        cost = exit_ns = ipi[L.IPI_HLT_RETURN_COST]
+                    v.hlt_pending = False
             stall = cost
             if exits and reason != R.HLT:
                 exit_ns = cost
             v.busy = start + cost
+            if exits and cost > 0:
+                v.host = (start, start + cost)
             if cost > 0:  # back-to-back stalls form one window
                 lo = v.stall_window[0] if start <= v.stall_window[1] else start
                 v.stall_window = (lo, start + cost)

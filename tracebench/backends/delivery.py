@@ -1,0 +1,129 @@
+"""Interrupt delivery in the replay loop (``kernel.py``), for a lane width fixed at build time.
+
+An interrupt arrives (``arrive``: the deadline, its sender's ICR write, or its trace time)
+and is delivered by one of four paths, chosen per lane in this order:
+
+* **window** -- it became pending while the guest had interrupts off: at or before the
+  vCPU's latest halting idle entry (the ``cli ... sti; hlt`` idiom: had interrupts been on,
+  the guest would have taken it before idling). It is delivered when they are on again,
+  no earlier than the end of the vCPU's latest action (its HLT, which returned at once),
+  through ``IRQ_WINDOW``: under legacy injection an interrupt-window exit
+  (``PENDING_INTERRUPT``; SVM's VINTR), elsewhere what delivery to a running vCPU costs.
+* **in host** -- no kick where delivery would kick (``IRQ_RUN_EXITS`` > 0) but the vCPU is
+  already out of guest mode: a self-IPI from an exiting ICR write (the sender is in the
+  host, handling that write), or a target inside an exit when the host is ready. It is
+  injected on the re-entry (``IRQ_INJECT``), without a host IPI or an exit of its own.
+* **wake** -- the vCPU is halted: ``IRQ_WAKE``.
+* **run** -- the kick or posted path into a running vCPU: ``IRQ_RUN``.
+
+The plain-Python reference (``reference.py``) writes the same rules out on its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba.extending import register_jitable
+
+from tracebench.backends import layout as L
+from tracebench.backends.lanewise import (
+    add,
+    both,
+    either,
+    eq,
+    ge,
+    gt,
+    load,
+    may,
+    ne,
+    select,
+    splat,
+    store,
+    sub,
+    vmax,
+)
+from tracebench.schema import EventKind
+
+TIMER_IRQ = int(EventKind.TIMER_IRQ)
+IPI_IRQ = int(EventKind.IPI_IRQ)
+NO_TIME = L.NO_TIME
+
+
+def delivery(W: int):
+    """``(deliver, pending_at)`` at lane width ``W``. ``deliver(...)``: one interrupt event,
+    state updated in place; returns ``(start, latency, stall, exit_ns, terr, exits,
+    reason)``. ``pending_at(state, cs, at)``: whether an IPI or the armed timer is pending
+    on the vCPU at ``at`` (lane masks)."""
+
+    @register_jitable
+    def pending_at(state, cs, at):
+        never = splat(np.int64(NO_TIME), W)
+        sent = load(state, cs + L.S_IPI_ARRIVE * W, W)
+        dl = load(state, cs + L.S_DEADLINE * W, W)
+        return either(both(ne(sent, never), ge(at, sent)), both(ne(dl, never), ge(at, dl)))
+
+    @register_jitable
+    def deliver(state, kind_table, cs, kt, k, tv, shift):
+        zero = splat(np.int64(0), W)
+        never = splat(np.int64(NO_TIME), W)
+        matched = splat(False, W)
+        self_ipi = splat(False, W)
+        if k == TIMER_IRQ:
+            # The armed deadline explains this interrupt only if, in the trace, the
+            # interrupt came at or after it; an earlier one was programmed by a write the
+            # trace missed.
+            dl = load(state, cs + L.S_DEADLINE * W, W)
+            matched = both(ne(dl, never), ge(tv, load(state, cs + L.S_DEADLINE_TRACE * W, W)))
+            arrive = select(matched, dl, add(tv, shift))
+            store(state, cs + L.S_DEADLINE * W, select(matched, never, dl))
+        elif k == IPI_IRQ:
+            sent = load(state, cs + L.S_IPI_ARRIVE * W, W)
+            arrive = select(eq(sent, never), tv, sent)
+            self_ipi = both(ne(sent, never), ne(load(state, cs + L.S_IPI_SELF * W, W), zero))
+            store(state, cs + L.S_IPI_ARRIVE * W, never)
+        else:  # device interrupts keep their absolute time
+            arrive = tv
+        col = kt + L.IRQ_HOST * W
+        host = add(arrive, load(kind_table, col, W))
+        idle = ne(load(state, cs + L.S_IDLE * W, W), zero)
+        off_at = load(state, cs + L.S_IRQ_OFF_AT * W, W)
+        masked = both(ne(off_at, never), ge(off_at, arrive))
+        kicks = gt(load(kind_table, kt + L.IRQ_RUN_EXITS * W, W), zero)
+        host_end = load(state, cs + L.S_HOST_END * W, W)
+        inside = both(ge(host, load(state, cs + L.S_HOST_START * W, W)), gt(host_end, host))
+        no = splat(False, W)
+        in_host = both(both(kicks, eq(masked, no)), both(eq(idle, no), either(self_ipi, inside)))
+        ready = select(idle, add(host, load(kind_table, kt + L.IRQ_WAKE * W, W)),
+                       add(host, load(kind_table, kt + L.IRQ_RUN * W, W)))
+        stall = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_STALL * W, W))
+        exits = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_EXITS * W, W))
+        reason = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_REASON * W, W))
+        if may(either(masked, in_host)):
+            inject = load(kind_table, kt + L.IRQ_INJECT * W, W)
+            ready = select(in_host, add(select(self_ipi, host, host_end), inject), ready)
+            stall = select(in_host, inject, stall)
+            exits = select(in_host, zero, exits)
+            ready = select(masked, add(vmax(host, load(state, cs + L.S_BUSY * W, W)),
+                                       load(kind_table, kt + L.IRQ_WINDOW * W, W)), ready)
+            stall = select(masked, load(kind_table, kt + L.IRQ_WINDOW_STALL * W, W), stall)
+            exits = select(masked, load(kind_table, kt + L.IRQ_WINDOW_EXITS * W, W), exits)
+            reason = select(masked, load(kind_table, kt + L.IRQ_WINDOW_REASON * W, W), reason)
+        # Queue only behind the stall in progress when delivery is ready; an interrupt that
+        # is ready before that stall began was taken before it.
+        window_start = load(state, cs + L.S_STALL_START * W, W)
+        window_end = load(state, cs + L.S_STALL_END * W, W)
+        start = select(both(ge(ready, window_start), gt(window_end, ready)), window_end, ready)
+        latency = sub(start, arrive)
+        if may(idle):
+            store(state, cs + L.S_IDLE * W, zero)
+            store(state, cs + L.S_WOKE_AT * W,
+                  select(idle, start, load(state, cs + L.S_WOKE_AT * W, W)))
+        store(state, cs + L.S_BUSY * W, vmax(load(state, cs + L.S_BUSY * W, W), start))
+        # idling absorbed any lag: the timeline restarts at the handler; else the
+        # interrupted work still has to be done, after the stall
+        lag = sub(start, tv)
+        store(state, cs + L.S_SHIFT * W, select(idle, lag, vmax(add(shift, stall), lag)))
+        exit_ns = select(gt(exits, zero), stall, zero)
+        terr = select(matched, latency, never)
+        return start, latency, stall, exit_ns, terr, exits, reason
+
+    return deliver, pending_at
