@@ -103,20 +103,25 @@ def test_hand_worked_timeline(backend):
     assert ref.latency_ns == exp["latency"]
 
 
-def test_boundary_interrupt_exactly_at_stall_end_vs_one_ns_before():
-    """A device IRQ whose delivery is ready exactly when the vCPU's exit ends does not
-    queue; one ready 1 ns earlier queues for exactly 1 ns.
+def test_boundary_interrupt_exactly_at_exit_end_vs_one_ns_before():
+    """A device IRQ the host has ready while the vCPU is still in its exit is injected on
+    that exit's re-entry (no kick); one ready exactly when the exit ends kicks it.
 
-    full-virt: a PM-timer read stalls cpu0 for 8446 ns. Device delivery to a running
-    vCPU: host routing 1500 cyc -> 625 ns, kick 1500 + exit 1530 + inject 400 = 3430 cyc
-    -> 1429 ns; ready = T + 2054. Exactly at the stall end: T = 8446 - 2054 = 6392.
+    full-virt: a PM-timer read keeps cpu0 in the host for [0, 8446) ns. Device delivery:
+    host routing 1500 cyc -> 625 ns; a kick 1500 + exit 1530 + inject 400 = 3430 cyc ->
+    1429 ns (ready = T + 2054, one EXTERNAL_INTERRUPT exit); injection on re-entry 400 cyc
+    -> 167 ns. Host ready exactly at the exit end: T = 8446 - 625 = 7821.
     """
-    for t_irq, expected_latency in ((6392, 2054), (6391, 2055), (6393, 2054)):
+    for t_irq, start, exits in ((7821, 7821 + 2054, 1), (7820, 8446 + 167, 0),
+                                (7822, 7822 + 2054, 1), (0, 8446 + 167, 0)):
         cols = make_cols([(0, 0, "clock_read"), (t_irq, 0, "device_irq")])
         out, _ = run_kernel("full-virt", cols, n_cpus=1)
         assert out["latency_ns"][0] == 8446
-        assert out["latency_ns"][1] == expected_latency, t_irq
-        assert out["start_ns"][1] == max(t_irq + 2054, 8446)
+        assert out["start_ns"][1] == start, t_irq
+        assert out["latency_ns"][1] == start - t_irq
+        assert out["exits"][1] == exits
+        ref, _ = run_reference("full-virt", cols, 1)
+        assert ref.start_ns[1] == start
 
 
 def test_timer_error_at_deadline_boundary():
