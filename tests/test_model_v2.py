@@ -10,14 +10,28 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.helpers import make_cols, run_kernel, run_reference
-from tracebench.backends import get_backend
-from tracebench.backends.layout import IPI_CALL_COST, IPI_HLT_RETURN_COST, IPI_TARGET_COST
+from tests.test_kernel_reference import _compare, traces
+from tracebench import hist
+from tracebench.backends import backend_from_toml, get_backend
+from tracebench.backends.kernel import replay_lanes_nb
+from tracebench.backends.layout import (
+    IPI_CALL_COST,
+    IPI_HLT_RETURN_COST,
+    IPI_TARGET_COST,
+    LANES,
+    N_OUT,
+    OUT_NAMES,
+)
 from tracebench.cli import app
+from tracebench.replayer.driver import BackendRun, LaneGroup, flat
 from tracebench.schema import EventKind as K
 from tracebench.schema import ExitReason as R
 
@@ -144,3 +158,89 @@ def test_hlt_with_an_interrupt_pending_returns_at_once(before):
         assert irq["latency_ns"] == int(model.kind_table[K.IPI_IRQ][3]
                                          + model.kind_table[K.IPI_IRQ][8])
         assert leave["exit_ns"] == irq["start_ns"] - hlt
+
+
+def _toml_backend(tmp_path, idle: str) -> str:
+    """A legacy-injection backend with the given idle option, registered from TOML."""
+    path = tmp_path / f"{idle}.toml"
+    path.write_text(f'name = "legacy-{idle}"\ndescription = "test"\nbase = "{LEGACY}"\n'
+                    f'[mechanisms]\nidle = "{idle}"\n')
+    return backend_from_toml(path)
+
+
+@pytest.mark.parametrize("gap_ns, polled", [(199_999, True), (200_000, False)])
+def test_host_halt_polling_wake_costs_no_schedule(tmp_path, gap_ns, polled):
+    """A wake-up inside KVM's halt-polling window (halt_poll_ns, default 200 us after the
+    HLT) skips the blocked-thread wake-up; one at the window's end pays it."""
+    from tracebench.backends.reference import replay_reference
+
+    b = _toml_backend(tmp_path, "hlt_halt_poll")
+    model = b.compile(b.params())
+    host = int(model.kind_table[K.DEVICE_IRQ][3])
+    cols = make_cols([(0, 0, "idle_enter"), (gap_ns - host, 0, "device_irq"),
+                      (gap_ns + 10_000, 0, "idle_exit")])
+    ref = replay_reference(cols, model, 1)
+    wake = int(model.kind_table[K.DEVICE_IRQ][14 if polled else 8])
+    assert ref.latency_ns[1] == host + wake
+    assert ref.exits[2] == 1 and ref.exit_ns[2] == ref.start_ns[1]  # blocked from HLT
+    assert int(model.kind_table[K.DEVICE_IRQ][14]) < int(model.kind_table[K.DEVICE_IRQ][8])
+
+
+@pytest.mark.parametrize("gap_ns, polled", [(199_999, True), (200_000, False)])
+def test_guest_haltpoll_interrupt_in_window_takes_no_hlt_exit(tmp_path, gap_ns, polled):
+    """The guest's haltpoll driver polls guest_halt_poll_ns before HLT: an interrupt the
+    host has ready inside that window reaches a running vCPU (no HLT exit at all); one
+    after it wakes a vCPU blocked since start + 200 us."""
+    from tracebench.backends.reference import replay_reference
+
+    b = _toml_backend(tmp_path, "guest_haltpoll")
+    model = b.compile(b.params())
+    host = int(model.kind_table[K.DEVICE_IRQ][3])
+    cols = make_cols([(0, 0, "idle_enter"), (gap_ns - host, 0, "device_irq"),
+                      (gap_ns + 10_000, 0, "idle_exit")])
+    ref = replay_reference(cols, model, 1)
+    if polled:
+        assert ref.exits[2] == 0  # never executed HLT
+        assert ref.exits[1] == 1 and ref.reason[1] == R.EXTERNAL_INTERRUPT  # in guest mode
+    else:
+        assert ref.exits[2] == 1 and ref.reason[2] == R.HLT
+        assert ref.exit_ns[2] == ref.start_ns[1] - 200_000
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=traces(), poll_ns=st.sampled_from([1, 400, 3000]), chunk=st.sampled_from([1, 7]))
+def test_polling_idle_options_kernel_lanes_reference_agree(tmp_path_factory, data, poll_ns,
+                                                           chunk):
+    """The idle options no built-in backend uses yet, with windows short enough for the
+    random traces to fall on both sides: the one-backend kernel (chunked), the four-lane
+    kernel and the reference agree."""
+    from tracebench.backends.reference import replay_reference
+
+    cols, n_cpus = data
+    n = len(cols["ts_ns"])
+    if n == 0:
+        return
+    tmp = tmp_path_factory.mktemp("idle")
+    backends = [_toml_backend(tmp, "hlt_halt_poll"), _toml_backend(tmp, "guest_haltpoll"),
+                get_backend("apicv"), get_backend("native")]
+    poll = {"halt_poll_ns": poll_ns, "guest_halt_poll_ns": poll_ns}
+    runs, singles = [], []
+    for b in backends:
+        ps = b.params(overrides={k: v for k, v in poll.items() if k in b.params()})
+        runs.append(BackendRun(b, ps, b.compile(ps), n_cpus))
+        singles.append(BackendRun(b, ps, b.compile(ps), n_cpus))
+    group = LaneGroup(runs)
+    out = np.empty(n * N_OUT * LANES, dtype=np.int64)
+    replay_lanes_nb(cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+                    group.kind_tables, group.ipi_tables, group.n_cpus, hist.geometry(),
+                    flat(group.state), out, flat(group.kind_agg), flat(group.exit_agg),
+                    flat(group.lat_counts), flat(group.terr_counts))
+    lanes = out.reshape(n, N_OUT, LANES)
+    for j, run in enumerate(singles):
+        parts = [run.run_chunk({k: v[lo:lo + chunk] for k, v in cols.items()}, hist.geometry())
+                 for lo in range(0, n, chunk)]
+        single = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        ref = replay_reference(cols, run.model, n_cpus)
+        _compare(single, ref)
+        for c, name in enumerate(OUT_NAMES):
+            assert np.array_equal(lanes[:, c, j], single[name].astype(np.int64)), (j, name)

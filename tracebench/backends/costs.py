@@ -81,6 +81,14 @@ CYCLE_PARAMS: tuple[Param, ...] = (
           "hardware interrupt delivery to the handler's first instruction"),
     Param("native_c1_exit_cyc", 4800, "cycles", "[U] intel_idle skx C1 exit_latency 2 us at "
           "2.4 GHz (recalled, not re-read)", "wake a halted CPU from C1 on bare metal"),
+    # idle-polling windows are times, not cycles (idle options hlt_halt_poll, guest_haltpoll)
+    Param("halt_poll_ns", 200000, "ns", "[C] KVM_HALT_POLL_NS_DEFAULT 200000 on x86 "
+          "(arch/x86/include/asm/kvm_host.h; module parameter kvm.halt_poll_ns); KVM grows and "
+          "shrinks it per vCPU, modelled fixed", "how long KVM polls after a HLT exit before "
+          "it schedules the vCPU thread out", 0, 1e9),
+    Param("guest_halt_poll_ns", 200000, "ns", "[C] guest_halt_poll_ns default 200000 "
+          "(drivers/cpuidle/governors/haltpoll.c, cpuidle-haltpoll); adaptive, modelled fixed",
+          "how long the guest's haltpoll cpuidle driver polls before it executes HLT", 0, 1e9),
 )
 
 CYCLE_PARAM_NAMES = frozenset(p.name for p in CYCLE_PARAMS)

@@ -62,7 +62,7 @@ def delivery(W: int):
         return either(both(ne(sent, never), ge(at, sent)), both(ne(dl, never), ge(at, dl)))
 
     @register_jitable
-    def deliver(state, kind_table, cs, kt, k, tv, shift):
+    def deliver(state, kind_table, ipi_table, cs, kt, k, tv, shift):
         zero = splat(np.int64(0), W)
         never = splat(np.int64(NO_TIME), W)
         matched = splat(False, W)
@@ -85,18 +85,30 @@ def delivery(W: int):
         col = kt + L.IRQ_HOST * W
         host = add(arrive, load(kind_table, col, W))
         idle = ne(load(state, cs + L.S_IDLE * W, W), zero)
+        no = splat(False, W)
         off_at = load(state, cs + L.S_IRQ_OFF_AT * W, W)
         masked = both(ne(off_at, never), ge(off_at, arrive))
         kicks = gt(load(kind_table, kt + L.IRQ_RUN_EXITS * W, W), zero)
         host_end = load(state, cs + L.S_HOST_END * W, W)
         inside = both(ge(host, load(state, cs + L.S_HOST_START * W, W)), gt(host_end, host))
-        no = splat(False, W)
         in_host = both(both(kicks, eq(masked, no)), both(eq(idle, no), either(self_ipi, inside)))
-        ready = select(idle, add(host, load(kind_table, kt + L.IRQ_WAKE * W, W)),
-                       add(host, load(kind_table, kt + L.IRQ_RUN * W, W)))
-        stall = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_STALL * W, W))
-        exits = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_EXITS * W, W))
-        reason = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_REASON * W, W))
+        # a halted vCPU blocks from its HLT (after the guest's haltpoll window, if any);
+        # the host polls for a while before it schedules the vCPU thread out
+        asleep = idle
+        wake = load(kind_table, kt + L.IRQ_WAKE * W, W)
+        if may(idle):
+            hlt_at = load(state, cs + L.S_IDLE_SINCE * W, W)
+            polled = both(idle, both(gt(load(ipi_table, L.IPI_GUEST_POLL * W, W), zero),
+                                     gt(hlt_at, host)))
+            asleep = both(idle, eq(polled, no))
+            store(state, cs + L.S_HLT_PENDING * W, select(both(polled, eq(masked, no)), splat(
+                np.int64(2), W), load(state, cs + L.S_HLT_PENDING * W, W)))
+            wake = select(gt(add(hlt_at, load(ipi_table, L.IPI_HOST_POLL * W, W)), host),
+                          load(kind_table, kt + L.IRQ_POLL_WAKE * W, W), wake)
+        ready = select(asleep, add(host, wake), add(host, load(kind_table, kt + L.IRQ_RUN * W, W)))
+        stall = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_STALL * W, W))
+        exits = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_EXITS * W, W))
+        reason = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_REASON * W, W))
         if may(either(masked, in_host)):
             inject = load(kind_table, kt + L.IRQ_INJECT * W, W)
             ready = select(in_host, add(select(self_ipi, host, host_end), inject), ready)

@@ -82,6 +82,7 @@ from tracebench.backends.delivery import delivery
 from tracebench.backends.lanewise import (
     add,
     both,
+    either,
     eq,
     ge,
     gt,
@@ -240,7 +241,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                 shift = load(state, cs + L.S_SHIFT * W, W)
                 if (IRQ_BITS >> k) & 1:
                     start, latency, stall, exit_ns, terr, exits, reason = deliver(
-                        state, kind_table, cs, kt, k, tv, shift)
+                        state, kind_table, ipi_table, cs, kt, k, tv, shift)
                 else:
                     want = add(tv, shift)
                     start = vmax(want, load(state, cs + L.S_BUSY * W, W))
@@ -315,8 +316,9 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                                     load(state, cs + L.S_HLT_PENDING * W, W)))
                                 store(state, cs + L.S_IRQ_OFF_AT * W, select(
                                     halts, start, load(state, cs + L.S_IRQ_OFF_AT * W, W)))
-                                store(state, cs + L.S_IDLE_SINCE * W, select(
-                                    halts, start, load(state, cs + L.S_IDLE_SINCE * W, W)))
+                                store(state, cs + L.S_IDLE_SINCE * W, select(halts, add(
+                                    start, load(ipi_table, L.IPI_GUEST_POLL * W, W)),
+                                    load(state, cs + L.S_IDLE_SINCE * W, W)))
                                 store(state, cs + L.S_WOKE_AT * W, select(
                                     halts, never, load(state, cs + L.S_WOKE_AT * W, W)))
                         else:  # IDLE_EXIT
@@ -332,11 +334,16 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                                 known = both(both(halted, ne(since, never)),
                                              both(ne(woke, never), ge(woke, since)))
                                 exit_ns = select(known, sub(woke, since), exit_ns)
+                                # left or interrupted while the guest still polled: no HLT
+                                pend = load(state, cs + L.S_HLT_PENDING * W, W)
+                                polled = both(halted, either(eq(pend, splat(np.int64(2), W)), both(
+                                    both(ne(since, never), ne(woke, never)), gt(since, woke))))
+                                exits = select(polled, zero, exits)
+                                exit_ns = select(polled, zero, exit_ns)
                                 store(state, cs + L.S_IDLE_SINCE * W,
                                       select(halted, never, since))
                                 # or, with an interrupt pending, an exit that did not block
-                                quick = both(halted, ne(
-                                    load(state, cs + L.S_HLT_PENDING * W, W), zero))
+                                quick = both(halted, eq(pend, one))
                                 cost = select(quick, load(ipi_table, L.IPI_HLT_RETURN_COST * W,
                                                           W), cost)
                                 exit_ns = select(quick, cost, exit_ns)

@@ -86,7 +86,7 @@ class State(Column):
     DEADLINE = 2, "programmed timer deadline (replay clock), ns", NO_TIME
     IPI_ARRIVE = 3, "when the latest IPI sent to the vCPU left its sender, ns", NO_TIME
     IDLE = 4, "1 while the vCPU is halted"
-    IDLE_SINCE = 5, "when the vCPU went idle, until its HLT exit is accounted, ns", NO_TIME
+    IDLE_SINCE = 5, "when the idle vCPU's HLT exit began, until it is accounted, ns", NO_TIME
     WOKE_AT = 6, "when the halted vCPU was woken (handler start or idle exit), ns", NO_TIME
     DEADLINE_TRACE = 7, "the programmed deadline on the trace clock, ns", NO_TIME
     STALL_START = 8, "start of the vCPU's latest window of back-to-back stalls, ns"
@@ -95,7 +95,8 @@ class State(Column):
     HOST_START = 11, "start of the vCPU's latest exit (out of guest mode), ns"
     HOST_END = 12, "end of that exit (its re-entry), ns"
     IRQ_OFF_AT = 13, "its latest halting idle entry (sti; hlt: interrupts on again), ns", NO_TIME
-    HLT_PENDING = 14, "1: its latest HLT found an interrupt pending (returned at once)"
+    HLT_PENDING = 14, "1: its latest HLT found an interrupt pending (returned at once); "\
+        "2: an interrupt came while the guest polled before HLT (no HLT)"
 
 
 class Out(CodeEnum):
@@ -171,6 +172,7 @@ class KindCol(TableColumn):
     IRQ_WINDOW_EXITS = 11, Q.COUNT, "PENDING_INTERRUPT exits it takes (legacy injection)"
     IRQ_WINDOW_REASON = 12, Q.REASON, "their exit reason"
     IRQ_INJECT = 13, Q.NS, "injection on the re-entry of a vCPU already in the host"
+    IRQ_POLL_WAKE = 14, Q.NS, "IRQ_WAKE for a vCPU still in the host's halt-polling window"
 
 
 class IpiCol(TableColumn):
@@ -189,6 +191,8 @@ class IpiCol(TableColumn):
     SHORT_REASON = 8, Q.REASON, "their exit reason"
     HALTS = 9, Q.FLAG, "1: idle halts the vCPU (woken by its next interrupt)"
     HLT_RETURN_COST = 10, Q.NS, "a HLT exit that finds an interrupt pending (no blocking)"
+    HOST_POLL = 11, Q.NS, "KVM halt-polling window after a HLT exit (halt_poll_ns)"
+    GUEST_POLL = 12, Q.NS, "guest cpuidle-haltpoll window before HLT (guest_halt_poll_ns)"
 
 
 # Plain ints for the kernels, derived from the enums above (numba freezes module globals;
@@ -204,10 +208,10 @@ E_COUNT, E_TOTAL, E_MIN, E_MAX = map(int, ExitAgg)
 H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = map(int, Hdr)
 (ACT_COST, ACT_EXITS, ACT_REASON, IRQ_HOST, IRQ_RUN, IRQ_RUN_STALL, IRQ_RUN_EXITS,
  IRQ_RUN_REASON, IRQ_WAKE, IRQ_WINDOW, IRQ_WINDOW_STALL, IRQ_WINDOW_EXITS,
- IRQ_WINDOW_REASON, IRQ_INJECT) = map(int, KindCol)
+ IRQ_WINDOW_REASON, IRQ_INJECT, IRQ_POLL_WAKE) = map(int, KindCol)
 (IPI_TARGET_COST, IPI_TARGET_EXITS, IPI_CALL_COST, IPI_CALL_EXITS, IPI_REASON,
  IPI_USES_SHORTHAND, IPI_SHORT_COST, IPI_SHORT_EXITS, IPI_SHORT_REASON,
- IPI_HALTS, IPI_HLT_RETURN_COST) = map(int, IpiCol)
+ IPI_HALTS, IPI_HLT_RETURN_COST, IPI_HOST_POLL, IPI_GUEST_POLL) = map(int, IpiCol)
 
 N_STATE = len(State)
 A_COLS = len(KindAgg)

@@ -24,19 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-from tracebench.backends.layout import (
-    IPI_CALL_COST,
-    IPI_CALL_EXITS,
-    IPI_HALTS,
-    IPI_HLT_RETURN_COST,
-    IPI_REASON,
-    IPI_SHORT_COST,
-    IPI_SHORT_EXITS,
-    IPI_SHORT_REASON,
-    IPI_TARGET_COST,
-    IPI_TARGET_EXITS,
-    IPI_USES_SHORTHAND,
-)
+from tracebench.backends import layout as L
 from tracebench.backends.model import CycleModel
 from tracebench.errors import ParamError
 from tracebench.schema import EventKind as K
@@ -147,7 +135,7 @@ def _timer(kind: str):
             reason = R.EXTERNAL_INTERRUPT
         # A halted vCPU has no preemption timer running: a host hrtimer wakes its thread.
         wake = p.host_timer_irq_cyc + p.timer_expiry_cyc + p.halt_wakeup_cyc + inj
-        m.interrupt(K.TIMER_IRQ, 0, fire, fire, 1, reason, wake)
+        m.interrupt(K.TIMER_IRQ, 0, fire, fire, 1, reason, wake, wake - p.halt_wakeup_cyc)
         if delivery == "inject":  # expired with interrupts off: then an interrupt window
             m.legacy_window(K.TIMER_IRQ, fire + p.exit_roundtrip_cyc, inj)
 
@@ -202,12 +190,12 @@ def _delivery(kind: str):
         if kind == "inject":
             # Kick: a host IPI forces the running vCPU out, the interrupt is injected on entry.
             stall = p.exit_roundtrip_cyc + inj
-            ipi = (0, p.host_ipi_cyc + stall, stall, 1, R.EXTERNAL_INTERRUPT, wake)
+            ipi = (0, p.host_ipi_cyc + stall, stall, 1, R.EXTERNAL_INTERRUPT, wake, inj)
             dev = (p.host_irq_route_cyc,) + ipi[1:]
         else:
-            ipi = (0, p.posted_notify_cyc, 0, 0, R.NONE, wake)
+            ipi = (0, p.posted_notify_cyc, 0, 0, R.NONE, wake, inj)
             if kind == "exitless":  # ELI: the device's interrupt goes straight to the guest
-                dev = (0, p.native_irq_entry_cyc, 0, 0, R.NONE, wake)
+                dev = (0, p.native_irq_entry_cyc, 0, 0, R.NONE, wake, inj)
             else:
                 dev = (p.host_irq_route_cyc,) + ipi[1:]
         m.interrupt(K.IPI_IRQ, *ipi)
@@ -247,29 +235,29 @@ def _ipi(kind: str):
     def build(m: CycleModel, p, acc: Access) -> None:
         t = m.ipi
         if kind == "native":
-            t[IPI_TARGET_COST] = p.native_apic_access_cyc
-            t[IPI_USES_SHORTHAND], t[IPI_SHORT_COST] = 1, p.native_apic_access_cyc
+            t[L.IPI_TARGET_COST] = p.native_apic_access_cyc
+            t[L.IPI_USES_SHORTHAND], t[L.IPI_SHORT_COST] = 1, p.native_apic_access_cyc
             return
         icr = acc.write(p, "icr_handler_cyc")
         if kind == "icr":
             # xAPIC: ICR2 (destination) then ICR; x2APIC: one 64-bit ICR write.
             extra = acc.write(p, "apic_reg_handler_cyc") if acc.icr_writes == 2 else (0, 0, 0)
-            t[IPI_TARGET_COST], t[IPI_TARGET_EXITS] = icr[0] + extra[0], icr[1] + extra[1]
-            t[IPI_REASON] = icr[2]
+            t[L.IPI_TARGET_COST], t[L.IPI_TARGET_EXITS] = icr[0] + extra[0], icr[1] + extra[1]
+            t[L.IPI_REASON] = icr[2]
         elif kind == "pv_multicast":
             call = _hcall(p, "icr_handler_cyc")
-            t[IPI_CALL_COST], t[IPI_CALL_EXITS], t[IPI_REASON] = call
-            t[IPI_TARGET_COST] = p.pv_ipi_per_target_cyc
+            t[L.IPI_CALL_COST], t[L.IPI_CALL_EXITS], t[L.IPI_REASON] = call
+            t[L.IPI_TARGET_COST] = p.pv_ipi_per_target_cyc
             return  # the all-but-self case is one multicast hypercall too
         elif kind == "pv_unicast":
             send = _hcall(p, "icr_handler_cyc")
-            t[IPI_TARGET_COST], t[IPI_TARGET_EXITS], t[IPI_REASON] = send
+            t[L.IPI_TARGET_COST], t[L.IPI_TARGET_EXITS], t[L.IPI_REASON] = send
             return  # no shorthand: one send per destination
         elif kind == "ipiv":
             # IPIv virtualizes physical-destination unicast only; shorthands still trap.
-            t[IPI_TARGET_COST] = p.ipiv_send_cyc
-        t[IPI_USES_SHORTHAND] = 1
-        t[IPI_SHORT_COST], t[IPI_SHORT_EXITS], t[IPI_SHORT_REASON] = icr
+            t[L.IPI_TARGET_COST] = p.ipiv_send_cyc
+        t[L.IPI_USES_SHORTHAND] = 1
+        t[L.IPI_SHORT_COST], t[L.IPI_SHORT_EXITS], t[L.IPI_SHORT_REASON] = icr
 
     return build
 
@@ -328,19 +316,30 @@ MASK = {
 }
 
 
-def _idle(m: CycleModel, p, halts: bool, hlt_exit: bool) -> None:
-    m.ipi[IPI_HALTS] = 1 if halts else 0
+def _idle(m: CycleModel, p, halts: bool, hlt_exit: bool, poll: str = "") -> None:
+    m.ipi[L.IPI_HALTS] = 1 if halts else 0
     if hlt_exit:
         # The HLT exit is accounted when the vCPU re-enters (its time is the blocked time);
         # one that finds an interrupt pending returns at once (kvm_vcpu_check_block).
         m.action(K.IDLE_EXIT, 0.0, 1, R.HLT)
-        m.ipi[IPI_HLT_RETURN_COST] = p.exit_roundtrip_cyc
+        m.ipi[L.IPI_HLT_RETURN_COST] = p.exit_roundtrip_cyc
+    # polling windows are in ns: as cycles here, since the model converts all costs once
+    if poll == "host":
+        m.ipi[L.IPI_HOST_POLL] = p.halt_poll_ns * p.tsc_ghz
+    elif poll == "guest":  # cpuidle-haltpoll turns host polling off (MSR_KVM_POLL_CONTROL)
+        m.ipi[L.IPI_GUEST_POLL] = p.guest_halt_poll_ns * p.tsc_ghz
 
 
 IDLE = {
     "native": ("bare-metal HLT/mwait into C1", lambda m, p: _idle(m, p, True, False)),
     "hlt_exit": ("HLT exits; the vCPU thread blocks in the host until an interrupt, unless "
                  "one is already pending", lambda m, p: _idle(m, p, True, True)),
+    "hlt_halt_poll": ("HLT exits; KVM polls halt_poll_ns before it blocks the thread: a "
+                      "wake-up inside that window costs no schedule",
+                      lambda m, p: _idle(m, p, True, True, "host")),
+    "guest_haltpoll": ("guest cpuidle-haltpoll polls guest_halt_poll_ns before HLT (host "
+                       "polling off): an interrupt inside it takes no HLT exit",
+                       lambda m, p: _idle(m, p, True, True, "guest")),
     "poll": ("guest polls instead of halting (idle=poll, successful haltpoll): no exit, "
              "no wakeup", lambda m, p: _idle(m, p, False, False)),
 }

@@ -33,7 +33,8 @@ class CycleModel:
         row[L.ACT_REASON] = reason if exits else 0
 
     def interrupt(self, kind: EventKind, host: float, run: float, run_stall: float,
-                  run_exits: int, run_reason: ExitReason, wake: float) -> None:
+                  run_exits: int, run_reason: ExitReason, wake: float,
+                  poll_wake: float | None = None) -> None:
         assert run_stall <= run, "a stall cannot exceed the delivery latency it is part of"
         row = self.kind[kind]
         row[L.IRQ_HOST], row[L.IRQ_RUN], row[L.IRQ_RUN_STALL] = host, run, run_stall
@@ -45,6 +46,8 @@ class CycleModel:
         row[L.IRQ_WINDOW_EXITS], row[L.IRQ_WINDOW_REASON] = row[L.IRQ_RUN_EXITS], \
             row[L.IRQ_RUN_REASON]
         row[L.IRQ_INJECT] = run
+        # a vCPU the host still polls for needs no thread wake-up
+        row[L.IRQ_POLL_WAKE] = wake if poll_wake is None else poll_wake
 
     def legacy_window(self, kind: EventKind, window: float, inject: float) -> None:
         """Legacy injection: an interrupt pending while the guest has interrupts off takes

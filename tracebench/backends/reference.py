@@ -36,7 +36,8 @@ class VcpuState:
     ipi_self: bool = False  # the pending IPI came from its own exiting ICR write
     host: tuple[int, int] = (0, 0)  # [start, end) of its latest exit (out of guest mode)
     irq_off_at: int | None = None  # its latest halting idle entry (sti; hlt)
-    hlt_pending: bool = False  # that HLT found an interrupt pending: it did not block
+    hlt_pending: int = 0  # 1: that HLT found an interrupt pending (no blocking); 2: an
+    # interrupt came while the guest polled before HLT (no HLT)
 
 
 @dataclasses.dataclass
@@ -88,8 +89,15 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             elif in_host:  # injected on the re-entry: no kick
                 ready = (host if self_ipi else v.host[1]) + row[L.IRQ_INJECT]
                 stall, exits, reason = row[L.IRQ_INJECT], 0, 0
+            elif woke and ipi[L.IPI_GUEST_POLL] > 0 and host < v.idle_since:
+                v.hlt_pending = 2  # the guest still polled: it takes it running, no HLT
+                ready = host + row[L.IRQ_RUN]
+                stall, exits = row[L.IRQ_RUN_STALL], row[L.IRQ_RUN_EXITS]
+                reason = row[L.IRQ_RUN_REASON]
             elif woke:
-                ready = host + row[L.IRQ_WAKE]
+                # blocked since its HLT; inside the host's halt-polling window no schedule
+                polling = host < v.idle_since + ipi[L.IPI_HOST_POLL]
+                ready = host + (row[L.IRQ_POLL_WAKE] if polling else row[L.IRQ_WAKE])
                 stall, exits, reason = 0, 0, 0
             else:
                 ready = host + row[L.IRQ_RUN]
@@ -125,8 +133,8 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 pending = (v.ipi_arrive is not None and v.ipi_arrive <= start) or \
                     (v.deadline is not None and v.deadline <= start)
                 v.idle = v.idle or not pending  # a pending interrupt: HLT returns at once
-                v.hlt_pending, v.irq_off_at = pending, start
-                v.idle_since, v.woke_at = start, None
+                v.hlt_pending, v.irq_off_at = int(pending), start
+                v.idle_since, v.woke_at = start + ipi[L.IPI_GUEST_POLL], None
             elif k == K.IDLE_EXIT:
                 if v.idle:
                     v.idle, v.woke_at = False, start
@@ -134,10 +142,13 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                     if v.idle_since is not None and v.woke_at is not None \
                             and v.woke_at >= v.idle_since:
                         exit_ns = v.woke_at - v.idle_since
+                    if v.hlt_pending == 2 or (v.idle_since is not None and v.woke_at
+                                              is not None and v.woke_at < v.idle_since):
+                        exits = exit_ns = 0  # left while the guest still polled: no HLT
                     v.idle_since = None
-                    if v.hlt_pending:
+                    if v.hlt_pending == 1:
                         cost = exit_ns = ipi[L.IPI_HLT_RETURN_COST]
-                    v.hlt_pending = False
+                    v.hlt_pending = 0
             stall = cost
             if exits and reason != R.HLT:
                 exit_ns = cost
