@@ -30,7 +30,11 @@ def child(root: str, n: int, names: list[str], repeats: int) -> dict:
 
     from tracebench import hist
     from tracebench.backends import resolve_backends
-    from tracebench.replayer.driver import BackendRun, LaneGroup, configure
+    from tracebench.replayer.driver import BackendRun, LaneGroup
+    try:  # where the tree keeps it: backends/configure.py since the replayer API split
+        from tracebench.backends.configure import configure
+    except ImportError:
+        from tracebench.replayer.driver import configure
 
     cols = br.synth_columns(n, 1)
     keep = ("ts_ns", "cpu", "kind", "target", "arg")

@@ -244,3 +244,27 @@ def test_polling_idle_options_kernel_lanes_reference_agree(tmp_path_factory, dat
         _compare(single, ref)
         for c, name in enumerate(OUT_NAMES):
             assert np.array_equal(lanes[:, c, j], single[name].astype(np.int64)), (j, name)
+
+
+@pytest.mark.parametrize("advance_ns", [0, 1000, 5000])
+def test_timer_advance_on_wake_from_halt(advance_ns):
+    """KVM fires a halted vCPU's timer early (lapic_timer_advance_ns, adaptive up to 5 us)
+    and waits for the deadline: the timer error of a wake from halt drops from the whole
+    wake path to the entry that injects it; 0 turns the advance off."""
+    b = get_backend(LEGACY)
+    params = {"lapic_timer_advance_ns": advance_ns}
+    model = b.compile(b.params(overrides=params))
+    deadline = 100_000
+    cols = make_cols([(0, 0, "timer_arm", -1, deadline), (10, 0, "idle_enter"),
+                      (deadline, 0, "timer_irq"), (deadline, 0, "idle_exit")])
+    out, _ = run_kernel(LEGACY, cols, 1, params=params)
+    ref, _ = run_reference(LEGACY, cols, 1, params=params)
+    terr = int(out["timer_error_ns"][2])
+    assert ref.timer_error_ns[2] == terr
+    row = model.kind_table[K.TIMER_IRQ]
+    path = int(row[3] + row[8])  # host + wake, no advance
+    assert terr == max(path - min(int(row[15]), advance_ns), int(row[16]))
+    if advance_ns == 5000:
+        assert terr == int(row[16]) < 200  # just the injecting entry
+    if advance_ns == 0:
+        assert terr == path > 3000

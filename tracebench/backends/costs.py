@@ -86,6 +86,10 @@ CYCLE_PARAMS: tuple[Param, ...] = (
           "(arch/x86/include/asm/kvm_host.h; module parameter kvm.halt_poll_ns); KVM grows and "
           "shrinks it per vCPU, modelled fixed", "how long KVM polls after a HLT exit before "
           "it schedules the vCPU thread out", 0, 1e9),
+    Param("lapic_timer_advance_ns", 5000, "ns", "[C] kvm.lapic_timer_advance_ns default -1: "
+          "adaptive from 1000 up to LAPIC_TIMER_ADVANCE_NS_MAX 5000 (arch/x86/kvm/lapic.c); "
+          "modelled settled: the halted-vCPU timer path's latency, up to this cap",
+          "how early KVM fires a guest timer at most (0: advance off)", 0, 1e6),
     Param("guest_halt_poll_ns", 200000, "ns", "[C] guest_halt_poll_ns default 200000 "
           "(drivers/cpuidle/governors/haltpoll.c, cpuidle-haltpoll); adaptive, modelled fixed",
           "how long the guest's haltpoll cpuidle driver polls before it executes HLT", 0, 1e9),

@@ -13,7 +13,10 @@ and is delivered by one of four paths, chosen per lane in this order:
   already out of guest mode: a self-IPI from an exiting ICR write (the sender is in the
   host, handling that write), or a target inside an exit when the host is ready. It is
   injected on the re-entry (``IRQ_INJECT``), without a host IPI or an exit of its own.
-* **wake** -- the vCPU is halted: ``IRQ_WAKE``.
+* **wake** -- the vCPU is halted: ``IRQ_WAKE`` (``IRQ_POLL_WAKE`` inside the host's
+  halt-polling window; through the run path while the guest's haltpoll still polls); a
+  matched timer ``IRQ_ADVANCE`` earlier (KVM's lapic_timer_advance), but no earlier than
+  ``IRQ_ADVANCE_MIN`` after its deadline (kvm_wait_lapic_expire waits for it).
 * **run** -- the kick or posted path into a running vCPU: ``IRQ_RUN``.
 
 The plain-Python reference (``reference.py``) writes the same rules out on its own.
@@ -106,6 +109,12 @@ def delivery(W: int):
             wake = select(gt(add(hlt_at, load(ipi_table, L.IPI_HOST_POLL * W, W)), host),
                           load(kind_table, kt + L.IRQ_POLL_WAKE * W, W), wake)
         ready = select(asleep, add(host, wake), add(host, load(kind_table, kt + L.IRQ_RUN * W, W)))
+        if k == TIMER_IRQ:  # lapic_timer_advance: woken early, the host waits for the deadline
+            early = both(both(asleep, matched), gt(load(kind_table, kt + L.IRQ_ADVANCE * W, W),
+                                                   zero))
+            ready = select(early, vmax(sub(ready, load(kind_table, kt + L.IRQ_ADVANCE * W, W)),
+                                       add(arrive, load(kind_table, kt + L.IRQ_ADVANCE_MIN * W,
+                                                        W))), ready)
         stall = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_STALL * W, W))
         exits = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_EXITS * W, W))
         reason = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_REASON * W, W))

@@ -173,6 +173,8 @@ class KindCol(TableColumn):
     IRQ_WINDOW_REASON = 12, Q.REASON, "their exit reason"
     IRQ_INJECT = 13, Q.NS, "injection on the re-entry of a vCPU already in the host"
     IRQ_POLL_WAKE = 14, Q.NS, "IRQ_WAKE for a vCPU still in the host's halt-polling window"
+    IRQ_ADVANCE = 15, Q.NS, "how early KVM fires a halted vCPU's timer (lapic_timer_advance)"
+    IRQ_ADVANCE_MIN = 16, Q.NS, "deadline to handler at the least, once the host waited for it"
 
 
 class IpiCol(TableColumn):
@@ -208,7 +210,7 @@ E_COUNT, E_TOTAL, E_MIN, E_MAX = map(int, ExitAgg)
 H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = map(int, Hdr)
 (ACT_COST, ACT_EXITS, ACT_REASON, IRQ_HOST, IRQ_RUN, IRQ_RUN_STALL, IRQ_RUN_EXITS,
  IRQ_RUN_REASON, IRQ_WAKE, IRQ_WINDOW, IRQ_WINDOW_STALL, IRQ_WINDOW_EXITS,
- IRQ_WINDOW_REASON, IRQ_INJECT, IRQ_POLL_WAKE) = map(int, KindCol)
+ IRQ_WINDOW_REASON, IRQ_INJECT, IRQ_POLL_WAKE, IRQ_ADVANCE, IRQ_ADVANCE_MIN) = map(int, KindCol)
 (IPI_TARGET_COST, IPI_TARGET_EXITS, IPI_CALL_COST, IPI_CALL_EXITS, IPI_REASON,
  IPI_USES_SHORTHAND, IPI_SHORT_COST, IPI_SHORT_EXITS, IPI_SHORT_REASON,
  IPI_HALTS, IPI_HLT_RETURN_COST, IPI_HOST_POLL, IPI_GUEST_POLL) = map(int, IpiCol)

@@ -136,6 +136,8 @@ def _timer(kind: str):
         # A halted vCPU has no preemption timer running: a host hrtimer wakes its thread.
         wake = p.host_timer_irq_cyc + p.timer_expiry_cyc + p.halt_wakeup_cyc + inj
         m.interrupt(K.TIMER_IRQ, 0, fire, fire, 1, reason, wake, wake - p.halt_wakeup_cyc)
+        if kind != "pv_alarm":  # KVM LAPIC timers: adaptive advance, settled, up to its cap
+            m.timer_advance(min(wake - inj, p.lapic_timer_advance_ns * p.tsc_ghz), inj)
         if delivery == "inject":  # expired with interrupts off: then an interrupt window
             m.legacy_window(K.TIMER_IRQ, fire + p.exit_roundtrip_cyc, inj)
 

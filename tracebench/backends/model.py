@@ -49,6 +49,12 @@ class CycleModel:
         # a vCPU the host still polls for needs no thread wake-up
         row[L.IRQ_POLL_WAKE] = wake if poll_wake is None else poll_wake
 
+    def timer_advance(self, early: float, entry: float) -> None:
+        """KVM fires a halted vCPU's timer ``early`` cycles before its deadline and waits
+        for the deadline (kvm_wait_lapic_expire) before the ``entry`` that injects it."""
+        row = self.kind[EventKind.TIMER_IRQ]
+        row[L.IRQ_ADVANCE], row[L.IRQ_ADVANCE_MIN] = max(early, 0.0), entry
+
     def legacy_window(self, kind: EventKind, window: float, inject: float) -> None:
         """Legacy injection: an interrupt pending while the guest has interrupts off takes
         an interrupt-window exit (VMX PENDING_INTERRUPT, SVM VINTR) of ``window`` cycles

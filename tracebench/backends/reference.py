@@ -98,6 +98,8 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 # blocked since its HLT; inside the host's halt-polling window no schedule
                 polling = host < v.idle_since + ipi[L.IPI_HOST_POLL]
                 ready = host + (row[L.IRQ_POLL_WAKE] if polling else row[L.IRQ_WAKE])
+                if matched and row[L.IRQ_ADVANCE] > 0:  # fired early, waits for the deadline
+                    ready = max(ready - row[L.IRQ_ADVANCE], arrive + row[L.IRQ_ADVANCE_MIN])
                 stall, exits, reason = 0, 0, 0
             else:
                 ready = host + row[L.IRQ_RUN]
