@@ -268,3 +268,26 @@ def test_timer_advance_on_wake_from_halt(advance_ns):
         assert terr == int(row[16]) < 200  # just the injecting entry
     if advance_ns == 0:
         assert terr == path > 3000
+
+
+@pytest.mark.parametrize("pending", [True, False])
+def test_pv_eoi_exits_when_another_interrupt_is_pending(pending):
+    """KVM PV EOI: the EOI is a bit in guest memory unless another interrupt is pending at
+    the EOI (then the host asks for the exit: the EOI MSR write); APICv's virtual EOI
+    never exits."""
+    b = get_backend("kvm-pv")
+    model = b.compile(b.params())
+    sent_at = int(model.ipi_table[IPI_CALL_COST] + model.ipi_table[IPI_TARGET_COST])
+    eoi_at = 50_000
+    # vCPU 1 handles a device interrupt; vCPU 0's IPI to it arrives before or after its EOI
+    send_at = eoi_at - sent_at - 5000 if pending else eoi_at + 10
+    cols = make_cols([(0, 1, "device_irq"), (send_at, 0, "ipi_send", 1), (eoi_at, 1, "eoi"),
+                      (eoi_at + 20_000, 1, "ipi_irq")])
+    cols = {k: v[[0, 1, 2, 3] if pending else [0, 2, 1, 3]] for k, v in cols.items()}
+    out, _ = _same_as_reference("kvm-pv", cols, 2)
+    eoi = _row(out, 2 if pending else 1)
+    assert eoi["exits"] == (1 if pending else 0)
+    if pending:
+        assert eoi["exit_reason"] == R.MSR_WRITE
+    apicv, _ = _same_as_reference("apicv", cols, 2)
+    assert apicv["exits"][2 if pending else 1] == 0

@@ -52,8 +52,8 @@ NO_TIME = L.NO_TIME
 
 
 def delivery(W: int):
-    """``(deliver, pending_at)`` at lane width ``W``. ``deliver(...)``: one interrupt event,
-    state updated in place; returns ``(start, latency, stall, exit_ns, terr, exits,
+    """``(deliver, pending_at, eoi_action)`` at lane width ``W``. ``deliver(...)``: one
+    interrupt event, state updated in place; returns ``(start, latency, stall, exit_ns, terr, exits,
     reason)``. ``pending_at(state, cs, at)``: whether an IPI or the armed timer is pending
     on the vCPU at ``at`` (lane masks)."""
 
@@ -147,4 +147,14 @@ def delivery(W: int):
         terr = select(matched, latency, never)
         return start, latency, stall, exit_ns, terr, exits, reason
 
-    return deliver, pending_at
+    @register_jitable
+    def eoi_action(state, ipi_table, cs, at, cost, exits, reason):
+        """An EOI's (cost, exits, reason): KVM's PV EOI takes the EOI write's exit when
+        another interrupt is pending (the host left the PV EOI bit clear to see it)."""
+        asks = both(gt(load(ipi_table, L.IPI_EOI_PENDING_EXITS * W, W), splat(np.int64(0), W)),
+                    pending_at(state, cs, at))
+        return (select(asks, load(ipi_table, L.IPI_EOI_PENDING_COST * W, W), cost),
+                select(asks, load(ipi_table, L.IPI_EOI_PENDING_EXITS * W, W), exits),
+                select(asks, load(ipi_table, L.IPI_EOI_PENDING_REASON * W, W), reason))
+
+    return deliver, pending_at, eoi_action

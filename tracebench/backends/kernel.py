@@ -105,6 +105,7 @@ TIMER_ARM = int(EventKind.TIMER_ARM)
 TIMER_CANCEL = int(EventKind.TIMER_CANCEL)
 IPI_SEND = int(EventKind.IPI_SEND)
 IDLE_ENTER = int(EventKind.IDLE_ENTER)
+EOI = int(EventKind.EOI)
 HLT = int(ExitReason.HLT)
 #: kinds whose time is set outside the vCPU, as a bit set (one test instead of three)
 IRQ_BITS = sum(1 << int(k) for k in schema.INTERRUPT_KINDS)
@@ -201,7 +202,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
     """The replay loop for ``lanes`` backends per pass (1 or ``layout.LANES``); ``sources``
     is read by it so that numba's cache key (a hash of the closure) follows those sources."""
     W = lanes
-    deliver, pending_at = delivery(W)
+    deliver, pending_at, eoi_action = delivery(W)
 
     @kernel
     def replay(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
@@ -289,6 +290,9 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                         cost = load(kind_table, kt + L.ACT_COST * W, W)
                         exits = load(kind_table, kt + L.ACT_EXITS * W, W)
                         reason = load(kind_table, kt + L.ACT_REASON * W, W)
+                        if k == EOI:
+                            cost, exits, reason = eoi_action(state, ipi_table, cs, start, cost,
+                                                             exits, reason)
                     # Timer programming as selects, idle kinds behind one bit test: with the
                     # kinds interleaved, the jump table a chain of kind tests compiles to
                     # was mispredicted on most events (measured: ~8% faster this way). Four

@@ -195,6 +195,9 @@ class IpiCol(TableColumn):
     HLT_RETURN_COST = 10, Q.NS, "a HLT exit that finds an interrupt pending (no blocking)"
     HOST_POLL = 11, Q.NS, "KVM halt-polling window after a HLT exit (halt_poll_ns)"
     GUEST_POLL = 12, Q.NS, "guest cpuidle-haltpoll window before HLT (guest_halt_poll_ns)"
+    EOI_PENDING_COST = 13, Q.NS, "PV EOI with another interrupt pending: the EOI write"
+    EOI_PENDING_EXITS = 14, Q.COUNT, "its exits (0: EOI costs the same either way)"
+    EOI_PENDING_REASON = 15, Q.REASON, "their exit reason"
 
 
 # Plain ints for the kernels, derived from the enums above (numba freezes module globals;
@@ -213,7 +216,8 @@ H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = map(
  IRQ_WINDOW_REASON, IRQ_INJECT, IRQ_POLL_WAKE, IRQ_ADVANCE, IRQ_ADVANCE_MIN) = map(int, KindCol)
 (IPI_TARGET_COST, IPI_TARGET_EXITS, IPI_CALL_COST, IPI_CALL_EXITS, IPI_REASON,
  IPI_USES_SHORTHAND, IPI_SHORT_COST, IPI_SHORT_EXITS, IPI_SHORT_REASON,
- IPI_HALTS, IPI_HLT_RETURN_COST, IPI_HOST_POLL, IPI_GUEST_POLL) = map(int, IpiCol)
+ IPI_HALTS, IPI_HLT_RETURN_COST, IPI_HOST_POLL, IPI_GUEST_POLL, IPI_EOI_PENDING_COST,
+ IPI_EOI_PENDING_EXITS, IPI_EOI_PENDING_REASON) = map(int, IpiCol)
 
 N_STATE = len(State)
 A_COLS = len(KindAgg)

@@ -111,9 +111,8 @@ def _timer(kind: str):
 
     def build(m: CycleModel, p, acc: Access, delivery: str) -> None:
         if kind == "native":
-            arm = (p.native_apic_access_cyc, 0, R.NONE)
-            m.action(K.TIMER_ARM, *arm)
-            m.action(K.TIMER_CANCEL, *arm)
+            for k in (K.TIMER_ARM, K.TIMER_CANCEL):
+                m.action(k, p.native_apic_access_cyc, 0, R.NONE)
             m.interrupt(K.TIMER_IRQ, 0, p.native_irq_entry_cyc, 0, 0, R.NONE,
                         p.native_c1_exit_cyc + p.native_irq_entry_cyc)
             return
@@ -202,9 +201,8 @@ def _delivery(kind: str):
                 dev = (p.host_irq_route_cyc,) + ipi[1:]
         m.interrupt(K.IPI_IRQ, *ipi)
         m.interrupt(K.DEVICE_IRQ, *dev)
-        if kind == "inject":
-            for k in (K.IPI_IRQ, K.DEVICE_IRQ):
-                m.legacy_window(k, p.exit_roundtrip_cyc + inj, inj)
+        for k in (K.IPI_IRQ, K.DEVICE_IRQ) if kind == "inject" else ():
+            m.legacy_window(k, p.exit_roundtrip_cyc + inj, inj)
 
     return build
 
@@ -219,6 +217,12 @@ DELIVERY = {
                  "guest; IPIs and timers posted", _delivery("exitless")),
 }
 
+def _pv_eoi(m: CycleModel, p, acc: Access) -> None:
+    m.action(K.EOI, p.shared_mem_cyc)
+    m.ipi[[L.IPI_EOI_PENDING_COST, L.IPI_EOI_PENDING_EXITS, L.IPI_EOI_PENDING_REASON]] = \
+        acc.write(p, "eoi_handler_cyc")
+
+
 EOI = {
     "native": ("bare-metal EOI register write",
                lambda m, p, acc: m.action(K.EOI, p.native_apic_access_cyc)),
@@ -226,8 +230,8 @@ EOI = {
              lambda m, p, acc: m.action(K.EOI, *acc.write(p, "eoi_handler_cyc"))),
     "virtual": ("APICv virtual EOI on the virtual-APIC page, no exit (edge vectors)",
                 lambda m, p, acc: m.action(K.EOI, p.native_apic_access_cyc)),
-    "pv_eoi": ("KVM PV EOI: a bit in guest memory, no exit",
-               lambda m, p, acc: m.action(K.EOI, p.shared_mem_cyc)),
+    "pv_eoi": ("KVM PV EOI: a bit in guest memory, no exit unless another interrupt is "
+               "pending (then the EOI write through apic_access)", _pv_eoi),
     "shared_mem": ("irq_chip EOI in shared memory (event channels), no exit",
                    lambda m, p, acc: m.action(K.EOI, p.shared_mem_cyc)),
 }
@@ -325,11 +329,10 @@ def _idle(m: CycleModel, p, halts: bool, hlt_exit: bool, poll: str = "") -> None
         # one that finds an interrupt pending returns at once (kvm_vcpu_check_block).
         m.action(K.IDLE_EXIT, 0.0, 1, R.HLT)
         m.ipi[L.IPI_HLT_RETURN_COST] = p.exit_roundtrip_cyc
-    # polling windows are in ns: as cycles here, since the model converts all costs once
-    if poll == "host":
-        m.ipi[L.IPI_HOST_POLL] = p.halt_poll_ns * p.tsc_ghz
-    elif poll == "guest":  # cpuidle-haltpoll turns host polling off (MSR_KVM_POLL_CONTROL)
-        m.ipi[L.IPI_GUEST_POLL] = p.guest_halt_poll_ns * p.tsc_ghz
+    # polling windows (ns) as cycles; cpuidle-haltpoll turns host polling off (MSR_KVM_POLL_CONTROL)
+    if poll:
+        m.ipi[L.IPI_HOST_POLL if poll == "host" else L.IPI_GUEST_POLL] = p.tsc_ghz * (
+            p.halt_poll_ns if poll == "host" else p.guest_halt_poll_ns)
 
 
 IDLE = {

@@ -126,14 +126,18 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                     vcpus[d].ipi_self = d == c and exits > 0
             else:
                 cost, exits, reason = row[L.ACT_COST], row[L.ACT_EXITS], row[L.ACT_REASON]
+            pending = (v.ipi_arrive is not None and v.ipi_arrive <= start) or \
+                (v.deadline is not None and v.deadline <= start)
+            if k == K.EOI and ipi[L.IPI_EOI_PENDING_EXITS] > 0 and pending:
+                # PV EOI: the host left the bit clear to see this EOI: the write exits
+                cost, exits = ipi[L.IPI_EOI_PENDING_COST], ipi[L.IPI_EOI_PENDING_EXITS]
+                reason = ipi[L.IPI_EOI_PENDING_REASON]
             if k == K.TIMER_ARM:
                 v.deadline = arg + (start - t) if arg >= 0 else None
                 v.deadline_trace = arg
             elif k == K.TIMER_CANCEL:
                 v.deadline = None
             elif k == K.IDLE_ENTER and halts:
-                pending = (v.ipi_arrive is not None and v.ipi_arrive <= start) or \
-                    (v.deadline is not None and v.deadline <= start)
                 v.idle = v.idle or not pending  # a pending interrupt: HLT returns at once
                 v.hlt_pending, v.irq_off_at = int(pending), start
                 v.idle_since, v.woke_at = start + ipi[L.IPI_GUEST_POLL], None
