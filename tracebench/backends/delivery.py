@@ -57,14 +57,14 @@ def delivery(W: int):
     reason)``. ``pending_at(state, cs, at)``: whether an IPI or the armed timer is pending
     on the vCPU at ``at`` (lane masks)."""
 
-    @register_jitable
+    @register_jitable(inline="always")
     def pending_at(state, cs, at):
         never = splat(np.int64(NO_TIME), W)
         sent = load(state, cs + L.S_IPI_ARRIVE * W, W)
         dl = load(state, cs + L.S_DEADLINE * W, W)
         return either(both(ne(sent, never), ge(at, sent)), both(ne(dl, never), ge(at, dl)))
 
-    @register_jitable
+    @register_jitable(inline="always")
     def deliver(state, kind_table, ipi_table, cs, kt, k, tv, shift):
         zero = splat(np.int64(0), W)
         never = splat(np.int64(NO_TIME), W)
@@ -97,37 +97,36 @@ def delivery(W: int):
         in_host = both(both(kicks, eq(masked, no)), both(eq(idle, no), either(self_ipi, inside)))
         # a halted vCPU blocks from its HLT (after the guest's haltpoll window, if any);
         # the host polls for a while before it schedules the vCPU thread out
-        asleep = idle
         wake = load(kind_table, kt + L.IRQ_WAKE * W, W)
-        if may(idle):
-            hlt_at = load(state, cs + L.S_IDLE_SINCE * W, W)
-            polled = both(idle, both(gt(load(ipi_table, L.IPI_GUEST_POLL * W, W), zero),
-                                     gt(hlt_at, host)))
-            asleep = both(idle, eq(polled, no))
-            store(state, cs + L.S_HLT_PENDING * W, select(both(polled, eq(masked, no)), splat(
-                np.int64(2), W), load(state, cs + L.S_HLT_PENDING * W, W)))
-            wake = select(gt(add(hlt_at, load(ipi_table, L.IPI_HOST_POLL * W, W)), host),
-                          load(kind_table, kt + L.IRQ_POLL_WAKE * W, W), wake)
+        # straight selects, no branch: which path an interrupt takes varies from one to the
+        # next, and a mispredicted branch costs more than these few loads
+        hlt_at = load(state, cs + L.S_IDLE_SINCE * W, W)
+        polled = both(idle, both(gt(load(ipi_table, L.IPI_GUEST_POLL * W, W), zero),
+                                 gt(hlt_at, host)))
+        asleep = both(idle, eq(polled, no))
+        store(state, cs + L.S_HLT_PENDING * W, select(both(polled, eq(masked, no)), splat(
+            np.int64(2), W), load(state, cs + L.S_HLT_PENDING * W, W)))
+        wake = select(gt(add(hlt_at, load(ipi_table, L.IPI_HOST_POLL * W, W)), host),
+                      load(kind_table, kt + L.IRQ_POLL_WAKE * W, W), wake)
         ready = select(asleep, add(host, wake), add(host, load(kind_table, kt + L.IRQ_RUN * W, W)))
-        if k == TIMER_IRQ:  # lapic_timer_advance: woken early, the host waits for the deadline
-            early = both(both(asleep, matched), gt(load(kind_table, kt + L.IRQ_ADVANCE * W, W),
-                                                   zero))
-            ready = select(early, vmax(sub(ready, load(kind_table, kt + L.IRQ_ADVANCE * W, W)),
-                                       add(arrive, load(kind_table, kt + L.IRQ_ADVANCE_MIN * W,
-                                                        W))), ready)
+        # lapic_timer_advance (matched timers only): woken early, the host waits for the
+        # deadline
+        early = both(both(asleep, matched), gt(load(kind_table, kt + L.IRQ_ADVANCE * W, W), zero))
+        ready = select(early, vmax(sub(ready, load(kind_table, kt + L.IRQ_ADVANCE * W, W)),
+                                   add(arrive, load(kind_table, kt + L.IRQ_ADVANCE_MIN * W, W))),
+                       ready)
         stall = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_STALL * W, W))
         exits = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_EXITS * W, W))
         reason = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_REASON * W, W))
-        if may(either(masked, in_host)):
-            inject = load(kind_table, kt + L.IRQ_INJECT * W, W)
-            ready = select(in_host, add(select(self_ipi, host, host_end), inject), ready)
-            stall = select(in_host, inject, stall)
-            exits = select(in_host, zero, exits)
-            ready = select(masked, add(vmax(host, load(state, cs + L.S_BUSY * W, W)),
-                                       load(kind_table, kt + L.IRQ_WINDOW * W, W)), ready)
-            stall = select(masked, load(kind_table, kt + L.IRQ_WINDOW_STALL * W, W), stall)
-            exits = select(masked, load(kind_table, kt + L.IRQ_WINDOW_EXITS * W, W), exits)
-            reason = select(masked, load(kind_table, kt + L.IRQ_WINDOW_REASON * W, W), reason)
+        inject = load(kind_table, kt + L.IRQ_INJECT * W, W)
+        ready = select(in_host, add(select(self_ipi, host, host_end), inject), ready)
+        stall = select(in_host, inject, stall)
+        exits = select(in_host, zero, exits)
+        ready = select(masked, add(vmax(host, load(state, cs + L.S_BUSY * W, W)),
+                                   load(kind_table, kt + L.IRQ_WINDOW * W, W)), ready)
+        stall = select(masked, load(kind_table, kt + L.IRQ_WINDOW_STALL * W, W), stall)
+        exits = select(masked, load(kind_table, kt + L.IRQ_WINDOW_EXITS * W, W), exits)
+        reason = select(masked, load(kind_table, kt + L.IRQ_WINDOW_REASON * W, W), reason)
         # Queue only behind the stall in progress when delivery is ready; an interrupt that
         # is ready before that stall began was taken before it.
         window_start = load(state, cs + L.S_STALL_START * W, W)
@@ -147,12 +146,12 @@ def delivery(W: int):
         terr = select(matched, latency, never)
         return start, latency, stall, exit_ns, terr, exits, reason
 
-    @register_jitable
-    def eoi_action(state, ipi_table, cs, at, cost, exits, reason):
+    @register_jitable(inline="always")
+    def eoi_action(state, ipi_table, cs, at, is_eoi, cost, exits, reason):
         """An EOI's (cost, exits, reason): KVM's PV EOI takes the EOI write's exit when
         another interrupt is pending (the host left the PV EOI bit clear to see it)."""
-        asks = both(gt(load(ipi_table, L.IPI_EOI_PENDING_EXITS * W, W), splat(np.int64(0), W)),
-                    pending_at(state, cs, at))
+        asks = both(both(splat(is_eoi, W), gt(load(ipi_table, L.IPI_EOI_PENDING_EXITS * W, W),
+                                              splat(np.int64(0), W))), pending_at(state, cs, at))
         return (select(asks, load(ipi_table, L.IPI_EOI_PENDING_COST * W, W), cost),
                 select(asks, load(ipi_table, L.IPI_EOI_PENDING_EXITS * W, W), exits),
                 select(asks, load(ipi_table, L.IPI_EOI_PENDING_REASON * W, W), reason))

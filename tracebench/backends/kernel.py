@@ -290,9 +290,9 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                         cost = load(kind_table, kt + L.ACT_COST * W, W)
                         exits = load(kind_table, kt + L.ACT_EXITS * W, W)
                         reason = load(kind_table, kt + L.ACT_REASON * W, W)
-                        if k == EOI:
-                            cost, exits, reason = eoi_action(state, ipi_table, cs, start, cost,
-                                                             exits, reason)
+                        if W == 1 or k == EOI:  # one backend: selects, not a mispredicted test
+                            cost, exits, reason = eoi_action(state, ipi_table, cs, start,
+                                                             k == EOI, cost, exits, reason)
                     # Timer programming as selects, idle kinds behind one bit test: with the
                     # kinds interleaved, the jump table a chain of kind tests compiles to
                     # was mispredicted on most events (measured: ~8% faster this way). Four
