@@ -8,6 +8,7 @@ removes what killed runs left in the staging folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -152,7 +153,10 @@ def _difference(old: dict, new: dict) -> str | None:
     for key, what in (("traces", "traces or their content"), ("backends", "backends"),
                       ("grid", "grid"), ("profile", "profile"),
                       ("events", "per-event rows setting"), ("tasks", "task list")):
-        if old.get(key) != new[key]:
+        was, now = old.get(key), new[key]
+        if key == "grid":  # the same grid read from another path is the same sweep
+            was, now = (was or {}).get("axes"), now["axes"]
+        if was != now:
             return f"holds another sweep ({what} differ from {SWEEP_JSON})"
     return None
 
@@ -196,8 +200,6 @@ def _open_executor(stack, executor: str, scheduler: str | None, workers: int | N
 
 def _run(root: Path, plan: Plan, executor: str, scheduler, workers, batch_size, gather: bool,
          progress) -> SweepResult:
-    import contextlib
-
     t0 = time.perf_counter()
     pending = [t for t in plan.tasks if not task_done(root, t, plan.events)]
     skipped = len(plan.tasks) - len(pending)
@@ -232,6 +234,8 @@ def _run(root: Path, plan: Plan, executor: str, scheduler, workers, batch_size, 
                 "status": status, "executor": where, "seconds": round(seconds, 3),
                 "tasks": len(plan.tasks), "skipped": skipped, "ran": ran,
                 "failed": [{**t.to_json(), "reason": r} for t, r in failed]})
+            with contextlib.suppress(OSError):  # empty unless a batch is still being lost
+                (root / STAGING).rmdir()
     return SweepResult(root, len(plan.tasks), skipped, ran, failed, seconds, where)
 
 
