@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from tracebench.backends.base import Backend
+from tracebench.backends.configure import Configured
 from tracebench.errors import TracebenchError
 from tracebench.sweep.tasks import Task, tables_of
 from tracebench.trace import TraceFile
@@ -95,8 +96,9 @@ def warm_up() -> None:
     import numpy as np
 
     from tracebench.backends import get_backend
+    from tracebench.backends.configure import configure
     from tracebench.backends.lanes import LANES
-    from tracebench.replayer.driver import configure, replay_file
+    from tracebench.replayer.driver import replay_file
     from tracebench.trace import TraceMeta, empty_columns
 
     class _Tiny:  # a two-event trace in memory: enough to load every kernel variant
@@ -116,12 +118,13 @@ def warm_up() -> None:
 def _replay_into(trace: TraceFile, trace_id: str, configured, root: Path, profile,
                  events: bool) -> None:
     """Replay one trace through ``configured`` and write its results under ``root``,
-    through the replayer's writer (never a second one)."""
-    from tracebench.api import _replay_one
+    through the replayer's writer (never a second one). One thread: the worker is one of
+    a pool of processes."""
     from tracebench.replayer.results import RunContext
+    from tracebench.replayer.session import replay_trace
 
-    ctx = RunContext(trace, trace_id, profile)
-    _replay_one(trace, ctx, configured, root, events, None, 1, None, [], [], [])
+    replay_trace(trace, RunContext(trace, trace_id, profile), configured, root, events,
+                 threads=1)
 
 
 def _configure(job: BatchJob, tasks: list[Task]):
@@ -135,7 +138,7 @@ def _configure(job: BatchJob, tasks: list[Task]):
             raise TracebenchError(f"{t.label()}: this worker gives parameter set "
                                   f"{ps.digest()[:12]}, the plan says {t.params}; is it "
                                   "running another tracebench version?")
-        out.append((b, ps, b.compile(ps)))
+        out.append(Configured(b, ps, b.compile(ps)))
     return out
 
 
