@@ -34,7 +34,7 @@ from tracebench.sweep.tasks import (
     read_traces,
     task_done,
 )
-from tracebench.sweep.worker import STAGING, BatchJob, BatchResult, _commit, run_batch
+from tracebench.sweep.worker import STAGING, BatchJob, BatchResult, commit, run_batch
 
 SWEEP_JSON = "sweep.json"
 LOCK = ".sweep.lock"
@@ -272,7 +272,6 @@ def _write_gathered(root: Path, result: BatchResult) -> None:
             p = staged / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(blob)
-        events = any(rel.startswith("events/") for rel in result.files)
-        _commit(staged, root, result.done, events)
+        commit(staged, root)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

@@ -142,14 +142,29 @@ def _configure(job: BatchJob, tasks: list[Task]):
     return out
 
 
-def _commit(staged: Path, root: Path, tasks: list[Task], events: bool) -> None:
-    """Rename each task's staged files to their final names; the summary goes last."""
-    for t in tasks:
-        cfg = Path("configs") / f"{t.backend}-{t.params}.json"
-        for rel in [cfg] + [t.relpath(tb) for tb in tables_of(events)]:
-            dst = root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged / rel, dst)
+def commit(staged: Path, root: Path) -> None:
+    """Move a staged batch into the dataset, ``summary/`` last (a task whose summary
+    verifies is complete). A folder missing in the dataset moves whole, in one rename: a
+    partition appears with its file already whole, and the sweep does a few metadata
+    operations per task instead of a dozen (they dominated on a busy disk)."""
+    order = {"configs": 0, "events": 1, "exits": 2, "summary": 3}
+    for top in sorted(staged.iterdir(), key=lambda p: order.get(p.name, 2)):
+        _merge(top, root / top.name)
+
+
+def _merge(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        if not dst.exists():
+            try:
+                os.rename(src, dst)
+                return
+            except OSError:  # another worker made it meanwhile: merge into theirs
+                pass
+        dst.mkdir(exist_ok=True)
+        for child in sorted(src.iterdir()):
+            _merge(child, dst / child.name)
+    else:
+        os.replace(src, dst)  # a file at its final name is always whole
 
 
 def _gather(staged: Path, tasks: list[Task], events: bool) -> dict[str, bytes]:
@@ -171,7 +186,7 @@ def _run(job: BatchJob, tasks: list[Task]) -> dict[str, bytes] | None:
         _replay_into(trace, tasks[0].trace.id, configured, staged, job.profile, job.events)
         if job.root is None:
             return _gather(staged, tasks, job.events)
-        _commit(staged, Path(job.root), tasks, job.events)
+        commit(staged, Path(job.root))
         return None
     finally:
         shutil.rmtree(staged, ignore_errors=True)
