@@ -42,7 +42,7 @@ def test_killed_sweep_resumes_without_rerunning_or_leaving_debris(tmp_path):
         time.sleep(0.02)
     workers = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)  # the sweep alone: its workers must not outlive it
-    proc.communicate()
+    proc.communicate(timeout=60)  # EOF only once every worker holding its pipes is gone
     assert proc.returncode == -signal.SIGKILL
     _, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, "a worker outlived the killed sweep"
