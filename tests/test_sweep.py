@@ -19,7 +19,7 @@ from tracebench.errors import ParamError
 from tracebench.schema import METADATA_KEY
 from tracebench.sweep import sweep
 from tracebench.sweep.grid import grid_from_mapping
-from tracebench.sweep.tasks import batches, plan_sweep, read_traces, task_done
+from tracebench.sweep.tasks import batches, plan_sweep, read_traces, result_tables, task_done
 from tracebench.trace import TraceFile
 
 runner = CliRunner()
@@ -265,8 +265,11 @@ def test_dask_local_cluster_gives_the_local_pools_bytes(traces, tmp_path):
     names = sorted(str(p.relative_to(tmp_path / "local"))
                    for p in (tmp_path / "local").rglob("*") if p.is_file()
                    and p.name not in ("sweep.json", ".sweep.lock"))
-    assert len(names) == 2 * local.total + len({(t["backend"], t["params"]) for t in json.loads(
-        (tmp_path / "local" / "sweep.json").read_text())["tasks"]})
+    tables = result_tables(tmp_path / "local")
+    assert {"exits", "summary"} <= set(tables)
+    tasks = json.loads((tmp_path / "local" / "sweep.json").read_text())["tasks"]
+    assert len(names) == len(tables) * local.total + len({(t["backend"], t["params"])
+                                                           for t in tasks})
     for rel in names:
         local_bytes = (tmp_path / "local" / rel).read_bytes()
         assert (tmp_path / "dask" / rel).read_bytes() == local_bytes, rel
@@ -276,7 +279,7 @@ def test_dask_local_cluster_gives_the_local_pools_bytes(traces, tmp_path):
     assert gathered.ok
     for rel in names:
         assert (tmp_path / "gathered" / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes()
-    assert all(task_done(tmp_path / "gathered", t, False) for t in plan_sweep(
+    assert all(task_done(tmp_path / "gathered", t) for t in plan_sweep(
         read_traces(traces), resolve_backends(backends), grid_from_mapping(grid), None).tasks)
-    assert sorted(os.listdir(tmp_path / "gathered")) == [
-        ".sweep.lock", "configs", "exits", "summary", "sweep.json"]  # no staging left
+    assert sorted(os.listdir(tmp_path / "gathered")) == sorted(
+        [".sweep.lock", "configs", "sweep.json", *tables])  # no staging left

@@ -15,7 +15,7 @@ import psutil
 import tracebench
 from tracebench.backends import resolve_backends
 from tracebench.sweep.grid import load_grid
-from tracebench.sweep.tasks import plan_sweep, read_traces, task_done
+from tracebench.sweep.tasks import plan_sweep, read_traces, result_tables, task_done
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,10 +50,11 @@ def test_killed_sweep_resumes_without_rerunning_or_leaving_debris(tmp_path):
     plan = plan_sweep(read_traces(sorted(traces)), resolve_backends(["full-virt"]),
                       load_grid(grid), None)
     assert len(plan.tasks) == 120
-    done = [t for t in plan.tasks if task_done(out, t, False)]
+    done = [t for t in plan.tasks if task_done(out, t)]
     assert 10 <= len(done) < 120
-    stamps = {t.key: [(out / t.relpath(tb)).stat() for tb in ("exits", "summary")]
-              for t in done}
+    tables = result_tables(out)
+    assert {"exits", "summary"} <= set(tables)
+    stamps = {t.key: [(out / t.relpath(tb)).stat() for tb in tables] for t in done}
 
     again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=600)
@@ -61,13 +62,12 @@ def test_killed_sweep_resumes_without_rerunning_or_leaving_debris(tmp_path):
     row = json.loads(again.stdout)[0]
     assert (row["tasks"], row["skipped"], row["ran"], row["failed"]) == (
         120, len(done), 120 - len(done), 0)
-    assert all(task_done(out, t, False) for t in plan.tasks)
+    assert all(task_done(out, t) for t in plan.tasks)
     for t in done:  # finished before the kill: not written again (same file, same time)
-        for tb, before in zip(("exits", "summary"), stamps[t.key], strict=True):
+        for tb, before in zip(tables, stamps[t.key], strict=True):
             now = (out / t.relpath(tb)).stat()
             assert (now.st_ino, now.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     files = [p for p in out.rglob("*") if p.is_file()]
-    assert len([p for p in files if p.suffix == ".parquet"]) == 2 * 120
+    assert len([p for p in files if p.suffix == ".parquet"]) == len(tables) * 120
     assert not [p for p in out.rglob("*") if ".tmp" in p.name or "staging" in p.name]
-    assert {p.name for p in out.iterdir()} == {".sweep.lock", "configs", "exits", "summary",
-                                               "sweep.json"}
+    assert {p.name for p in out.iterdir()} == {".sweep.lock", "configs", "sweep.json", *tables}

@@ -32,6 +32,7 @@ from tracebench.sweep.tasks import (
     expand_traces,
     plan_sweep,
     read_traces,
+    result_tables,
     task_done,
 )
 from tracebench.sweep.worker import STAGING, BatchJob, BatchResult, commit, run_batch
@@ -201,7 +202,8 @@ def _open_executor(stack, executor: str, scheduler: str | None, workers: int | N
 def _run(root: Path, plan: Plan, executor: str, scheduler, workers, batch_size, gather: bool,
          progress) -> SweepResult:
     t0 = time.perf_counter()
-    pending = [t for t in plan.tasks if not task_done(root, t, plan.events)]
+    tables = result_tables(root)
+    pending = [t for t in plan.tasks if not task_done(root, t, tables)]
     skipped = len(plan.tasks) - len(pending)
     failed: list[tuple[Task, str]] = []
     ran = 0

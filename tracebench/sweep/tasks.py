@@ -32,9 +32,6 @@ from tracebench.trace import TraceFile
 #: most tasks in one batch: enough to fill lane groups and amortize a trace read, few
 #: enough that a batch's failure or loss (a killed worker) costs little
 MAX_BATCH = 16
-#: the tables written per task when per-event rows are off, ``summary`` last: a task
-#: whose summary verifies is complete
-AGGREGATE_TABLES = ("exits", "summary")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,8 +187,12 @@ def batches(tasks: list[Task], workers: int, size: int | None = None,
     return out
 
 
-def tables_of(events: bool) -> tuple[str, ...]:
-    return ("events", *AGGREGATE_TABLES) if events else AGGREGATE_TABLES
+def result_tables(root: Path) -> list[str]:
+    """The tables a dataset holds (``summary``, ``exits``, ... as the replayer writes
+    them; ``summary`` always): each task must have a verified file in every one."""
+    found = {d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+             and d.name != "configs"} if root.is_dir() else set()
+    return sorted(found | {"summary"})
 
 
 def footer_meta(path: Path) -> dict | None:
@@ -203,10 +204,11 @@ def footer_meta(path: Path) -> dict | None:
         return None
 
 
-def task_done(root: Path, task: Task, events: bool) -> bool:
-    """Whether ``task``'s files exist and their footers name this trace digest, backend
-    and parameter set (a file from an edited trace or another model does not count)."""
-    for table in tables_of(events):
+def task_done(root: Path, task: Task, tables: Sequence[str] | None = None) -> bool:
+    """Whether ``task``'s files exist in every table (default: :func:`result_tables`) and
+    their footers name this trace digest, backend and parameter set (a file from an
+    edited trace or another model does not count)."""
+    for table in tables if tables is not None else result_tables(root):
         meta = footer_meta(root / task.relpath(table))
         if (meta is None or meta.get("trace_sha256") != task.trace.sha256
                 or meta.get("backend") != task.backend

@@ -21,7 +21,7 @@ from pathlib import Path
 from tracebench.backends.base import Backend
 from tracebench.backends.configure import Configured
 from tracebench.errors import TracebenchError
-from tracebench.sweep.tasks import Task, tables_of
+from tracebench.sweep.tasks import Task
 from tracebench.trace import TraceFile
 
 #: hidden folder of the dataset where batches are written before their files are renamed
@@ -167,13 +167,10 @@ def _merge(src: Path, dst: Path) -> None:
         os.replace(src, dst)  # a file at its final name is always whole
 
 
-def _gather(staged: Path, tasks: list[Task], events: bool) -> dict[str, bytes]:
-    files = {}
-    for t in tasks:
-        cfg = Path("configs") / f"{t.backend}-{t.params}.json"
-        for rel in [cfg] + [t.relpath(tb) for tb in tables_of(events)]:
-            files[rel.as_posix()] = (staged / rel).read_bytes()
-    return files
+def _gather(staged: Path) -> dict[str, bytes]:
+    """Every staged file by its path under the dataset root, to send back."""
+    return {p.relative_to(staged).as_posix(): p.read_bytes()
+            for p in sorted(staged.rglob("*")) if p.is_file()}
 
 
 def _run(job: BatchJob, tasks: list[Task]) -> dict[str, bytes] | None:
@@ -185,7 +182,7 @@ def _run(job: BatchJob, tasks: list[Task]) -> dict[str, bytes] | None:
         staged.mkdir(parents=True)
         _replay_into(trace, tasks[0].trace.id, configured, staged, job.profile, job.events)
         if job.root is None:
-            return _gather(staged, tasks, job.events)
+            return _gather(staged)
         commit(staged, Path(job.root))
         return None
     finally:
