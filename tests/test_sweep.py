@@ -117,6 +117,8 @@ timer_expiry_cyc = { from = 300, to = 900, num = 2 }
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)[0]
     assert (row["tasks"], row["ran"], row["skipped"], row["failed"]) == (24, 24, 0, 0)
+    # not a terminal: plain progress lines on stderr, the last one complete
+    assert "tracebench: sweep: 24/24 tasks, " in res.stderr
     doc = json.loads((out / "sweep.json").read_text())
     assert [t["sha256"] for t in doc["traces"]] == [TraceFile(t).sha256() for t in traces]
     assert len(doc["tasks"]) == 24 and doc["last_run"]["status"] == "complete"
@@ -283,3 +285,20 @@ def test_dask_local_cluster_gives_the_local_pools_bytes(traces, tmp_path):
         read_traces(traces), resolve_backends(backends), grid_from_mapping(grid), None).tasks)
     assert sorted(os.listdir(tmp_path / "gathered")) == sorted(
         [".sweep.lock", "configs", "sweep.json", *tables])  # no staging left
+
+
+def test_dask_missing_says_how_to_install_it(traces, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['distributed'] = None; "  # as if not installed
+            "from tracebench.cli import app; app()")
+    grid = write_grid(tmp_path / "g.toml", "[params]\nexit_roundtrip_cyc=[1000]\n")
+    res = subprocess.run([sys.executable, "-c", code, "sweep", "-t", str(traces[0]), "-b",
+                          "apicv", "--grid", str(grid), "-o", str(tmp_path / "o"),
+                          "--executor", "dask"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert res.returncode == 1
+    assert res.stderr.strip() == ("tracebench: error: --executor dask needs Dask "
+                                  "distributed: pip install 'tracebench[dask]'")
+    assert not (tmp_path / "o").exists()

@@ -17,7 +17,7 @@ from tracebench.errors import TracebenchError
 INSTALL_HINT = "pip install 'tracebench[dask]'"
 
 
-def _distributed():
+def require_distributed():
     try:
         import distributed
     except ImportError:
@@ -48,7 +48,7 @@ def dask_executor(scheduler: str | None = None,
     ``scheduler``: address of a running ``dask scheduler`` (``tcp://host:8786``) to
     join; ``None`` starts a LocalCluster of ``workers`` processes on this machine.
     """
-    distributed = _distributed()
+    distributed = require_distributed()
     from tracebench.sweep.local import default_workers
 
     with contextlib.ExitStack() as stack:

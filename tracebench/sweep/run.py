@@ -103,6 +103,10 @@ def sweep(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None,
         raise TracebenchError("--scheduler needs --executor dask")
     if workers is not None and workers < 1:
         raise TracebenchError(f"--workers must be >= 1, not {workers}")
+    if executor == "dask":  # before anything is written
+        from tracebench.sweep.dask import require_distributed
+
+        require_distributed()
     if isinstance(grid, Grid):
         g = grid
     elif isinstance(grid, Mapping):
