@@ -302,3 +302,19 @@ def test_dask_missing_says_how_to_install_it(traces, tmp_path):
     assert res.stderr.strip() == ("tracebench: error: --executor dask needs Dask "
                                   "distributed: pip install 'tracebench[dask]'")
     assert not (tmp_path / "o").exists()
+
+
+def test_per_event_rows_when_asked(traces, tmp_path):
+    out = tmp_path / "sw"
+    grid = {"params": {"exit_roundtrip_cyc": [900, 2700]}}
+    res = sweep(traces[:1], ["full-virt", "apicv"], grid, out, workers=1, events=True)
+    assert res.ok and res.ran == 4
+    assert "events" in result_tables(out)
+    doc = json.loads((out / "sweep.json").read_text())
+    task = doc["tasks"][-1]
+    mine = (pl.read_parquet(out / "events", hive_partitioning=True)
+            .filter(pl.col("backend") == task["backend"], pl.col("params") == task["params"]))
+    ref = tracebench.replay(traces[:1], [task["backend"]], params=task["values"]).events
+    cols = ["ts_ns", "cpu", "latency_ns", "stall_ns", "exits", "exit_ns"]
+    assert mine.height == TraceFile(traces[0]).num_rows
+    assert mine.select(cols).equals(ref.select(cols))

@@ -27,7 +27,7 @@ from tracebench.trace import TraceFile
 #: hidden folder of the dataset where batches are written before their files are renamed
 STAGING = ".sweep-staging"
 #: traces up to this many rows stay decoded in a worker between batches (~30 B a row)
-CACHE_ROWS = 4 << 20
+CACHE_ROWS = 2 << 20
 
 
 @dataclasses.dataclass
