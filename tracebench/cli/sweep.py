@@ -37,7 +37,8 @@ def sweep(
         "one per CPU.")] = None,
     profile: Annotated[str | None, typer.Option(
         "--profile", help="CPU cost profile: skx-2020 (default), nhm-2010, kvm-2012, "
-        "modern-2024.")] = None,
+        "modern-2024, or a PROFILE.toml from `tracebench calibrate -o` (read here only: "
+        "workers get the resolved values).")] = None,
     events: Annotated[bool, typer.Option(
         "--events", help="Also write per-event rows (large; off by default).")] = False,
     batch: Annotated[int | None, typer.Option(

@@ -49,7 +49,9 @@ class Task:
     """One (trace, backend, parameter set) and the grid points it stands for.
 
     ``overrides`` are the swept values this backend reads (others are dropped: they do
-    not change its result); ``points`` are the grid indices that give this parameter set.
+    not change its result); ``points`` are the grid indices that give this parameter set;
+    ``values`` the whole set (profile and defaults resolved here, so that a worker needs
+    no profile file).
     """
 
     trace: TraceInput
@@ -57,6 +59,7 @@ class Task:
     params_sha256: str
     overrides: tuple[tuple[str, float], ...]
     points: tuple[int, ...]
+    values: tuple[tuple[str, float], ...] = ()
 
     @property
     def params(self) -> str:
@@ -140,20 +143,22 @@ def plan_sweep(traces: list[TraceInput], backends: list[Backend], grid: Grid,
     valid = {p.name for b in backends for p in b.param_specs()}
     grid.check_names(valid)
     points = grid.points()
-    per_backend: list[tuple[Backend, list[tuple[str, tuple, list[int]]]]] = []
+    per_backend: list[tuple[Backend, list[tuple[str, tuple, list[int], tuple]]]] = []
     for b in backends:
         base = b.params(profile=profile)
         mine = set(base)
-        distinct: dict[str, tuple[tuple, list[int]]] = {}
+        distinct: dict[str, tuple[tuple, list[int], tuple]] = {}
         for i, point in enumerate(points):
             overrides = tuple((k, v) for k, v in point.items() if k in mine)
             ps = base.copy()
             ps.update(dict(overrides), f"{grid.source} (backend {b.name})")
-            entry = distinct.setdefault(ps.digest(), (overrides, []))
+            entry = distinct.setdefault(ps.digest(),
+                                        (overrides, [], tuple(ps.as_dict().items())))
             entry[1].append(i)
-        per_backend.append((b, [(d, ov, pts) for d, (ov, pts) in distinct.items()]))
-    tasks = [Task(t, b.name, digest, ov, tuple(pts))
-             for t in traces for b, configs in per_backend for digest, ov, pts in configs]
+        per_backend.append((b, [(d, ov, pts, full)
+                                for d, (ov, pts, full) in distinct.items()]))
+    tasks = [Task(t, b.name, digest, ov, tuple(pts), full)
+             for t in traces for b, configs in per_backend for digest, ov, pts, full in configs]
     return Plan(traces, {b.name: b for b in backends}, grid, profile, events, tasks)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tracebench.backends.base import Backend
 from tracebench.backends.configure import Configured
+from tracebench.backends.params import ParamSet
 from tracebench.errors import TracebenchError
 from tracebench.sweep.tasks import Task
 from tracebench.trace import TraceFile
@@ -127,14 +128,14 @@ def _replay_into(trace: TraceFile, trace_id: str, configured, root: Path, profil
                  threads=1)
 
 
-def _configure(job: BatchJob, tasks: list[Task]):
+def _configure(job: BatchJob, tasks: list[Task]) -> list[Configured]:
     """Each task's backend, parameter set and compiled model, checked against the plan:
     a worker with another tracebench version must not file results under this hash."""
     out = []
     for t in tasks:
         b = job.backends[t.backend]
-        ps = b.params(profile=job.profile, overrides=dict(t.overrides), where=t.label())
-        if ps.digest() != t.params_sha256:
+        ps = ParamSet(b.param_specs(), dict(t.values), where=t.label())
+        if ps.digest() != t.params_sha256 or len(ps) != len(t.values):
             raise TracebenchError(f"{t.label()}: this worker gives parameter set "
                                   f"{ps.digest()[:12]}, the plan says {t.params}; is it "
                                   "running another tracebench version?")
