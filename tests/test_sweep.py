@@ -254,6 +254,17 @@ def test_sensitivity_ranks_the_cost_that_moves_the_result(traces, tmp_path):
     assert {r["metric"] for r in rows} >= {"overhead_pct", "irq_p99_us", "exits_per_s"}
     assert all(r["spread_pct"] is None or math.isfinite(r["spread_pct"]) for r in rows)
 
+    # tracebench report --sensitivity: the ranking and one chart per parameter, offline
+    page = tmp_path / "sens.html"
+    res = runner.invoke(app, ["report", "--sensitivity", str(out), "-o", str(page)])
+    assert res.exit_code == 0, res.output
+    from tests.browser import render
+
+    dom, log = render(page, tmp_path)
+    assert 'data-charts-rendered="3"' in dom and 'data-charts-failed="0"' in dom, log[-2000:]
+    assert dom.count('class="mark-line') >= 3 and "exit_roundtrip_cyc" in dom
+    assert "net::ERR" not in log
+
 
 def test_dask_local_cluster_gives_the_local_pools_bytes(traces, tmp_path):
     pytest.importorskip("distributed")

@@ -134,3 +134,41 @@ def sensitivity(results: str | Path) -> Sensitivity:
                .select("metric", "rank", "param", "axis", "spread_pct", "spread", "low",
                        "high", "backend", "trace"))
     return Sensitivity(effects, ranking)
+
+
+def render_sensitivity_html(s: Sensitivity, title: str) -> str:
+    """A self-contained page: the ranking table, then one chart per swept parameter. The
+    page is assembled from the HTML report's own parts (styles, offline Vega bundle,
+    chart blocks), so it renders like ``tracebench report`` does."""
+    from html import escape
+
+    from tracebench.report.html import CSS, RENDER_JS, _json_block, table_html, vega_bundle
+
+    charts, blocks = [], []
+    for i, (param, spec) in enumerate(s.charts().items()):
+        charts.append(f'<h2>{escape(param)}</h2><div class="chart" id="chart-{i}"></div>')
+        blocks.append(f'<script type="application/json" data-chart="chart-{i}">'
+                      f"{_json_block(spec)}</script>")
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{escape(title)}</title><style>{CSS}</style>"
+            f"<script>{vega_bundle()}</script></head><body><h1>{escape(title)}</h1>"
+            "<p class='note'>For each swept parameter and metric: the metric's mean at each "
+            "value of the parameter over every other axis of the grid (main effect), per "
+            "backend and trace. Rank 1 = the parameter whose main effect spans the widest "
+            "range, as % of the metric's mean, at the backend and trace where it is widest. "
+            "A parameter a backend does not read is left out for it.</p>"
+            f"<h2>Ranking</h2><div class='wide'>{table_html(s.ranking)}</div>"
+            + "".join(charts) + "".join(blocks)
+            + f"<script>{RENDER_JS}</script></body></html>")
+
+
+def write_sensitivity_html(results: str | Path, out: str | Path, *, force: bool = False,
+                           title: str | None = None) -> Sensitivity:
+    """Write :func:`render_sensitivity_html` to ``out`` atomically."""
+    from tracebench.atomic import atomic_path
+
+    s = sensitivity(results)
+    page = render_sensitivity_html(s, title or f"sensitivity of {Path(results).name}")
+    with atomic_path(out, force=force) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return s
