@@ -6,12 +6,15 @@ summary lines carry the median too). Measurements:
 
 replay_only   the same 1,000 (trace, backend, parameter set) replays in this process, no
               executor, no files: ``replay_file`` aggregates only, one configuration at a
-              time (what the tasks must cost at least).
+              time (what the tasks must cost at least); wall and CPU time.
 local_1       ``tracebench.sweep`` on the local process pool, 1 worker, into a new folder;
               ``per_task_ms`` is wall time / tasks, ``overhead_ms`` the worker-seconds per
               task beyond replay_only's (executor, batching, trace reads and hashing,
               writing and renaming the results), the pool's start-up (spawn + import +
               kernel load, ``pool_start_s``, measured alone) excluded.
+              ``worker_cpu_ms_per_task``: CPU time the workers spent per task, and
+              ``cpu_overhead_ms`` the same beyond replay_only's CPU time: on a shared
+              machine CPU time is what stays put when other jobs take the cores.
 local_2       the same with 2 workers; ``speedup`` = local_1 wall / local_2 wall.
 threads_2     one process, ``run_batch`` on 2 threads (the kernels release the GIL): the
               alternative to processes.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -51,6 +55,7 @@ def make_traces(work: Path, n: int, duration: str) -> list[Path]:
 
 
 def emit(rows: list[dict], **row) -> None:
+    row["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other jobs on the machine
     rows.append(row)
     print(json.dumps(row), flush=True)
 
@@ -102,13 +107,17 @@ def main() -> None:
     emit(rows, stage="setup", tasks=n, traces=len(traces), rows_per_trace=rows_per_trace,
          backends=BACKENDS, points=args.points)
 
+    c0 = time.process_time()
     base = replay_only(plan)
-    emit(rows, stage="replay_only", tasks=n, seconds=base, per_task_ms=1e3 * base / n)
+    base_cpu = time.process_time() - c0
+    emit(rows, stage="replay_only", tasks=n, seconds=base, per_task_ms=1e3 * base / n,
+         cpu_ms_per_task=1e3 * base_cpu / n)
 
     # The machine is shared: each configuration runs --repeat times, interleaved, and the
     # fastest run of each is compared (the least disturbed one).
     walls: dict[str, list[float]] = {"local_1": [], "local_2": [], "threads_2": []}
     starts: dict[int, list[float]] = {1: [], 2: []}
+    cpus: dict[int, list[float]] = {1: [], 2: []}
     for rep in range(args.repeat):
         for w in (1, 2):
             t0 = time.perf_counter()
@@ -122,7 +131,9 @@ def main() -> None:
             res = sweep(traces, BACKENDS, grid, out, workers=w)
             walls[f"local_{w}"].append(time.perf_counter() - t0)
             assert res.ok and res.ran == n, res.summary_row()
-            emit(rows, stage=f"local_{w}", repeat=rep, seconds=walls[f"local_{w}"][-1])
+            cpus[w].append(res.cpu_seconds)
+            emit(rows, stage=f"local_{w}", repeat=rep, seconds=walls[f"local_{w}"][-1],
+                 worker_cpu_ms_per_task=1e3 * res.cpu_seconds / n)
         out = work / "threads2"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
@@ -141,6 +152,8 @@ def main() -> None:
         emit(rows, stage=f"local_{w}", tasks=n, workers=w, best_s=wall,
              median_s=statistics.median(walls[f"local_{w}"]), pool_start_s=start,
              per_task_ms=1e3 * wall / n, overhead_ms=1e3 * ((wall - start) * w - base) / n,
+             worker_cpu_ms_per_task=1e3 * min(cpus[w]) / n,
+             cpu_overhead_ms=1e3 * (min(cpus[w]) - base_cpu) / n,
              speedup=best["local_1"] / wall)
     emit(rows, stage="threads_2", tasks=n, best_s=best["threads_2"],
          median_s=statistics.median(walls["threads_2"]),
@@ -159,8 +172,9 @@ def main() -> None:
         t0 = time.perf_counter()
         res = sweep(traces, BACKENDS, grid, out, executor="dask", workers=2)
         wall = time.perf_counter() - t0
-        assert res.ok and res.ran == n
-        emit(rows, stage="dask_2", tasks=n, seconds=wall, per_task_ms=1e3 * wall / n,
+        emit(rows, stage="dask_2", tasks=n, ran=res.ran, failed=len(res.failed),
+             first_failure=res.failed[0][1] if res.failed else None, seconds=wall,
+             per_task_ms=1e3 * wall / n, worker_cpu_ms_per_task=1e3 * res.cpu_seconds / n,
              versus_local_2=wall / best["local_2"])
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -55,6 +55,8 @@ class SweepResult:
     failed: list[tuple[Task, str]]
     seconds: float
     executor: str
+    #: CPU time of the workers on the tasks that ran (wall time on a busy machine is not)
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -65,7 +67,8 @@ class SweepResult:
                 "skipped": self.skipped, "failed": len(self.failed),
                 "seconds": round(self.seconds, 3),
                 "tasks_per_s": round(self.ran / self.seconds, 2) if self.seconds else 0.0,
-                "executor": self.executor}
+                "worker_cpu_ms_per_task": round(1e3 * self.cpu_seconds / self.ran, 2)
+                if self.ran else 0.0, "executor": self.executor}
 
 
 def sweep(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None,
@@ -211,6 +214,7 @@ def _run(root: Path, plan: Plan, executor: str, scheduler, workers, batch_size, 
     skipped = len(plan.tasks) - len(pending)
     failed: list[tuple[Task, str]] = []
     ran = 0
+    cpu_s = 0.0
     where = executor
     status = "interrupted"
     with SweepProgress(len(pending), progress) as prog:
@@ -229,6 +233,7 @@ def _run(root: Path, plan: Plan, executor: str, scheduler, workers, batch_size, 
                         if result.files:
                             _write_gathered(root, result)
                         ran += len(result.done)
+                        cpu_s += result.cpu_seconds
                         failed += result.failed
                         for task, reason in result.failed:
                             prog.say(f"task failed: {task.label()}: {reason}")
@@ -239,10 +244,11 @@ def _run(root: Path, plan: Plan, executor: str, scheduler, workers, batch_size, 
             _write_json(root, plan, {
                 "status": status, "executor": where, "seconds": round(seconds, 3),
                 "tasks": len(plan.tasks), "skipped": skipped, "ran": ran,
+                "worker_cpu_seconds": round(cpu_s, 3),
                 "failed": [{**t.to_json(), "reason": r} for t, r in failed]})
             with contextlib.suppress(OSError):  # empty unless a batch is still being lost
                 (root / STAGING).rmdir()
-    return SweepResult(root, len(plan.tasks), skipped, ran, failed, seconds, where)
+    return SweepResult(root, len(plan.tasks), skipped, ran, failed, seconds, where, cpu_s)
 
 
 def _submit_all(pool, jobs: list[BatchJob], window: int):

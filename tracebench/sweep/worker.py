@@ -53,6 +53,8 @@ class BatchResult:
     seconds: float
     worker: str
     files: dict[str, bytes] | None = None
+    #: CPU time the worker process spent on the batch (all its threads), s
+    cpu_seconds: float = 0.0
 
 
 class _CachedTrace(TraceFile):
@@ -200,7 +202,7 @@ def _reason(exc: BaseException) -> str:
 
 def run_batch(job: BatchJob) -> BatchResult:
     """Run a batch; a failure is retried task by task so that only the culprits fail."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     where = f"{socket.gethostname()}:{os.getpid()}"
     done: list[Task] = []
     failed: list[tuple[Task, str]] = []
@@ -219,4 +221,5 @@ def run_batch(job: BatchJob) -> BatchResult:
         done += tasks
         if got is not None:
             files.update(got)
-    return BatchResult(done, failed, time.perf_counter() - t0, where, files)
+    return BatchResult(done, failed, time.perf_counter() - t0, where, files,
+                       time.process_time() - c0)
