@@ -47,7 +47,8 @@ class SweepProgress:
         if self.mode == "off":
             return
         if self._bar is not None:
-            self._bar.console.print(f"tracebench: {text}", soft_wrap=True, highlight=False)
+            self._bar.console.print(f"tracebench: {text}", soft_wrap=True, highlight=False,
+                                    markup=False)  # user text (paths) as written
         else:
             print(f"tracebench: {text}", file=sys.stderr, flush=True)
 
