@@ -1,5 +1,6 @@
 """The ``tracebench`` command line: one module per verb family, all on one typer app."""
 
+from tracebench.cli import dataset as _dataset  # noqa: F401  (registers dataset ...)
 from tracebench.cli import ingest as _ingest  # noqa: F401  (registers ingest, record)
 from tracebench.cli import replay as _replay  # noqa: F401  (registers replay, backends)
 from tracebench.cli import report as _report  # noqa: F401  (registers report, export)
