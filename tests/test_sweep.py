@@ -254,6 +254,16 @@ def test_sensitivity_ranks_the_cost_that_moves_the_result(traces, tmp_path):
     assert {r["metric"] for r in rows} >= {"overhead_pct", "irq_p99_us", "exits_per_s"}
     assert all(r["spread_pct"] is None or math.isfinite(r["spread_pct"]) for r in rows)
 
+    # a packed dataset drops sweep.json: the swept values come from configs/ instead
+    packed = tmp_path / "packed"
+    res = runner.invoke(app, ["dataset", "pack", str(out), "-o", str(packed), "--license",
+                              "CC-BY-4.0"])
+    assert res.exit_code == 0, res.output
+    assert not (packed / "sweep.json").exists()
+    key = ["metric", "param", "spread_pct"]
+    assert sensitivity(packed).ranking.select(key).sort(key).equals(s.ranking.select(key)
+                                                                        .sort(key))
+
     # tracebench report --sensitivity: the ranking and one chart per parameter, offline
     page = tmp_path / "sens.html"
     res = runner.invoke(app, ["report", "--sensitivity", str(out), "-o", str(page)])

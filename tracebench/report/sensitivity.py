@@ -1,12 +1,13 @@
 """Which assumptions a conclusion rests on: how each result moves with each swept parameter.
 
 Reads a sweep dataset (``tracebench sweep -o``): the summary table, and ``sweep.json`` for
-the parameter values behind each parameter-set hash. For every swept parameter, backend,
-trace and metric, the *main effect* is the metric's mean at each value of the parameter,
-taken over every other axis of the grid; the parameter's weight on a metric is the range
-of that main effect relative to the metric's mean (``spread_pct``), at the backend and trace
-where it is largest. A parameter a backend's model does not read has no effect on it and
-is left out for that backend.
+the parameter values behind each parameter-set hash (or, in a packed or merged dataset
+without it, ``configs/``: what differs between one backend's parameter sets). For every
+swept parameter, backend, trace and metric, the *main effect* is the metric's mean at each
+value of the parameter, taken over every other axis of the grid; the parameter's weight on
+a metric is the range of that main effect relative to the metric's mean (``spread_pct``),
+at the backend and trace where it is largest. A parameter a backend's model does not read
+has no effect on it and is left out for that backend.
 
 Metrics (the comparison table's headline figures): ``exits_per_s``, ``overhead_pct``,
 ``irq_p50_us``, ``irq_p99_us`` (interrupt delivery latency), ``timer_err_p99_us``.
@@ -73,13 +74,21 @@ def _metric_frame(summary: pl.DataFrame) -> pl.DataFrame:
             .with_columns(pl.col("y").cast(pl.Float64)).drop_nulls("y"))
 
 
+_VALUES_SCHEMA = {"backend": pl.String, "params": pl.String, "param": pl.String,
+                  "value": pl.Float64}
+
+
 def _values_frame(root: Path) -> tuple[pl.DataFrame, dict[str, str]]:
-    """(backend, params, param, value) of every task, and each name's grid axis label."""
+    """(backend, params, param, value) of every swept value, and each name's grid axis.
+
+    From ``sweep.json`` when the folder has one; otherwise (a packed or merged dataset)
+    from ``configs/*.json``: a parameter whose value differs between one backend's
+    parameter sets counts as swept for that backend."""
     path = root / "sweep.json"
+    if not path.is_file():
+        return _values_from_configs(root), {}
     try:
         doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TracebenchError(f"{root}: not a sweep dataset (no sweep.json)") from None
     except ValueError as exc:
         raise TracebenchError(f"{path}: unreadable ({exc})") from None
     axis_of = {}
@@ -88,10 +97,28 @@ def _values_frame(root: Path) -> tuple[pl.DataFrame, dict[str, str]]:
             axis_of[name] = "+".join(axis["names"])
     rows = {(t["backend"], t["params"], k, float(v))
             for t in doc.get("tasks", []) for k, v in t.get("values", {}).items()}
-    frame = pl.DataFrame(sorted(rows), schema={"backend": pl.String, "params": pl.String,
-                                               "param": pl.String, "value": pl.Float64},
-                         orient="row")
-    return frame, axis_of
+    return pl.DataFrame(sorted(rows), schema=_VALUES_SCHEMA, orient="row"), axis_of
+
+
+def _values_from_configs(root: Path) -> pl.DataFrame:
+    configs = sorted((root / "configs").glob("*.json"))
+    if not configs:
+        raise TracebenchError(f"{root}: not a sweep dataset (no sweep.json, no configs/)")
+    sets: dict[str, dict[str, dict]] = {}  # backend -> params hash -> values
+    for cfg in configs:
+        try:
+            doc = json.loads(cfg.read_text())
+            sets.setdefault(doc["backend"], {})[doc["params_sha256"][:12]] = doc["params"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TracebenchError(f"{cfg}: not a parameter-set file ({exc})") from None
+    rows = []
+    for backend, by_hash in sets.items():
+        names = {n for values in by_hash.values() for n in values}
+        swept = [n for n in sorted(names)
+                 if len({values.get(n) for values in by_hash.values()}) > 1]
+        rows += [(backend, h, n, float(values[n]))
+                 for h, values in by_hash.items() for n in swept if n in values]
+    return pl.DataFrame(sorted(rows), schema=_VALUES_SCHEMA, orient="row")
 
 
 def sensitivity(results: str | Path) -> Sensitivity:
@@ -101,7 +128,8 @@ def sensitivity(results: str | Path) -> Sensitivity:
     root = Path(results)
     values, axis_of = _values_frame(root)
     if values.height == 0:
-        raise TracebenchError(f"{root}: the sweep has no swept parameter values")
+        raise TracebenchError(f"{root}: no swept parameter (every backend has one "
+                              "parameter set)")
     metrics = _metric_frame(load_table(root, "summary"))
     joined = metrics.join(values, on=["backend", "params"], how="inner")
     if joined.height == 0:
@@ -125,7 +153,7 @@ def sensitivity(results: str | Path) -> Sensitivity:
                     spread=pl.col("spread").first(), low=pl.col("lo").first(),
                     high=pl.col("hi").first(), backend=pl.col("backend").first(),
                     trace=pl.col("trace").first())
-               .with_columns(axis=pl.col("param").replace_strict(axis_of, default=None),
+               .with_columns(axis=pl.col("param").replace(axis_of),
                              rank=pl.col("spread_pct").rank("min", descending=True)
                              .over("metric").cast(pl.Int64))
                .with_columns(metric=pl.col("metric").cast(pl.Enum(list(METRICS))))
