@@ -339,3 +339,18 @@ def test_per_event_rows_when_asked(traces, tmp_path):
     cols = ["ts_ns", "cpu", "latency_ns", "stall_ns", "exits", "exit_ns"]
     assert mine.height == TraceFile(traces[0]).num_rows
     assert mine.select(cols).equals(ref.select(cols))
+
+
+def test_a_trace_edited_after_planning_fails_its_tasks(tmp_path):
+    from tracebench.sweep.worker import BatchJob, run_batch
+
+    path = tracebench.synth("timer-heavy", tmp_path / "t.parquet", n_cpus=2, duration="10ms",
+                            seed=1)
+    plan = plan_sweep(read_traces([path]), resolve_backends(["apicv"]), grid_from_mapping(
+        {"params": {"exit_roundtrip_cyc": [900, 1800]}}), None)
+    tracebench.synth("timer-heavy", path, n_cpus=2, duration="10ms", seed=2, force=True)
+    (tmp_path / "o").mkdir()
+    res = run_batch(BatchJob(plan.tasks, plan.backends, None, False, str(tmp_path / "o")))
+    assert not res.done and len(res.failed) == 2
+    assert all("changed since the sweep was planned" in why for _, why in res.failed)
+    assert not list((tmp_path / "o").rglob("*.parquet"))
