@@ -260,18 +260,29 @@ def _submit_all(pool, jobs: list[BatchJob], window: int):
         while queue or running:
             while queue and len(running) < window:
                 job = queue.pop()
-                running[pool.submit(run_batch, job)] = job
+                try:
+                    running[pool.submit(run_batch, job)] = job
+                except Exception as exc:  # a broken pool (a worker killed): nothing more runs
+                    why = _lost(exc)
+                    for j in [job, *queue]:
+                        yield BatchResult([], [(t, why) for t in j.tasks], 0.0, "?")
+                    queue.clear()
+            if not running:
+                break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 job = running.pop(fut)
                 try:
                     yield fut.result()
                 except Exception as exc:  # the worker died or the batch could not travel
-                    why = f"worker lost: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
-                    yield BatchResult([], [(t, why) for t in job.tasks], 0.0, "?")
+                    yield BatchResult([], [(t, _lost(exc)) for t in job.tasks], 0.0, "?")
     finally:
         for fut in running:
             fut.cancel()
+
+
+def _lost(exc: BaseException) -> str:
+    return f"worker lost: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
 
 
 def _write_gathered(root: Path, result: BatchResult) -> None:
