@@ -221,15 +221,23 @@ def _run(root: Path, plan: Plan, executor: str, scheduler, workers, batch_size, 
         if skipped:
             prog.say(f"{skipped} of {len(plan.tasks)} tasks already done in {root}: skipped")
         try:
-            if pending:
+            todo: list[list[Task]] = [pending] if pending else []  # batched once n is known
+            for attempt in range(2):  # a second round on a fresh pool for lost batches
+                if not todo:
+                    break
+                lost: list[list[Task]] = []
                 with contextlib.ExitStack() as stack:
                     pool, n, where = _open_executor(stack, executor, scheduler, workers)
-                    prog.say(f"{len(pending)} tasks on {where}")
-                    todo = batches(pending, n, batch_size, distinct_backends=plan.events)
+                    if attempt == 0:
+                        prog.say(f"{len(pending)} tasks on {where}")
+                        todo = batches(pending, n, batch_size, distinct_backends=plan.events)
                     jobs = [BatchJob(b, {t.backend: plan.backends[t.backend] for t in b},
                                      plan.profile, plan.events, None if gather else str(root))
                             for b in todo]
                     for result in _submit_all(pool, jobs, n * IN_FLIGHT_PER_WORKER):
+                        if result.lost and attempt == 0:  # Dask reschedules on its own
+                            lost.append([t for t, _ in result.failed])
+                            continue
                         if result.files:
                             _write_gathered(root, result)
                         ran += len(result.done)
@@ -238,6 +246,15 @@ def _run(root: Path, plan: Plan, executor: str, scheduler, workers, batch_size, 
                         for task, reason in result.failed:
                             prog.say(f"task failed: {task.label()}: {reason}")
                         prog.advance(len(result.done), len(result.failed))
+                # a lost batch may have committed some tasks before its worker died
+                todo = [kept for b in lost
+                        if (kept := [t for t in b if not task_done(root, t, tables)])]
+                done_meanwhile = sum(len(b) for b in lost) - sum(len(b) for b in todo)
+                ran += done_meanwhile
+                prog.advance(done_meanwhile)
+                if todo:
+                    prog.say(f"a worker was lost: its {sum(len(b) for b in todo)} unfinished "
+                             "tasks run again on a new pool")
             status = "failed" if failed else "complete"
         finally:
             seconds = time.perf_counter() - t0
@@ -246,8 +263,9 @@ def _run(root: Path, plan: Plan, executor: str, scheduler, workers, batch_size, 
                 "tasks": len(plan.tasks), "skipped": skipped, "ran": ran,
                 "worker_cpu_seconds": round(cpu_s, 3),
                 "failed": [{**t.to_json(), "reason": r} for t, r in failed]})
-            with contextlib.suppress(OSError):  # empty unless a batch is still being lost
-                (root / STAGING).rmdir()
+            # what lost batches left (this run's workers are gone; a straggling Dask
+            # worker's commit would fail, not land a partial file)
+            shutil.rmtree(root / STAGING, ignore_errors=True)
     return SweepResult(root, len(plan.tasks), skipped, ran, failed, seconds, where, cpu_s)
 
 
@@ -265,7 +283,7 @@ def _submit_all(pool, jobs: list[BatchJob], window: int):
                 except Exception as exc:  # a broken pool (a worker killed): nothing more runs
                     why = _lost(exc)
                     for j in [job, *queue]:
-                        yield BatchResult([], [(t, why) for t in j.tasks], 0.0, "?")
+                        yield BatchResult([], [(t, why) for t in j.tasks], 0.0, "?", lost=True)
                     queue.clear()
             if not running:
                 break
@@ -275,7 +293,8 @@ def _submit_all(pool, jobs: list[BatchJob], window: int):
                 try:
                     yield fut.result()
                 except Exception as exc:  # the worker died or the batch could not travel
-                    yield BatchResult([], [(t, _lost(exc)) for t in job.tasks], 0.0, "?")
+                    yield BatchResult([], [(t, _lost(exc)) for t in job.tasks], 0.0, "?",
+                                      lost=True)
     finally:
         for fut in running:
             fut.cancel()

@@ -55,6 +55,8 @@ class BatchResult:
     files: dict[str, bytes] | None = None
     #: CPU time the worker process spent on the batch (all its threads), s
     cpu_seconds: float = 0.0
+    #: the batch never came back (its worker died): its tasks may run again elsewhere
+    lost: bool = False
 
 
 class _CachedTrace(TraceFile):
