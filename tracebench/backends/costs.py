@@ -21,21 +21,27 @@ _HALTPOLL_DOC = ("Documentation/virt/kvm/halt-polling.rst: polling saves 'a trip
                  "scheduler, normally on the order of a few micro-seconds'")
 _YZ2017 = ("Yang Zhang, '[RFC PATCH v2 0/7] x86/idle: add halt poll support', LKML Aug 2017: "
            "contextswitch in a guest 2,493 ns/switch with HLT vs 1,159 with guest polling")
-#: the 2012 host of 00bfecaa: its exit round trip, against which its user-space exit is scaled
+#: the 2012 host of 00bfecaa, whose figures decompose exactly: vmcall 3,898; outl_to_kernel
+#: 4,451 (fast path) and inl_from_kernel 7,237 (the same in-kernel ELCR port through the
+#: instruction emulator); inl_from_qemu 20,574 (the same IN, to user space)
 _KUT2012_EXIT_CYC = 3898
-_KUT2012_USERSPACE_CYC = 13000
+_KUT2012_PIO_IN_EMULATION_CYC = 7237 - 4451
+_KUT2012_USERSPACE_CYC = 20574 - 3898 - _KUT2012_PIO_IN_EMULATION_CYC
 
 
 def _userspace_exit(exit_roundtrip_cyc: float) -> float:
-    """The 2012 user-space exit (13,000 cycles on a 3,898-cycle-exit host) scaled to a host
+    """The 2012 user-space exit (13,890 cycles on a 3,898-cycle-exit host) scaled to a host
     with another exit round trip: the KVM -> QEMU -> KVM path is kernel and user code on the
     same core, so it speeds up with the core like the exit path does. No newer measurement
     of it (inl_from_qemu) on a named, non-nested host was found."""
     return round(_KUT2012_USERSPACE_CYC * exit_roundtrip_cyc / _KUT2012_EXIT_CYC)
 
 
-_USERSPACE_SRC = (f"[D] 13,000 cycles on the 2012 host ({_KUT_PIO}) x exit round trip / its "
-                  "3,898-cycle vmcall")
+_USERSPACE_SRC = (f"[D] inl_from_qemu 20,574 - vmcall 3,898 - IN emulation 2,786 = 13,890 "
+                  f"cycles on the 2012 host ('exiting to userspace is 13000 cycles', {_KUT_PIO})"
+                  ", x this profile's exit round trip / that host's 3,898")
+_PIO_EMU_SRC = (f"[D] inl_from_kernel 7,237 - outl_to_kernel 4,451: the same in-kernel port "
+                f"read through the emulator, which KVM then used for every IN, {_KUT_PIO}")
 
 CYCLE_PARAMS: tuple[Param, ...] = (
     Param("tsc_ghz", 2.4, "GHz", "[U] Skylake-SP Xeon Gold class base clock; CPUs in the "
@@ -139,24 +145,26 @@ PROFILES: dict[str, CpuProfile] = {
         CpuProfile(
             "nhm-2010", "Nehalem-EP server (Xeon X5570 2.93 GHz), KVM 2.6.34 era",
             {"tsc_ghz": 2.93, "exit_roundtrip_cyc": 2000, "insn_emulation_cyc": 3300,
-             "pio_in_emulation_cyc": 3300, "userspace_exit_cyc": _userspace_exit(2000)},
+             "pio_in_emulation_cyc": _KUT2012_PIO_IN_EMULATION_CYC,
+             "userspace_exit_cyc": _userspace_exit(2000)},
             {"tsc_ghz": "[C] Xeon X5570 2.93 GHz, SplitX (WIOV 2011) Sec. 1",
              "exit_roundtrip_cyc": "[C] ~2,000-cycle direct exit cost, Landau et al., SplitX "
                                    "(WIOV 2011)",
              "insn_emulation_cyc": f"[C] 'the cost of emulation is 3300 cycles', {_KUT_PIO}",
-             "pio_in_emulation_cyc": f"[C] KVM of that era emulated every IN: 3,300, {_KUT_PIO}",
+             "pio_in_emulation_cyc": _PIO_EMU_SRC,
              "userspace_exit_cyc": _USERSPACE_SRC},
         ),
         CpuProfile(
             "kvm-2012", "the unnamed 2012 host of kvm-unit-tests commit 00bfecaa",
             {"tsc_ghz": 2.9, "exit_roundtrip_cyc": _KUT2012_EXIT_CYC, "insn_emulation_cyc": 3300,
-             "pio_in_emulation_cyc": 3300, "userspace_exit_cyc": _KUT2012_USERSPACE_CYC},
+             "pio_in_emulation_cyc": _KUT2012_PIO_IN_EMULATION_CYC,
+             "userspace_exit_cyc": _KUT2012_USERSPACE_CYC},
             {"tsc_ghz": "[U] host not named in the commit",
              "exit_roundtrip_cyc": f"[C] vmcall 3,898 cycles, {_KUT_PIO}",
              "insn_emulation_cyc": f"[C] emulation 3,300 cycles, {_KUT_PIO}",
-             "pio_in_emulation_cyc": f"[C] inl_from_kernel 7,237 - vmcall 3,898: the IN went "
-                                     f"through the emulator then, {_KUT_PIO}",
-             "userspace_exit_cyc": f"[C] userspace exit 13,000 cycles, {_KUT_PIO}"},
+             "pio_in_emulation_cyc": _PIO_EMU_SRC,
+             "userspace_exit_cyc": f"[D] inl_from_qemu 20,574 - vmcall 3,898 - IN emulation "
+                                   f"2,786 ('exiting to userspace is 13000 cycles'), {_KUT_PIO}"},
         ),
         CpuProfile(
             "modern-2024", "2024-class Intel server, KVM 6.x",
