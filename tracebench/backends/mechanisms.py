@@ -80,8 +80,10 @@ def _mmio(p, h):
     return p.exit_roundtrip_cyc + p.insn_emulation_cyc + getattr(p, h), 1, R.APIC_ACCESS
 
 
-def _mmio_apicv(p, h):
-    return p.exit_roundtrip_cyc + p.insn_emulation_cyc + getattr(p, h), 1, R.APIC_WRITE
+def _apic_write_trap(p, h):
+    # Trap-like: the write is already in the virtual-APIC page and the exit qualification
+    # names the register, so nothing is decoded; but it takes KVM's full exit path.
+    return p.exit_roundtrip_cyc + p.apic_write_slowpath_cyc + getattr(p, h), 1, R.APIC_WRITE
 
 
 def _msr(reason):
@@ -91,7 +93,8 @@ def _msr(reason):
 def _avic_trap(p, h):
     # A write AVIC does not accelerate commits to the backing page, then exits trap-like
     # with the register in the exit information: no instruction to decode.
-    return p.exit_roundtrip_cyc + getattr(p, h), 1, R.AVIC_UNACCELERATED_ACCESS
+    return (p.exit_roundtrip_cyc + p.apic_write_slowpath_cyc + getattr(p, h), 1,
+            R.AVIC_UNACCELERATED_ACCESS)
 
 
 def _hcall(p, h):
@@ -110,8 +113,8 @@ APIC_ACCESS = {
                          "MSR_READ/MSR_WRITE exit (SVM 'msr'), no decode",
                          _msr(R.MSR_READ), _msr(R.MSR_WRITE), 1),
     "xapic_apicv": Access("xAPIC page with APIC-register virtualization: reads and ICR2 "
-                          "virtualized, other writes a decoded APIC_WRITE exit",
-                          _native, _mmio_apicv, 1),
+                          "virtualized, other writes a trap-like APIC_WRITE exit (no decode)",
+                          _native, _apic_write_trap, 1),
     "x2apic_apicv": Access("x2APIC with APIC-register virtualization: reads from the "
                            "virtual-APIC page, writes exit", _native, _msr(R.MSR_WRITE), 1),
     "x2avic": Access("AMD x2AVIC (Zen 4+): reads from the AVIC backing page; writes to "
@@ -283,7 +286,7 @@ def _ipi(kind: str):
             # destination mask is taken as one physical unicast per destination (the
             # kernel has no per-send mask column: see docs/backends.md).
             t[IPI_TARGET_COST] = p.ipiv_send_cyc
-            icr = (p.exit_roundtrip_cyc + p.icr_handler_cyc, 1, R.APIC_WRITE)
+            icr = _apic_write_trap(p, "icr_handler_cyc")
         elif kind == "avic":
             # AVIC delivers to every running destination in hardware, shorthands included
             # (one backing-page update and doorbell per destination): no sender exit.
