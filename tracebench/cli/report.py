@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +25,9 @@ def stat(
     key: Annotated[str, typer.Option("--key", "-k", help="Sort by samples or time.")]
     = "samples",
     measured: Annotated[Path | None, typer.Option(
-        "--measured", help="NAME.exits.parquet from `ingest` of a host KVM trace: show the "
-        "real exit mix beside each backend's prediction.")] = None,
+        "--measured", help="NAME.exits.parquet from `ingest` of a host KVM trace, or "
+        "`perf kvm stat report` / `kvm_stat` text (FILE#N: its N-th table): show the real "
+        "exit mix beside each backend's prediction.")] = None,
     fmt: FormatOpt = OutputFormat.table,
 ):
     """Exit reasons per backend, as `perf kvm stat report` prints them."""
@@ -33,8 +35,16 @@ def stat(
 
     table = kvm_stat(results, backend, trace, vcpu, key)
     if measured is not None:
-        table = with_measured(table, measured)
+        from tracebench.validate.reports import read_measured
+
+        m = read_measured(measured)[0]
+        if m.height == 0 or m["count"].sum() == 0:
+            print(f"tracebench: {measured}: the measured table is empty (no exit was seen); "
+                  "showing the prediction alone", file=sys.stderr)
+        table = with_measured(table, m, backend)
     rows = table.to_dicts()
+    if not rows:
+        print("tracebench: no exits predicted and none measured", file=sys.stderr)
     print_rows(rows, fmt, title=f"VM exits by reason ({results})")
 
 

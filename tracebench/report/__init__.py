@@ -50,7 +50,10 @@ def kvm_stat(results: str | Path, backends: list[str] | None = None,
     sorted by ``key`` (``samples`` or ``time``) within each backend.
     """
     df = load_table(results, "exits")
-    df = _select(df, "backend", backends, "backend")
+    if backends:  # a backend that predicted no exit at all has no rows here, only a summary
+        replayed = set(load_table(results, "summary")["backend"].unique().to_list())
+        _select(pl.DataFrame({"backend": sorted(replayed)}), "backend", backends, "backend")
+        df = df.filter(pl.col("backend").is_in(backends))
     df = _select(df, "trace", traces, "trace")
     if vcpu is not None:
         df = df.filter(pl.col("cpu") == vcpu)
@@ -70,17 +73,23 @@ def kvm_stat(results: str | Path, backends: list[str] | None = None,
                     "max_us", "avg_us"))
 
 
-def with_measured(stat: pl.DataFrame, measured: str | Path) -> pl.DataFrame:
+def with_measured(stat: pl.DataFrame, measured: str | Path | pl.DataFrame,
+                  backends: list[str] | None = None) -> pl.DataFrame:
     """Set a real run's exit mix (``NAME.exits.parquet`` from ``ingest`` of a host KVM
-    trace) beside each backend's predicted one: ``measured_samples`` / ``measured_pct``."""
-    path = Path(measured)
-    try:
-        m = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise TracebenchError(f"{path}: not a measured-exits table "
-                              f"({' '.join(str(exc).split())[:120]})") from None
-    if not {"reason", "count"} <= set(m.columns):
-        raise TracebenchError(f"{path}: not a measured-exits table (needs reason, count)")
+    trace, or that table already read) beside each backend's predicted one:
+    ``measured_samples`` / ``measured_pct``. ``backends`` names those to show even when
+    they predicted no exit (0 predicted vs N measured)."""
+    if isinstance(measured, pl.DataFrame):
+        m = measured
+    else:
+        path = Path(measured)
+        try:
+            m = pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise TracebenchError(f"{path}: not a measured-exits table "
+                                  f"({' '.join(str(exc).split())[:120]})") from None
+        if not {"reason", "count"} <= set(m.columns):
+            raise TracebenchError(f"{path}: not a measured-exits table (needs reason, count)")
     label = pl.coalesce(pl.col("exit_reason"), pl.col("reason")) if "exit_reason" in m.columns \
         else pl.col("reason")
     # the table stores schema labels (lower case); perf kvm stat prints upper case
@@ -89,7 +98,9 @@ def with_measured(stat: pl.DataFrame, measured: str | Path) -> pl.DataFrame:
          .with_columns(measured_pct=100 * pl.col("measured_samples")
                        / pl.col("measured_samples").sum()))
     out = []
-    for backend in stat["backend"].unique(maintain_order=True):
+    names = list(stat["backend"].unique(maintain_order=True))
+    names += [b for b in backends or [] if b not in names]
+    for backend in names or ["(no backend)"]:
         part = stat.filter(pl.col("backend") == backend)
         joined = part.join(m, on="reason", how="full", coalesce=True)
         out.append(joined.with_columns(backend=pl.lit(backend)).fill_null(0))
