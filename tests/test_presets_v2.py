@@ -280,3 +280,15 @@ def test_new_presets_through_the_cli(tmp_path):
     rows = {r["backend"]: r for r in json.loads(result.stdout)}
     assert rows["avic"]["exits"] == 0 < rows["apicv-xapic"]["exits"] < rows["svm"]["exits"]
     assert "APIC_WRITE" in rows["apicv-xapic"]["top_exit_reasons"]
+
+
+def test_validate_picks_the_amd_presets_for_svm_hosts():
+    from tracebench.validate.preset import Evidence, choose
+
+    def ev(isa, events=None, reasons=None):
+        return Evidence(reasons=set(reasons or {"MSR_WRITE", "HLT"}), events=events or {},
+                        msrs={0x830, 0x80B}, kinds={"ipi_send": 3}, isa=isa)
+
+    assert choose(ev("svm"))[0] == "svm"
+    assert choose(ev("svm", {"avic_incomplete_ipi": 2}))[0] == "avic"
+    assert choose(ev("vmx"))[0] == "x2apic-tscdeadline"
