@@ -96,6 +96,10 @@ def backends_markdown() -> str:
               "`tracebench sweep`) before drawing a conclusion that depends on them:", ""]
     lines += [f"- `{p.name}` ({p.default:g} {p.unit}): {_md_escape(p.source[4:])}"
               for p in assumed]
+    swept = [p for p in CYCLE_PARAMS if p.source.startswith("[D]") and "sweep" in p.source]
+    lines += ["", "Derived from published figures, but through a stated split or scaling that "
+              "the figures do not fix (the source says which, and the range to sweep):", ""]
+    lines += [f"- `{p.name}` ({p.default:g} {p.unit})" for p in swept]
     lines += ["", "## CPU profiles (`--profile`)", ""]
     for prof in PROFILES.values():
         lines.append(f"- **{prof.name}**: {prof.description}.")

@@ -44,7 +44,7 @@ def _userspace_exit(exit_roundtrip_cyc: float) -> float:
 
 _USERSPACE_SRC = (f"[D] inl_from_qemu 20,574 - vmcall 3,898 - IN emulation 2,786 = 13,890 "
                   f"cycles on the 2012 host ('exiting to userspace is 13000 cycles', {_KUT_PIO})"
-                  ", x this profile's exit round trip / that host's 3,898")
+                  ", x this profile's exit round trip / that host's 3,898; sweep 3,700-13,900")
 _EMU_SCALED_SRC = ("[D] the 2012 emulator, 2,786 cycles (inl_from_kernel - outl_to_kernel, "
                    f"{_KUT_PIO}), x this profile's exit round trip / 3,898")
 _PIO_EMU_SRC = (f"[D] inl_from_kernel 7,237 - outl_to_kernel 4,451: the same in-kernel port "
@@ -82,7 +82,8 @@ CYCLE_PARAMS: tuple[Param, ...] = (
     Param("eoi_handler_cyc", 400, "cycles", f"[D] fitted: tscdeadline 7,474 (no APICv) vs "
           f"5,662 (APICv), {_TSCDL}", "EOI emulation: clear ISR, find next pending vector"),
     Param("virtual_eoi_cyc", 332, "cycles", f"[D] the 532 cycles tscdeadline with APICv "
-          f"(5,662) leaves after 3,000 + exit + expiry, less posted_inject_cyc; {_TSCDL}",
+          f"(5,662) leaves after 3,000 + exit + expiry, less posted_inject_cyc (the split is "
+          f"assumed: sweep the two together); {_TSCDL}",
           "APICv/AVIC EOI virtualization: vISR/vPPR update and RVI re-evaluation, no exit"),
     Param("timer_program_cyc", 700, "cycles", f"[D] fitted: tscdeadline_immed 4,781/2,919, "
           f"{_TSCDL}", "host side of (re)programming the guest timer (hrtimer/preemption)"),
