@@ -21,9 +21,16 @@ options read (recorded while composing), so listings cannot drift from the model
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
+from tracebench.backends.access import (
+    APIC_ACCESS,
+    VIRTUALIZED_APIC,
+    Access,
+    Cost,
+    apic_write_trap,
+    hcall,
+)
 from tracebench.backends.model import (
     HALTS,
     IPI_CALL_COST,
@@ -59,72 +66,6 @@ class RecordingParams:
         return value
 
 
-Cost = tuple[float, int, R]  # (cycles, exits, reason)
-
-
-@dataclasses.dataclass(frozen=True)
-class Access:
-    """How one local-APIC register access is virtualized (the ``apic_access`` axis)."""
-
-    doc: str
-    read: Callable[[RecordingParams, str], Cost]  # (params, handler-cost parameter name)
-    write: Callable[[RecordingParams, str], Cost]
-    icr_writes: int  # register writes per unicast IPI: xAPIC writes ICR2 then ICR
-
-
-def _native(p, _h):
-    return p.native_apic_access_cyc, 0, R.NONE
-
-
-def _mmio(p, h):
-    return p.exit_roundtrip_cyc + p.insn_emulation_cyc + getattr(p, h), 1, R.APIC_ACCESS
-
-
-def _apic_write_trap(p, h):
-    # Trap-like: the write is already in the virtual-APIC page and the exit qualification
-    # names the register, so nothing is decoded; but it takes KVM's full exit path.
-    return p.exit_roundtrip_cyc + p.apic_write_slowpath_cyc + getattr(p, h), 1, R.APIC_WRITE
-
-
-def _msr(reason):
-    return lambda p, h: (p.exit_roundtrip_cyc + getattr(p, h), 1, reason)
-
-
-def _avic_trap(p, h):
-    # A write AVIC does not accelerate commits to the backing page, then exits trap-like
-    # with the register in the exit information: no instruction to decode.
-    return (p.exit_roundtrip_cyc + p.apic_write_slowpath_cyc + getattr(p, h), 1,
-            R.AVIC_UNACCELERATED_ACCESS)
-
-
-def _hcall(p, h):
-    return p.exit_roundtrip_cyc + p.hypercall_handler_cyc + getattr(p, h), 1, R.VMCALL
-
-
-def _shared(p, _h):
-    return p.shared_mem_cyc, 0, R.NONE
-
-
-APIC_ACCESS = {
-    "native": Access("bare-metal APIC, no exit", _native, _native, 1),
-    "xapic_mmio": Access("xAPIC page trapped: APIC_ACCESS exit + instruction decode",
-                         _mmio, _mmio, 2),
-    "x2apic_msr": Access("x2APIC MSRs intercepted (VMX without APICv, SVM without AVIC): "
-                         "MSR_READ/MSR_WRITE exit (SVM 'msr'), no decode",
-                         _msr(R.MSR_READ), _msr(R.MSR_WRITE), 1),
-    "xapic_apicv": Access("xAPIC page with APIC-register virtualization: reads and ICR2 "
-                          "virtualized, other writes a trap-like APIC_WRITE exit (no decode)",
-                          _native, _apic_write_trap, 1),
-    "x2apic_apicv": Access("x2APIC with APIC-register virtualization: reads from the "
-                           "virtual-APIC page, writes exit", _native, _msr(R.MSR_WRITE), 1),
-    "x2avic": Access("AMD x2AVIC (Zen 4+): reads from the AVIC backing page; writes to "
-                     "registers AVIC does not accelerate (TMICT, LVT ...) trap as "
-                     "AVIC_UNACCELERATED_ACCESS (APIC_ACCESS), no decode", _native, _avic_trap, 1),
-    "hypercall": Access("apic_read/apic_write hooks become hypercalls (VMI style, xAPIC "
-                        "register layout)", _hcall, _hcall, 2),
-    "shared_mem": Access("no APIC: per-vCPU interrupt state in guest-host shared memory",
-                         _shared, _shared, 1),
-}
 
 
 def _irq_inject_cost(p, delivery: str) -> float:
@@ -145,7 +86,7 @@ def _timer(kind: str):
         if kind == "lapic_tmict":
             arm = acc.write(p, "timer_program_cyc")
         elif kind == "pv_alarm":
-            arm = _hcall(p, "timer_program_cyc")
+            arm = hcall(p, "timer_program_cyc")
         else:  # tsc_deadline, tsc_deadline_preemption
             arm = (p.exit_roundtrip_cyc + p.timer_program_cyc, 1, R.MSR_WRITE)
         m.action(K.TIMER_ARM, *arm)
@@ -271,12 +212,12 @@ def _ipi(kind: str):
             t[IPI_TARGET_COST], t[IPI_TARGET_EXITS] = icr[0] + extra[0], icr[1] + extra[1]
             t[IPI_REASON] = icr[2]
         elif kind == "pv_multicast":
-            call = _hcall(p, "icr_handler_cyc")
+            call = hcall(p, "icr_handler_cyc")
             t[IPI_CALL_COST], t[IPI_CALL_EXITS], t[IPI_REASON] = call
             t[IPI_TARGET_COST] = p.pv_ipi_per_target_cyc
             return  # the all-but-self case is one multicast hypercall too
         elif kind == "pv_unicast":
-            send = _hcall(p, "icr_handler_cyc")
+            send = hcall(p, "icr_handler_cyc")
             t[IPI_TARGET_COST], t[IPI_TARGET_EXITS], t[IPI_REASON] = send
             return  # no shorthand: one send per destination
         elif kind == "ipiv":
@@ -286,7 +227,7 @@ def _ipi(kind: str):
             # destination mask is taken as one physical unicast per destination (the
             # kernel has no per-send mask column: see docs/backends.md).
             t[IPI_TARGET_COST] = p.ipiv_send_cyc
-            icr = _apic_write_trap(p, "icr_handler_cyc")
+            icr = apic_write_trap(p, "icr_handler_cyc")
         elif kind == "avic":
             # AVIC delivers to every running destination in hardware, shorthands included
             # (one backing-page update and doorbell per destination): no sender exit.
@@ -390,8 +331,6 @@ def axis_options() -> dict[str, dict[str, str]]:
     return {axis: {name: _doc(opt) for name, opt in opts.items()} for axis, opts in AXES.items()}
 
 
-#: apic_access options under which the CPU virtualizes the local APIC (APICv, AVIC)
-VIRTUALIZED_APIC = ("x2apic_apicv", "xapic_apicv", "x2avic")
 #: option pairs no real system has, and why (checked by :func:`check_mechanisms`)
 _NEEDS = (
     ("eoi", "pv_eoi", "apic_access", tuple(a for a in APIC_ACCESS if a not in VIRTUALIZED_APIC),
