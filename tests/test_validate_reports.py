@@ -137,7 +137,7 @@ def test_stat_measured_report_text_and_empty_sides(results, tmp_path):
                               "-f", "json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
-    assert {r["reason"]: r["measured_samples"] for r in rows}["MSR_WRITE"] == 42521
+    assert {r["event"]: r["measured_samples"] for r in rows}["MSR_WRITE"] == 42521
     assert all(r["samples"] == 0 for r in rows)  # nothing predicted: 0 vs N, no traceback
     res = runner.invoke(app, ["stat", str(results / "mixed"), "-b", "native", "--measured",
                               str(report), "-f", "json"])
