@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from tracebench.schema import ExitReason as R
-
-if TYPE_CHECKING:  # mechanisms imports this module
-    from tracebench.backends.mechanisms import RecordingParams
 
 Cost = tuple[float, int, R]  # (cycles, exits, reason)
 
@@ -25,8 +21,9 @@ class Access:
     """How one local-APIC register access is virtualized (the ``apic_access`` axis)."""
 
     doc: str
-    read: Callable[[RecordingParams, str], Cost]  # (params, handler-cost parameter name)
-    write: Callable[[RecordingParams, str], Cost]
+    # (mechanisms.RecordingParams, name of the handler-cost parameter) -> Cost
+    read: Callable[..., Cost]
+    write: Callable[..., Cost]
     icr_writes: int  # register writes per unicast IPI: xAPIC writes ICR2 then ICR
 
 
