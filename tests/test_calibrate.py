@@ -59,7 +59,10 @@ def test_profile_file_drives_replay(fresh_cache):
                                "-f", "json", "-q", "--profile", str(prof)])
     assert base.exit_code == 0 and slow.exit_code == 0, slow.output
     a, b = json.loads(base.stdout)[0], json.loads(slow.stdout)[0]
-    assert a["exits"] == b["exits"] and b["overhead_pct"] > 5 * a["overhead_pct"]
+    # exits depend on timing a little since model v2 (an interrupt that finds its target
+    # inside a longer exit needs no kick; a longer exit leaves more interrupts pending)
+    assert abs(a["exits"] - b["exits"]) <= 0.01 * a["exits"]
+    assert b["overhead_pct"] > 5 * a["overhead_pct"]
     prof.write_text("[params]\nexit_roundtrip = 3\n")
     bad = runner.invoke(app, ["replay", "traces/local-guest-record.parquet", "-b", "kvm-pv",
                               "--profile", str(prof)])

@@ -243,8 +243,9 @@ def test_compare_gate_covers_overhead_and_metric_picks(results):
     assert grew["b"] > grew["a"]  # dearer exits: more stall
     gate = runner.invoke(app, ["compare", a, b, "-m", "overhead_pct", "--fail-above", "1"])
     assert gate.exit_code == 3 and "overhead_pct" in gate.stderr
-    # exit counts do not change with the exit cost: gated alone, they pass
-    ok = runner.invoke(app, ["compare", a, b, "-m", "exits_per_s", "--fail-above", "0"])
+    # exit counts barely change with the exit cost (since model v2 a longer exit leaves a
+    # few more interrupts to find their target in the host: no kick): gated alone, they pass
+    ok = runner.invoke(app, ["compare", a, b, "-m", "exits_per_s", "--fail-above", "5"])
     assert ok.exit_code == 0, ok.output
     bad = runner.invoke(app, ["compare", a, b, "-m", "p42"])
     assert bad.exit_code == 1 and "unknown metric 'p42'" in bad.stderr
