@@ -58,8 +58,10 @@ def u01(key, idx) -> np.ndarray:
     """
     keys = np.asarray(key, dtype=np.uint64) if not isinstance(key, int) else np.uint64(key)
     idx = np.asarray(idx, dtype=np.int64)
-    keys, idx = np.broadcast_arrays(keys, idx)
-    out = np.empty(idx.shape, dtype=np.float64)
+    shape = np.broadcast_shapes(keys.shape, idx.shape)
+    keys = np.ascontiguousarray(np.broadcast_to(keys, shape)) if keys.shape != shape else keys
+    idx = np.ascontiguousarray(np.broadcast_to(idx, shape)) if idx.shape != shape else idx
+    out = np.empty(shape, dtype=np.float64)
     _u01_nb(np.ascontiguousarray(keys).ravel(), np.ascontiguousarray(idx).ravel(), out.ravel())
     return out
 
