@@ -11,6 +11,8 @@ refused if the rebuilt parameters do not hash to the recorded digest.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +135,11 @@ def replay_rows(root: Path, key: tuple[str, ...], tf: TraceFile, first: int, sto
 
 def read_events(root: Path, backend: str | None, trace: str | None,
                 window: tuple[int, int] | None, trace_file):
-    """``results.read_events``: see there."""
+    """``results.read_events``: see there. Partitions are read or replayed on a pool of
+    threads (Parquet decoding and the kernels release the GIL)."""
     import polars as pl
 
-    frames = []
+    jobs = []
     traces: dict[str, TraceFile] = {}
     for key in _partitions(root, backend, trace):
         name, phash, tid = key
@@ -145,13 +148,22 @@ def read_events(root: Path, backend: str | None, trace: str | None,
         meta_from = stored if stored.is_file() else root / "summary" / part
         if tid not in traces:
             traces[tid] = _open_trace(_meta(meta_from), root, trace_file)
-        tf = traces[tid]
-        first, stop = (0, tf.num_rows) if window is None else tf.rows_between(*window)
+        jobs.append((key, stored, traces[tid]))
+    bounds = {tid: (0, tf.num_rows) if window is None else tf.rows_between(*window)
+              for tid, tf in traces.items()}
+
+    def one(job) -> pl.DataFrame:
+        key, stored, tf = job
+        tf = TraceFile(tf.path)  # a reader of its own: one Parquet reader per thread
+        first, stop = bounds[key[2]]
         table = (_stored(stored, tf, first, stop) if stored.is_file()
                  else replay_rows(root, key, tf, first, stop))
-        frame = pl.from_arrow(table).with_columns(
-            backend=pl.lit(name), params=pl.lit(phash), trace=pl.lit(tid))
-        frames.append(frame.select(JOINED_COLUMNS))
+        return pl.from_arrow(table).with_columns(
+            backend=pl.lit(key[0]), params=pl.lit(key[1]), trace=pl.lit(key[2])
+        ).select(JOINED_COLUMNS)
+
+    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+        frames = list(pool.map(one, jobs))
     return pl.concat(frames, how="vertical_relaxed")
 
 
