@@ -38,6 +38,8 @@ from tracebench.trace import (
 
 #: events per window the driver aims at (memory: ~31 B a row, a few copies in flight)
 DEFAULT_CHUNK_EVENTS = 1 << 19
+#: chunks waiting for the writer thread at most (each about DEFAULT_CHUNK_EVENTS rows)
+QUEUED_CHUNKS = 3
 #: first window, ns; later ones are sized from the event rate seen so far
 FIRST_WINDOW_NS = 1 << 20
 #: bits of the sort key below the time: 16 for the vCPU, 8 for the stream
@@ -135,24 +137,32 @@ def write_stream(path: Path, chunks: Iterator[dict[str, np.ndarray]], meta: Trac
                  before_close: Callable[[], None] | None = None) -> int:
     """Validate and write ``chunks`` (sorted, in order) to ``path`` atomically; rows written.
 
-    Encoding runs on a writer thread while the next chunks are generated; at most two row
-    groups wait between them. ``before_close`` runs after the last chunk, before the
-    metadata is written (a generator's notes are complete then).
+    Cutting into row groups and encoding run on a writer thread while the next chunks are
+    generated; at most :data:`QUEUED_CHUNKS` chunks wait between them. ``before_close``
+    runs after the last chunk, before the metadata is written (a generator's notes are
+    complete then).
     """
     groups = RowGroups(row_group)
-    todo: queue.Queue = queue.Queue(maxsize=2)
+    todo: queue.Queue = queue.Queue(maxsize=QUEUED_CHUNKS)
     failure: list[BaseException] = []
     done = object()
     with TraceWriter(path, meta, force=force, row_group=row_group) as writer:
 
         def encode():
-            while (cols := todo.get()) is not done:
+            while (chunk := todo.get()) is not done:
                 if failure:
                     continue  # drain: the producer must never block on a dead writer
                 try:
-                    writer.write(cols)
+                    for cols in groups.push(chunk):
+                        writer.write(cols)
                 except BaseException as exc:
                     failure.append(exc)
+            try:
+                if not failure:
+                    for cols in groups.flush():
+                        writer.write(cols)
+            except BaseException as exc:
+                failure.append(exc)
 
         thread = threading.Thread(target=encode, name="tracebench-synth-writer", daemon=True)
         thread.start()
@@ -162,12 +172,9 @@ def write_stream(path: Path, chunks: Iterator[dict[str, np.ndarray]], meta: Trac
                 validate_columns(chunk, meta.n_cpus, str(path), rows, last_ts)
                 rows += len(chunk["ts_ns"])
                 last_ts = int(chunk["ts_ns"][-1])
-                for cols in groups.push(chunk):
-                    todo.put(cols)
+                todo.put(chunk)
                 if failure:
                     break
-            for cols in groups.flush():
-                todo.put(cols)
         finally:
             todo.put(done)
             thread.join()
