@@ -57,7 +57,7 @@ def test_stored_compact_rows_are_todays_rows(traces, in_memory, tmp_path, name):
         assert pq.read_schema(f).names == ["row", "start_ns", "latency_ns", "stall_ns", "exits",
                                            "exit_reason", "exit_ns", "timer_error_ns"]
     ref = _plain(in_memory[name].events)
-    assert_frame_equal(_plain(read_events(out)), ref)
+    assert_frame_equal(_plain(tracebench.read_events(out)), ref)
     assert_frame_equal(_plain(tracebench.replay([traces[name]], ALL, out=tmp_path / "b",
                                                 events=True).events), ref)
 
