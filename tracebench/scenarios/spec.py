@@ -1,9 +1,10 @@
 """Declarative scenario specs: each parameter is declared once with its unit, default and doc.
 
-A :class:`Scenario` pairs a stable name with its :class:`Param` list and a builder
-function; :func:`Scenario.resolve` turns user values (strings from the command
-line or typed values from Python) into the full, checked parameter set that is
-also written into the trace metadata, so a trace says exactly how it was made.
+A :class:`Scenario` pairs a stable name with its :class:`Param` list and its generator
+(a class that ``stream.py`` drives window by window); :func:`Scenario.resolve` turns user
+values (strings from the command line or typed values from Python) into the full, checked
+parameter set that is also written into the trace metadata, so a trace says exactly how it
+was made.
 """
 
 from __future__ import annotations
