@@ -24,7 +24,8 @@ ParamOpt = Annotated[list[str] | None, typer.Option(
 ParamsFileOpt = Annotated[Path | None, typer.Option(
     "--params", help="TOML file of parameter overrides (top level or [params]).")]
 ProfileOpt = Annotated[str | None, typer.Option(
-    "--profile", help="CPU cost profile: skx-2020 (default), nhm-2010, kvm-2012, modern-2024.")]
+    "--profile", help="CPU cost profile: skx-2020 (default), nhm-2010, kvm-2012, modern-2024, "
+    "or a PROFILE.toml written by `tracebench calibrate -o`.")]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 
 
@@ -109,9 +110,26 @@ def replay(
     else:
         title = "interrupt/timer virtualization cost by backend"
     print_rows(rows, fmt, title=title)
+    _warn_saturated(result.saturated())
     if out is not None and not quiet:
-        stderr_console().print(f"results written to {out}/ (summary, exits, checkpoints, "
-                               "configs; events with --events)")
+        stderr_console().print(f"results written to {out}/ (summary, exits, vcpus, "
+                               "checkpoints, configs; events with --events)", markup=False)
+
+
+def _warn_saturated(rows: list[dict]) -> None:
+    """One stderr line per (trace, backend) whose vCPUs could not keep up (even with -q:
+    the numbers above mean something else then)."""
+    by_run: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by_run.setdefault((r["trace"], r["backend"]), []).append(r)
+    for (trace, backend), vcpus in by_run.items():
+        worst = max(vcpus, key=lambda r: r["final_lag_ns"])
+        names = ", ".join(str(r["cpu"]) for r in vcpus)
+        print(f"warning: {trace}: under {backend}, vCPU {names} could not keep up with the "
+              f"trace (vCPU {worst['cpu']} ends {worst['final_lag_ns'] / 1e6:.1f} ms behind, "
+              f"{worst['lag_pct']:.0f} % of the trace): the replay is open-loop, so its later "
+              "latencies include that backlog (README: 'Limits of the model')",
+              file=sys.stderr)
 
 
 @app.command()

@@ -26,16 +26,18 @@ from tracebench.schema import METADATA_KEY
 from tracebench.trace import DEFAULT_ROW_GROUP, TraceFile
 
 
-def _partitions(root: Path, backend: str | None, trace: str | None) -> list[tuple[str, ...]]:
+def _partitions(root: Path, backend: str | None, trace: str | None, params: str | None = None,
+                missing_ok: bool = False) -> list[tuple[str, ...]]:
     """(backend, params hash, trace id) of every replay in ``root`` that matches."""
     if not (root / "summary").is_dir():
         raise TracebenchError(f"{root}: not a results folder (no summary/)")
     found = []
     for d in sorted((root / "summary").glob("backend=*/params=*/trace=*")):
         key = tuple(part.split("=", 1)[1] for part in d.parts[-3:])
-        if (backend is None or key[0] == backend) and (trace is None or key[2] == trace):
+        if ((backend is None or key[0] == backend) and (params is None or key[1] == params)
+                and (trace is None or key[2] == trace)):
             found.append(key)
-    if not found:
+    if not found and not missing_ok:
         what = ", ".join(f"{k}={v}" for k, v in (("backend", backend), ("trace", trace)) if v)
         raise TracebenchError(f"{root}: no results for {what or 'any backend'}")
     return found
@@ -74,6 +76,11 @@ def _stored(path: Path, tf: TraceFile, first: int, stop: int) -> pa.Table:
     table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
     lo = int(bounds[groups[0]]) if groups else first
     table = table.slice(max(0, first - lo), max(0, stop - first))
+    if "row" not in table.column_names:  # results version 3: the trace's columns inside
+        row = pa.array(np.arange(first, first + table.num_rows, dtype=np.int64))
+        if table.num_rows != stop - first:
+            raise TracebenchError(f"{path}: per-event rows {first}..{stop - 1} are incomplete")
+        return table.select(list(JOINED_COLUMNS[4:])).add_column(0, "row", row)
     rows = table.column("row").to_numpy()
     if not np.array_equal(rows, np.arange(first, stop)):
         raise TracebenchError(f"{path}: per-event rows {first}..{stop - 1} are incomplete")
@@ -134,17 +141,21 @@ def replay_rows(root: Path, key: tuple[str, ...], tf: TraceFile, first: int, sto
 
 
 def read_events(root: Path, backend: str | None, trace: str | None,
-                window: tuple[int, int] | None, trace_file):
+                window: tuple[int, int] | None, trace_file, params: str | None = None,
+                made_again: bool = True, missing_ok: bool = False):
     """``results.read_events``: see there. Partitions are read or replayed on a pool of
-    threads (Parquet decoding and the kernels release the GIL)."""
+    threads (Parquet decoding and the kernels release the GIL). ``None`` when nothing
+    matches and ``missing_ok``, or no partition has stored rows and not ``made_again``."""
     import polars as pl
 
     jobs = []
     traces: dict[str, TraceFile] = {}
-    for key in _partitions(root, backend, trace):
+    for key in _partitions(root, backend, trace, params, missing_ok):
         name, phash, tid = key
         part = Path(f"backend={name}", f"params={phash}", f"trace={tid}", "part-0.parquet")
         stored = root / "events" / part
+        if not stored.is_file() and not made_again:
+            continue
         meta_from = stored if stored.is_file() else root / "summary" / part
         if tid not in traces:
             traces[tid] = _open_trace(_meta(meta_from), root, trace_file)
@@ -162,6 +173,8 @@ def read_events(root: Path, backend: str | None, trace: str | None,
             backend=pl.lit(key[0]), params=pl.lit(key[1]), trace=pl.lit(key[2])
         ).select(JOINED_COLUMNS)
 
+    if not jobs:
+        return None
     with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
         frames = list(pool.map(one, jobs))
     return pl.concat(frames, how="vertical_relaxed")

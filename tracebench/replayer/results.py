@@ -6,6 +6,7 @@ Layout under the output folder (Hive partitions, readable by polars, pyarrow, Du
     events/backend=NAME/params=HASH/trace=ID/part-0.parquet        (on request; perevent.py)
     exits/backend=NAME/params=HASH/trace=ID/part-0.parquet
     summary/backend=NAME/params=HASH/trace=ID/part-0.parquet
+    vcpus/backend=NAME/params=HASH/trace=ID/part-0.parquet
     configs/NAME-<params sha256[:12]>.json
     run.json
 
@@ -32,7 +33,14 @@ import pyarrow.parquet as pq
 from tracebench import hist
 from tracebench._version import __version__
 from tracebench.backends.kernel import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
-from tracebench.schema import INTERRUPT_KINDS, METADATA_KEY, SCHEMA_VERSION, EventKind, ExitReason
+from tracebench.schema import (
+    INTERRUPT_KINDS,
+    METADATA_KEY,
+    RESULTS_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    EventKind,
+    ExitReason,
+)
 from tracebench.trace import TraceFile
 
 
@@ -72,6 +80,7 @@ class BackendTotals:
     exit_agg: np.ndarray  # [cpu, reason, (count, total_ns, min_ns, max_ns)]
     lat_counts: np.ndarray  # [kind, hdr counts]
     terr_counts: np.ndarray  # [hdr counts] timer error of matched timer interrupts
+    final_lag_ns: np.ndarray  # [cpu] how far each vCPU's timeline ended behind the trace
 
 
 @dataclasses.dataclass
@@ -96,6 +105,7 @@ class RunContext:
     def metadata(self, who: BackendIdentity, table: str) -> dict:
         return {
             "table": table, "schema_version": SCHEMA_VERSION, "tracebench_version": __version__,
+            "results_schema_version": RESULTS_SCHEMA_VERSION,
             "trace_id": self.trace_id, "trace_file": str(self.trace.path),
             # where per-event drill-down finds the trace again, and how it checks it
             "trace_path": str(self.trace.path.resolve()), "trace_rows": self.trace.num_rows,
@@ -136,6 +146,8 @@ def summary_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
     rows.append(row("interrupts", "latency_ns", *agg[irq].sum(axis=0),
                     run.lat_counts[irq].sum(axis=0)))
     rows.append(row("all", "latency_ns", *agg.sum(axis=0), run.lat_counts.sum(axis=0)))
+    rows[-1]["max_lag_ns"] = int(run.final_lag_ns.max(initial=0))
+    rows[-1]["saturated_vcpus"] = int(saturated(run.final_lag_ns, meta.duration_ns).sum())
     t = EventKind.TIMER_IRQ
     rows.append(row(t.label, "timer_error_ns", run.terr_counts.sum(), 0, 0, run.terr_counts))
     return rows
@@ -163,6 +175,35 @@ def exit_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
     return rows
 
 
+#: A vCPU whose timeline ends this far behind the trace (as a fraction of the trace's
+#: duration) could not keep up: the replay is open-loop (the trace's events keep their
+#: times), so its later events and interrupts queue behind work the model says it still owes.
+SATURATION_LAG_FRACTION = 0.10
+
+
+def saturated(final_lag_ns: np.ndarray, duration_ns: int) -> np.ndarray:
+    """Which vCPUs ended more than ``SATURATION_LAG_FRACTION`` of the trace behind it."""
+    return final_lag_ns > SATURATION_LAG_FRACTION * max(duration_ns, 1)
+
+
+def vcpu_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
+    """Per vCPU: exits and their time (HLT's blocked time left out: it is idle, not
+    overhead), the lag at its last event, and whether it could keep up."""
+    who, dur = run.identity, max(ctx.trace.meta.duration_ns, 1)
+    agg = run.exit_agg
+    busy = [r for r in ExitReason if r not in (ExitReason.NONE, ExitReason.HLT)]
+    sat = saturated(run.final_lag_ns, dur)
+    rows = []
+    for cpu in range(agg.shape[0]):
+        exit_ns = int(agg[cpu, busy, E_TOTAL].sum())
+        lag = int(run.final_lag_ns[cpu])
+        rows.append({"backend": who.name, "params": who.params_hash, "trace": ctx.trace_id,
+                     "cpu": cpu, "exits": int(agg[cpu, 1:, E_COUNT].sum()), "exit_ns": exit_ns,
+                     "overhead_pct": 100.0 * exit_ns / dur, "final_lag_ns": lag,
+                     "lag_pct": 100.0 * lag / dur, "saturated": bool(sat[cpu])})
+    return rows
+
+
 SUMMARY_SCHEMA = pa.schema([
     ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
     ("kind", pa.string()),
@@ -170,6 +211,13 @@ SUMMARY_SCHEMA = pa.schema([
     ("exits_per_s", pa.float64()), ("stall_ns", pa.int64()), ("overhead_pct", pa.float64()),
     ("p50_ns", pa.int64()), ("p90_ns", pa.int64()), ("p99_ns", pa.int64()),
     ("p99_9_ns", pa.int64()), ("max_ns", pa.int64()), ("hdr", pa.string()),
+    ("max_lag_ns", pa.int64()), ("saturated_vcpus", pa.int64()),
+])
+VCPUS_SCHEMA = pa.schema([
+    ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
+    ("cpu", pa.uint16()), ("exits", pa.int64()), ("exit_ns", pa.int64()),
+    ("overhead_pct", pa.float64()), ("final_lag_ns", pa.int64()), ("lag_pct", pa.float64()),
+    ("saturated", pa.bool_()),
 ])
 EXITS_SCHEMA = pa.schema([
     ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
@@ -204,7 +252,8 @@ def partition_dir(root: Path, table: str, backend: str, params_digest: str, tid:
 def write_aggregates(root: Path, run: BackendTotals, ctx: RunContext) -> None:
     who = run.identity
     for name, rows, schema in (("summary", summary_rows(run, ctx), SUMMARY_SCHEMA),
-                               ("exits", exit_rows(run, ctx), EXITS_SCHEMA)):
+                               ("exits", exit_rows(run, ctx), EXITS_SCHEMA),
+                               ("vcpus", vcpu_rows(run, ctx), VCPUS_SCHEMA)):
         d = partition_dir(root, name, who.name, who.params_sha256, ctx.trace_id)
         d.mkdir(parents=True, exist_ok=True)
         pq.write_table(rows_table(rows, schema, ctx.metadata(who, name)), d / "part-0.parquet")
@@ -217,7 +266,8 @@ def write_aggregates(root: Path, run: BackendTotals, ctx: RunContext) -> None:
 
 
 def read_events(root, backend: str | None = None, trace: str | None = None,
-                window: tuple[int, int] | None = None, trace_file=None):
+                window: tuple[int, int] | None = None, trace_file=None, *,
+                params: str | None = None, made_again: bool = True, missing_ok: bool = False):
     """Per-event rows of a results folder, joined to their trace: a polars DataFrame.
 
     The one reader of per-event results (reports, exports and the API go through it).
@@ -232,13 +282,18 @@ def read_events(root, backend: str | None = None, trace: str | None = None,
     window : ``(start_ns, end_ns)``: only events with ``start_ns <= ts_ns < end_ns``.
     trace_file : where the trace is now, if it moved since the replay (checked by size
         and row count against what the results recorded).
+    params : a parameter-set hash (``params=`` partition); ``None``: all.
+    made_again : replay from checkpoints where no rows are stored (``False``: stored rows
+        only; what a whole-folder summary such as ``stat`` wants on a long trace).
+    missing_ok : no replay matching the selection gives ``None`` instead of an error.
 
     Returns
     -------
     One row per (backend, params, trace, event), columns
-    :data:`~tracebench.replayer.perevent.JOINED_COLUMNS`, sorted by backend, params,
-    trace and row.
+    :data:`~tracebench.replayer.perevent.JOINED_COLUMNS` (``row``: the event's row in
+    its trace), in partition order then row order; ``None`` if ``made_again`` is off and
+    no rows are stored for the selection, or nothing matches and ``missing_ok``.
     """
     from tracebench.replayer.drill import read_events as read
 
-    return read(Path(root), backend, trace, window, trace_file)
+    return read(Path(root), backend, trace, window, trace_file, params, made_again, missing_ok)
