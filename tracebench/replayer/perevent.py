@@ -129,31 +129,47 @@ CHECKPOINT_SCHEMA = pa.schema([pa.field("row", pa.int64(), nullable=False),
                                pa.field("state", pa.binary(), nullable=False)])
 
 #: a checkpoint is kept only every this many state bytes' worth of rows (per backend:
-#: at most 1/16 B of checkpoint per event, however many vCPUs), and at least every chunk
+#: at most 1/16 B of checkpoint per event, however many vCPUs), and at most one a chunk
 ROWS_PER_STATE_BYTE = 16
+#: checkpoints held before they are written out as a row group (memory stays flat)
+CHECKPOINT_BUFFER_BYTES = 8 << 20
 
 
 class Checkpoints:
-    """The replay state of one backend at chunk starts, spaced so they stay small."""
+    """The replay state of one backend at chunk starts, spaced so they stay small, written
+    to ``path`` as they come (in row groups of about ``CHECKPOINT_BUFFER_BYTES``)."""
 
-    def __init__(self):
+    def __init__(self, path: Path, meta: dict):
+        self.path, self.meta = path, meta
         self.rows: list[int] = []
         self.states: list[bytes] = []
-        self.shape: tuple[int, ...] = ()
+        self.last_row: int | None = None
+        self._writer: pq.ParquetWriter | None = None
 
     def take(self, row: int, state: np.ndarray) -> None:
         """Keep ``state`` (the state before ``row``) unless the last one is too close."""
-        if self.rows and row - self.rows[-1] < state.nbytes * ROWS_PER_STATE_BYTE:
+        if self.last_row is not None and row - self.last_row < state.nbytes * ROWS_PER_STATE_BYTE:
             return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            meta = {**self.meta, "state_shape": list(state.shape), "state_dtype": "<i8"}
+            schema = CHECKPOINT_SCHEMA.with_metadata({METADATA_KEY: json.dumps(meta,
+                                                                                sort_keys=True)})
+            self._writer = pq.ParquetWriter(self.path, schema, compression="zstd")
+        self.last_row = int(row)
         self.rows.append(int(row))
         self.states.append(np.ascontiguousarray(state, dtype="<i8").tobytes())
-        self.shape = tuple(state.shape)
+        if len(self.states) * state.nbytes >= CHECKPOINT_BUFFER_BYTES:
+            self._flush()
 
-    def write(self, path: Path, meta: dict) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.table({"row": pa.array(self.rows, pa.int64()),
-                          "state": pa.array(self.states, pa.binary())}, schema=CHECKPOINT_SCHEMA)
-        meta = {**meta, "state_shape": list(self.shape), "state_dtype": "<i8"}
-        pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta,
-                                                                                sort_keys=True)}),
-                       path, compression="zstd")
+    def _flush(self) -> None:
+        if self.rows:
+            self._writer.write_table(pa.table({"row": pa.array(self.rows, pa.int64()),
+                                               "state": pa.array(self.states, pa.binary())},
+                                              schema=CHECKPOINT_SCHEMA))
+        self.rows, self.states = [], []
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._flush()
+            self._writer.close()

@@ -137,7 +137,13 @@ def replay_trace(tf: TraceFile, ctx: RunContext, configured: list[Configured],
         writers[name].write(first, out)
 
     def checkpoint(run: BackendRun, row: int) -> None:
-        checkpoints.setdefault(run.backend.name, Checkpoints()).take(row, run.state)
+        name = run.backend.name
+        if name not in checkpoints:  # first chunk: each backend has its own file
+            who = identity_of(run)
+            part = partition_dir(root, "checkpoints", who.name, who.params_sha256, ctx.trace_id)
+            checkpoints[name] = Checkpoints(part / "part-0.parquet",
+                                            ctx.metadata(who, "checkpoints"))
+        checkpoints[name].take(row, run.state)
 
     try:
         # Files: each chunk is written before the sink returns, so the kernels may
@@ -148,19 +154,13 @@ def replay_trace(tf: TraceFile, ctx: RunContext, configured: list[Configured],
                            checkpoint=checkpoint if root is not None and events is not False
                            else None)
     finally:
-        for w in writers.values():
+        for w in [*writers.values(), *checkpoints.values()]:
             w.close()
     out = []
     for run in runs:
         totals = totals_of(run)
         if root is not None:
             write_aggregates(root, totals, ctx)
-            if run.backend.name in checkpoints:
-                who = totals.identity
-                part = partition_dir(root, "checkpoints", who.name, who.params_sha256,
-                                     ctx.trace_id)
-                checkpoints[run.backend.name].write(part / "part-0.parquet",
-                                                    ctx.metadata(who, "checkpoints"))
         out.append((totals, mem.get(run.backend.name, [])))
     return out
 
