@@ -185,6 +185,22 @@ def serve_per_cpu(cpu: np.ndarray, arrival_ns: np.ndarray, service_ns: np.ndarra
     return start
 
 
+def periodic_due(first_ns: np.ndarray, period_ns: int, count: int, next_k: np.ndarray,
+                 until_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Occurrences ``k`` of periodic events (``first_ns[i] + k * period_ns``, ``k < count``)
+    at or after ``next_k[i]`` and before ``until_ns``, for every vCPU position ``i``.
+
+    Returns ``(i, k, next)``: positions and indices, position-major, and the new ``next_k``.
+    """
+    hi = np.where(until_ns > first_ns, (until_ns - first_ns - 1) // period_ns + 1, 0)
+    hi = np.maximum(np.minimum(hi, count), next_k)
+    due = hi - next_k
+    n = int(due.sum())
+    i = np.repeat(np.arange(len(first_ns)), due)
+    k = np.arange(n) - np.repeat(np.cumsum(due) - due, due) + next_k[i]
+    return i, k, hi
+
+
 class Poisson:
     """A Poisson process drawn by index: arrival ``j`` = arrival ``j-1`` + exponential gap ``j``.
 

@@ -15,6 +15,7 @@ from tracebench.scenarios.events import (
     Episodes,
     Out,
     Poisson,
+    periodic_due,
 )
 from tracebench.scenarios.spec import Param, Scenario
 from tracebench.schema import ClockSource, EventKind
@@ -144,16 +145,11 @@ class Ticks:
             for j, (kind, arg) in enumerate(steps):
                 ep.step(setup_t + j * STEP_NS, kind, arg=arg)
             ep.emit(out, 0)
-        # ticks before until_ns, per vCPU position i: k in [next_k[i], hi[i])
-        hi = np.where(until_ns > self.first, (until_ns - self.first - 1) // period + 1, 0)
-        hi = np.maximum(np.minimum(hi, self.n_ticks), self.next_k)
-        count = hi - self.next_k
-        n = int(count.sum())
+        i, k, self.next_k = periodic_due(self.first, period, self.n_ticks, self.next_k,
+                                         until_ns)
+        n = len(k)
         if n == 0:
             return
-        i = np.repeat(np.arange(len(cpus)), count)
-        k = np.arange(n) - np.repeat(np.cumsum(count) - count, count) + self.next_k[i]
-        self.next_k = hi
         t = self.first[i] + k * period
         h = self.handler_ns(i, k)
         ep = Episodes(cpus[i], n)

@@ -7,7 +7,13 @@ import numpy as np
 
 from tracebench.errors import ParamError
 from tracebench.scenarios import draws
-from tracebench.scenarios.events import LOCAL_TIMER_VECTOR, STEP_NS, Episodes, Out
+from tracebench.scenarios.events import (
+    LOCAL_TIMER_VECTOR,
+    STEP_NS,
+    Episodes,
+    Out,
+    periodic_due,
+)
 from tracebench.scenarios.spec import Param, Scenario
 from tracebench.schema import ClockSource, EventKind
 
@@ -243,15 +249,10 @@ class TimerHeavy:
             ep.emit(out, 0)
         # deadline of iteration k: phase + (k + 1) * period; those before until_ns
         first = self.phase + period
-        hi = np.where(until_ns > first, (until_ns - first - 1) // period + 1, 0)
-        hi = np.maximum(np.minimum(hi, self.n_iter), self.next_k)
-        count = hi - self.next_k
-        n = int(count.sum())
+        i, k, self.next_k = periodic_due(first, period, self.n_iter, self.next_k, until_ns)
+        n = len(k)
         if n == 0:
             return
-        i = np.repeat(np.arange(len(cpus)), count)
-        k = np.arange(n) - np.repeat(np.cumsum(count) - count, count) + self.next_k[i]
-        self.next_k = hi
         d = first[i] + k * period
         h = draws.uniform_around(self.keys[_H_TIMER][i], k, p["handler_ns"], HANDLER_SPREAD)
         # >= 1 ns even for work_ns=0
