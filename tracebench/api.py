@@ -28,7 +28,7 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
            out: str | os.PathLike | None = None, force: bool = False,
            params: Mapping[str, float] | None = None,
            params_file: str | os.PathLike | None = None, profile: str | None = None,
-           events: bool | Sequence[str] = True, chunk_rows: int | None = None,
+           events: bool | Sequence[str] | None = None, chunk_rows: int | None = None,
            threads: int | None = None,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay traces through backends.
@@ -42,8 +42,12 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
     params, params_file : cost overrides (``name -> value``; a TOML file), applied to every
         selected backend that has the parameter; a name none has is an error.
     profile : CPU cost profile name (``skx-2020``, ``nhm-2010``, ``kvm-2012``, ``modern-2024``).
-    events : also produce per-event rows (off: only summaries and exit tables); or the
-        names of the backends to produce them for (the others: summaries and exit tables).
+    events : per-event rows. Default (``None``): in memory, every backend's; with ``out``,
+        none are stored but checkpoints are, so ``result.events`` and
+        ``tracebench.replayer.results.read_events`` make any backend's rows again on
+        demand (exactly, a window at a time). ``True``: store every backend's rows (compact
+        layout, README "Per-event results"); names: store those backends' rows; ``False``:
+        summaries and exit tables only.
     chunk_rows : rows per streamed chunk (results do not depend on it).
     threads : worker threads for the backends (default: CPU count).
     """

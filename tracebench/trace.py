@@ -242,6 +242,57 @@ class TraceFile:
     def sha256(self) -> str:
         return file_sha256(self.path)
 
+    # Random access (per-event drill-down, ``replayer/drill.py``): only the row groups that
+    # hold the rows asked for are decoded.
+
+    def _group_starts(self) -> np.ndarray:
+        md = self._pf.metadata
+        sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+        return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+
+    def read_rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Validated columns of rows ``start`` (inclusive) to ``stop`` (exclusive)."""
+        where = str(self.path)
+        start, stop = max(0, int(start)), min(int(stop), self.num_rows)
+        if stop <= start:
+            return empty_columns(0)
+        bounds = self._group_starts()
+        first = int(np.searchsorted(bounds, start, side="right")) - 1
+        last = int(np.searchsorted(bounds, stop, side="left"))
+        try:
+            table = self._pf.read_row_groups(list(range(first, last)), columns=list(COLUMNS))
+        except (pa.ArrowException, OSError) as exc:
+            raise TraceError(f"{where}: corrupt or truncated Parquet data near row {start} "
+                             f"({_one_line(exc)})") from None
+        batch = table.slice(start - int(bounds[first]), stop - start).combine_chunks()
+        cols = _batch_to_numpy(batch.to_batches()[0] if batch.num_rows else
+                               pa.RecordBatch.from_pylist([], schema=batch.schema), where, start)
+        validate_columns(cols, self.meta.n_cpus, where, start)
+        return cols
+
+    def rows_between(self, start_ns: int, end_ns: int) -> tuple[int, int]:
+        """The row range ``[first, stop)`` of the events with ``start_ns <= ts_ns < end_ns``.
+
+        Row-group statistics pick the groups to decode; rows are sorted by ``ts_ns``.
+        """
+        bounds = self._group_starts()
+        md = self._pf.metadata
+        col = self._pf.schema_arrow.get_field_index("ts_ns")
+
+        def row_at(t: int) -> int:  # first row with ts_ns >= t
+            for g in range(md.num_row_groups):
+                stats = md.row_group(g).column(col).statistics
+                if stats is not None and stats.has_min_max and stats.max < t:
+                    continue
+                ts = self._pf.read_row_group(g, columns=["ts_ns"]).column(0).to_numpy()
+                k = int(np.searchsorted(ts, t, side="left"))
+                if k < len(ts):
+                    return int(bounds[g]) + k
+            return self.num_rows
+
+        first = row_at(int(start_ns))
+        return first, max(first, row_at(int(end_ns)))
+
 
 def read_trace(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], TraceMeta]:
     """Read and validate a whole trace into memory."""

@@ -5,9 +5,9 @@ A results folder is what ``tracebench replay -o`` writes (``summary/``, ``exits/
 files at its top (``traces/``, ``datapackage.json``, ``README.md``, ``SHA256SUMS``), so
 everything here reads ``DIR/{summary,exits,events}`` and ignores what else is there.
 
-Per-event rows are read through :func:`event_rows` only: if the per-event layout changes
-(e.g. to compact rows joined to the trace by row position), that function is the one to
-change; stat, export and the reports see the same columns either way.
+Per-event rows are read through :func:`event_rows` only, which goes through
+:func:`tracebench.replayer.results.read_events` (compact stored rows joined to the trace,
+or rows made again from checkpoints); stat, export and the reports see the same columns.
 """
 
 from __future__ import annotations
@@ -139,27 +139,24 @@ class Results:
 
 
 def event_rows(results: str | Path, backend: str | None = None, params: str | None = None,
-               trace: str | None = None) -> pl.LazyFrame | None:
+               trace: str | None = None, window: tuple[int, int] | None = None,
+               made_again: bool = False) -> pl.LazyFrame | None:
     """Per-event rows of a results folder (``None`` if it has none for the selection).
 
-    Columns: :data:`EVENT_COLUMNS` plus ``backend``, ``params``, ``trace``. The only reader
-    of ``events/``: a change of the per-event layout changes this function alone.
+    Columns: :data:`EVENT_COLUMNS` plus ``backend``, ``params``, ``trace`` and ``row`` (the
+    event's row in its trace). Read through :func:`tracebench.replayer.results.read_events`,
+    the one reader of per-event results: stored rows (``--events``), and with
+    ``made_again`` the rows of any other backend replayed again from the folder's
+    checkpoints (exact; use a ``window`` on long traces).
     """
-    root = Path(results) / "events"
-    pattern = f"backend={backend or '*'}/params={params or '*'}/trace={trace or '*'}/*.parquet"
-    files = sorted(root.glob(pattern))
-    if not files:
+    from tracebench.replayer.results import read_events
+
+    rows = read_events(results, backend, trace, window, params=params, made_again=made_again,
+                       missing_ok=True)
+    if rows is None:
         return None
-    frames = []
-    for f in files:
-        keys = dict(p.split("=", 1) for p in f.parent.relative_to(root).parts)
-        frames.append(pl.scan_parquet(f, hive_partitioning=False, glob=False)
-                      .select(EVENT_COLUMNS)
-                      .with_columns(kind=pl.col("kind").cast(pl.String),
-                                    exit_reason=pl.col("exit_reason").cast(pl.String),
-                                    backend=pl.lit(keys["backend"]),
-                                    params=pl.lit(keys["params"]), trace=pl.lit(keys["trace"])))
-    return pl.concat(frames, how="vertical")
+    return rows.lazy().select(*EVENT_COLUMNS, "backend", "params", "trace", "row").with_columns(
+        kind=pl.col("kind").cast(pl.String), exit_reason=pl.col("exit_reason").cast(pl.String))
 
 
 def select(df: pl.DataFrame, column: str, values: list[str] | None, what: str) -> pl.DataFrame:
