@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from tracebench._version import __version__
-from tracebench.atomic import atomic_path
+from tracebench.atomic import atomic_dir
 from tracebench.backends import resolve_backends
 from tracebench.backends.params import param_values_from_toml
-from tracebench.errors import TracebenchError
+from tracebench.errors import TracebenchError, UsageError
 from tracebench.replayer.driver import BackendRun, configure, replay_file
 from tracebench.replayer.results import (
     EXITS_SCHEMA,
@@ -119,7 +119,7 @@ def _rows_for(events: bool | Sequence[str], names: list[str]) -> bool | frozense
     wanted = frozenset(events)
     unknown = sorted(wanted - set(names))
     if unknown:
-        raise TracebenchError(f"per-event rows asked for {unknown[0]!r}, which is not among "
+        raise UsageError(f"per-event rows asked for {unknown[0]!r}, which is not among "
                               f"the selected backends ({', '.join(names)})")
     return wanted or False
 
@@ -162,8 +162,9 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
     events = _rows_for(events, [b.name for b, _, _ in configured])
     if out is None:
         return _replay_all(files, configured, None, profile, events, chunk_rows, threads, progress)
-    with atomic_path(out, force=force) as tmp:
-        tmp.mkdir(parents=True)
+    inputs = [*traces, *([params_file] if params_file else []),
+              *(b.origin for b, _, _ in configured if b.origin.endswith(".toml"))]
+    with atomic_dir(out, "results", force=force, inputs=inputs) as tmp:
         result = _replay_all(files, configured, tmp, profile, events, chunk_rows, threads,
                              progress)
         (tmp / "run.json").write_text(json.dumps({

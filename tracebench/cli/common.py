@@ -38,16 +38,24 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def user_errors(func):
-    """Turn :class:`TracebenchError` (a user mistake or bad input) into one line + exit 1."""
+    """Turn :class:`TracebenchError` (a user mistake or bad input) into one line and its
+    exit code (1 data/runtime, 2 usage); an OS failure or exhausted memory into one line
+    and exit 1."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except TracebenchError as exc:
-            fail(str(exc))
+            fail(" ".join(str(exc).splitlines()), code=exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", code=130)
+        except OSError as exc:  # the environment failed (disk, permissions), not the code
+            from tracebench.atomic import os_error
+
+            fail(str(os_error(exc, "output")).replace("cannot write", "I/O error"))
+        except MemoryError:
+            fail("out of memory (try a shorter trace, fewer vCPUs or --chunk-rows)")
 
     return wrapper
 

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from tracebench import hist
 from tracebench._version import __version__
 from tracebench.backends.kernel import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
+from tracebench.errors import TracebenchError
 from tracebench.replayer.driver import BackendRun
 from tracebench.schema import INTERRUPT_KINDS, METADATA_KEY, SCHEMA_VERSION, EventKind, ExitReason
 from tracebench.trace import TraceFile
@@ -210,9 +211,25 @@ def params_hash(digest: str) -> str:
     return digest[:PARAMS_HASH_LEN]
 
 
+#: what a partition value may be: it becomes one path component, so no separator, no
+#: leading dot (``..``, hidden files), nothing a shell or Hive reader would misread
+SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
+
+
+def safe_component(value: str, what: str) -> str:
+    """``value`` if it is safe as one path component, else a :class:`TracebenchError`."""
+    if not isinstance(value, str) or not SAFE_COMPONENT.fullmatch(value):
+        raise TracebenchError(f"{what} {value!r} cannot name a results partition (letters, "
+                              "digits, _ . + - only, not starting with '.' or '-')")
+    return value
+
+
 def partition_dir(root: Path, table: str, backend: str, params_digest: str, tid: str) -> Path:
-    return (root / table / f"backend={backend}" / f"params={params_hash(params_digest)}"
-            / f"trace={tid}")
+    # Every value is checked again here, whatever validated it before: this is the one
+    # place names from files become paths.
+    return (root / safe_component(table, "table") / f"backend={safe_component(backend, 'backend')}"
+            / f"params={safe_component(params_hash(params_digest), 'parameter hash')}"
+            / f"trace={safe_component(tid, 'trace id')}")
 
 
 class EventWriter:
@@ -236,7 +253,8 @@ def write_aggregates(root: Path, run: BackendRun, ctx: RunContext) -> None:
         d = partition_dir(root, name, run.backend.name, run.params.digest(), ctx.trace_id)
         d.mkdir(parents=True, exist_ok=True)
         pq.write_table(rows_table(rows, schema, ctx.metadata(run, name)), d / "part-0.parquet")
-    cfg = root / "configs" / f"{run.backend.name}-{params_hash(run.params.digest())}.json"
+    cfg = root / "configs" / (f"{safe_component(run.backend.name, 'backend')}-"
+                              f"{params_hash(run.params.digest())}.json")
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(json.dumps({"backend": run.backend.name, "origin": run.backend.origin,
                                "mechanisms": dict(run.backend.mechanisms),
