@@ -153,6 +153,10 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
     """
     if not traces:
         raise TracebenchError("no trace given")
+    for name, value, hi in (("chunk_rows", chunk_rows, 1 << 28), ("threads", threads, 1024)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 1 <= value <= hi):
+            raise UsageError(f"{name} must be a whole number in 1..{hi}, got {value!r}")
     files = [TraceFile(t) for t in traces]  # validate every input before writing anything
     chosen = resolve_backends(list(backends) if backends else None)
     overrides = dict(param_values_from_toml(params_file)) if params_file else {}
@@ -244,5 +248,43 @@ def synth(scenario: str, out: str | os.PathLike, *, n_cpus: int, duration: str |
     from tracebench.units import parse_duration_ns
 
     duration_ns = duration if isinstance(duration, int) else parse_duration_ns(duration)
+    check_synth_size(scenario, out, n_cpus, duration_ns, seed, params)
     synthesize_to_file(out, scenario, n_cpus, duration_ns, seed, params, force=force)
     return Path(out)
+
+
+#: how much of a synth request is generated to estimate its size
+_PROBE_NS = 20_000_000
+_PROBE_CPUS = 4
+#: fewer bytes per event than any synthetic trace takes on disk (measured 2 to 8)
+_MIN_BYTES_PER_EVENT = 1
+
+
+def check_synth_size(scenario: str, out: str | os.PathLike, n_cpus: int, duration_ns: int,
+                     seed: int, params: Mapping | None) -> int:
+    """Refuse, before any work, a synth request that cannot fit: a duration or vCPU count out
+    of range, more events than a trace holds, or a trace larger than the free space where
+    it goes. Returns the estimated event count (from 20 ms on up to 4 vCPUs, scaled)."""
+    import shutil
+
+    from tracebench.limits import check_cpus, check_duration_ns, check_event_budget
+    from tracebench.scenarios import generate, get_scenario
+
+    check_duration_ns(duration_ns)
+    check_cpus(n_cpus)
+    spec = get_scenario(scenario)
+    probe_cpus = min(n_cpus, max(_PROBE_CPUS, spec.min_cpus))
+    probe_ns = min(duration_ns, _PROBE_NS)
+    cols, _ = generate(scenario, probe_cpus, probe_ns, seed, params)
+    rate_per_s = len(cols["ts_ns"]) / probe_cpus / (probe_ns / 1e9)
+    check_event_budget(n_cpus, duration_ns, rate_per_s, f"synth {scenario}")
+    events = int(rate_per_s * n_cpus * duration_ns / 1e9)
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    if events * _MIN_BYTES_PER_EVENT > free:
+        raise TracebenchError(f"{out}: synth {scenario} would write ~{events:,} events "
+                              f"(at least {events * _MIN_BYTES_PER_EVENT / 1e9:.3g} GB), "
+                              f"{free / 1e9:.3g} GB free on that filesystem")
+    return events

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from tracebench._version import __version__
 from tracebench.atomic import atomic_path
 from tracebench.errors import TraceError
+from tracebench.limits import INT64_MAX, MAX_CPUS
 from tracebench.schema import (
     METADATA_KEY,
     SCHEMA_VERSION,
@@ -77,12 +78,45 @@ class TraceMeta:
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> TraceMeta:
+        """Parse and check the footer metadata against :data:`META_SCHEMA` (types and
+        ranges); anything else is a one-line :class:`TraceError` naming the field."""
         try:
             data = json.loads(raw)
-            known = {f.name for f in dataclasses.fields(cls)}
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except (ValueError, TypeError) as exc:
-            raise TraceError(f"{where}: unreadable tracebench metadata ({exc})") from None
+        except (ValueError, RecursionError) as exc:
+            raise TraceError(f"{where}: unreadable tracebench metadata "
+                             f"({_one_line(exc)})") from None
+        if not isinstance(data, dict):
+            raise TraceError(f"{where}: tracebench metadata is a JSON "
+                             f"{type(data).__name__}, expected an object")
+        for name, (types, lo, hi, required) in META_SCHEMA.items():
+            if name not in data:
+                if required:
+                    raise TraceError(f"{where}: tracebench metadata has no {name!r}")
+                continue
+            value = data[name]
+            if isinstance(value, bool) or not isinstance(value, types):
+                want = " or ".join(_JSON_NAME[t] for t in types)
+                raise TraceError(f"{where}: metadata {name!r} must be {want}, got "
+                                 f"{_one_line(repr(value))[:60]}")
+            if lo is not None and not lo <= value <= hi:
+                raise TraceError(f"{where}: metadata {name}={value} is outside {lo}..{hi}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_JSON_NAME = {int: "an integer", str: "a string", dict: "an object"}
+#: footer metadata: field -> (JSON types, lowest, highest, required)
+META_SCHEMA = {
+    "n_cpus": ((int,), 1, MAX_CPUS, True),
+    "duration_ns": ((int,), 0, INT64_MAX, True),
+    "method": ((str,), None, None, True),
+    "source": ((dict,), None, None, False),
+    "clock": ((str,), None, None, False),
+    "environment": ((dict,), None, None, False),
+    "attribution": ((str,), None, None, False),
+    "schema_version": ((int,), 1, SCHEMA_VERSION, False),
+    "tracebench_version": ((str,), None, None, False),
+}
 
 
 def empty_columns(n: int = 0) -> dict[str, np.ndarray]:
@@ -211,9 +245,26 @@ class TraceFile:
                              "use `tracebench ingest` for text traces)")
         self.meta = TraceMeta.from_json(raw, where)
         _check_schema(schema, where)
-        if self.meta.n_cpus < 1 or self.meta.n_cpus > 65535:
-            raise TraceError(f"{where}: metadata n_cpus={self.meta.n_cpus} is out of range")
         self.num_rows = self._pf.metadata.num_rows
+        last_ts = self._last_ts_from_footer()
+        if last_ts is not None and last_ts > self.meta.duration_ns:
+            # summaries divide by the duration: a short one makes absurd rates and overheads
+            raise TraceError(f"{where}: metadata duration_ns={self.meta.duration_ns} is shorter "
+                             f"than the last event's ts_ns {last_ts}")
+
+    def _last_ts_from_footer(self) -> int | None:
+        """The last row group's largest ``ts_ns`` from the footer statistics, if written."""
+        md = self._pf.metadata
+        if md.num_row_groups == 0:
+            return None
+        try:
+            col = self._pf.schema_arrow.get_field_index("ts_ns")
+            stats = md.row_group(md.num_row_groups - 1).column(col).statistics
+        except (IndexError, pa.ArrowException):
+            return None
+        if stats is None or not stats.has_min_max or not isinstance(stats.max, int):
+            return None
+        return stats.max
 
     def chunks(self, rows: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Yield validated numpy column chunks in file order (kind as int8 code)."""

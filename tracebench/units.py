@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 from tracebench.errors import UsageError
+from tracebench.limits import INT64_MAX
 
-#: the largest value an int64 column (every ``*_ns`` column) holds
-INT64_MAX = 2**63 - 1
 _NS_PER = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
            "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zµ]*)\s*$")

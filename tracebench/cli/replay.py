@@ -25,6 +25,9 @@ ParamsFileOpt = Annotated[Path | None, typer.Option(
     "--params", help="TOML file of parameter overrides (top level or [params]).")]
 ProfileOpt = Annotated[str | None, typer.Option(
     "--profile", help="CPU cost profile: skx-2020 (default), nhm-2010, kvm-2012, modern-2024.")]
+#: bounds of --chunk-rows and --threads (a chunk's arrays are allocated whole)
+MAX_CHUNK_ROWS = 1 << 28
+MAX_THREADS = 1024
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 
 
@@ -64,10 +67,11 @@ def replay(
              "others get summaries and exit tables. Per-event rows cost far more than "
              "the replay (Parquet encoding).")] = None,
     chunk_rows: Annotated[int | None, typer.Option(
-        "--chunk-rows", min=1, help="Rows per streamed chunk (results do not depend on it).")]
+        "--chunk-rows", min=1, max=MAX_CHUNK_ROWS,
+        help="Rows per streamed chunk (results do not depend on it).")]
     = None,
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="Worker threads (default: CPU count).")] = None,
+        "--threads", min=1, max=MAX_THREADS, help="Worker threads (default: CPU count).")] = None,
     fmt: FormatOpt = OutputFormat.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
