@@ -86,9 +86,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
 
-def os_error(exc: OSError, default: Path | str) -> TracebenchError:
-    """A one-line error for an OS failure: the path it hit and the system's words."""
+def os_error(exc: OSError, default: Path | str, tmp: Path | None = None) -> TracebenchError:
+    """A one-line error for an OS failure: the path it hit and the system's words.
+
+    A path inside the temporary ``tmp`` (or one of the output's hidden siblings) is named
+    as the output ``default`` it stands for: the user never asked for ``.NAME.tmp-*``."""
     where = exc.filename if exc.filename is not None else default
+    if tmp is not None:
+        hidden = re.compile(_TMP_RE.format(name=re.escape(Path(default).name)))
+        w = Path(os.fsdecode(where))
+        if w == tmp or tmp in w.parents or hidden.match(w.name):
+            where = default
     why = exc.strerror or _one_line(exc) or type(exc).__name__
     if exc.errno == errno.EDQUOT:
         why = "disk quota exceeded"
@@ -108,7 +116,7 @@ def check_output_path(path: str | os.PathLike, inputs: Iterable[str | os.PathLik
                          f"{'the root' if not last else repr(last)}")
     final = Path(text)
     if final.is_symlink():
-        raise UsageError(f"{final}: output is a symlink; tracebench never writes through one "
+        raise TracebenchError(f"{final}: output is a symlink; tracebench never writes through one "
                          "(give the real path)")
     out_abs = Path(os.path.abspath(final))
     for inp in inputs:
@@ -252,7 +260,7 @@ def atomic_path(path: str | os.PathLike, force: bool = False, *, kind: str | Non
         _commit(tmp, final, exists)
     except OSError as exc:
         _remove(tmp)
-        raise os_error(exc, final) from None
+        raise os_error(exc, final, tmp) from None
     except BaseException:
         _remove(tmp)
         raise

@@ -8,6 +8,7 @@ file and the key, before a :class:`~tracebench.backends.base.Backend` is made.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -90,6 +91,8 @@ def backend_spec(path: str | os.PathLike) -> dict:
     for k, v in params.items():
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ParamError(f"{where}: [params] {k} must be a number, got {_type_name(v)}")
+        if not math.isfinite(v):
+            raise ParamError(f"{where}: [params] {k}={v} is outside the finite numbers")
     base = data.get("base")
     if base is not None and not base.strip():
         raise ParamError(f"{where}: base is empty")

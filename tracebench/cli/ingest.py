@@ -103,8 +103,10 @@ def ingest_cmd(
     clock: Annotated[str, typer.Option(help="trace_clock the text was written with.")] = "unknown",
 ) -> None:
     """Turn ftrace / trace-cmd / perf script / KVM host text into a canonical trace."""
+    from tracebench.atomic import check_output_path
     from tracebench.ingest import ingest
 
+    check_output_path(output, files)  # before reading a byte: never over an input
     bar, cb = _progress()
     try:
         if bar is not None:
@@ -162,6 +164,11 @@ def record_cmd(
         for name, evs in record.PRESETS.items():
             print(f"{name}: {','.join(evs)}")
         return
+    from tracebench.atomic import check_output_path
+
+    check_output_path(output, [keep_text] if keep_text else [])
+    if keep_text is not None:
+        check_output_path(keep_text, [output])
     command = list(ctx.args)
     console = stderr_console()
     result = record.record(
