@@ -38,7 +38,7 @@ def test_stat_matches_exit_table(results):
     assert abs(sum(r["samples_pct"] for r in rows) - 100) < 1e-9
     assert [r["samples"] for r in rows] == sorted((r["samples"] for r in rows), reverse=True)
     bad = runner.invoke(app, ["stat", str(d / "a"), "-b", "nosuch"])
-    assert bad.exit_code == 1 and "no backend 'nosuch'" in bad.stderr
+    assert bad.exit_code == 2 and "no backend 'nosuch'" in bad.stderr  # usage
     bad = runner.invoke(app, ["stat", str(d / "absent")])
     assert bad.exit_code == 1 and "no such results folder" in bad.stderr
 

@@ -148,7 +148,9 @@ def record_cmd(
     keep_text: Annotated[
         Path | None, typer.Option(help="Also keep the raw ftrace text here.")
     ] = None,
-    buffer_kb: Annotated[int, typer.Option(help="Per-CPU ring buffer size, KiB.")] = 8192,
+    buffer_kb: Annotated[
+        int, typer.Option(min=1, max=1 << 22, help="Per-CPU ring buffer size, KiB.")
+    ] = 8192,
     list_presets: Annotated[
         bool, typer.Option("--list-presets", help="Print the event presets and exit.")
     ] = False,

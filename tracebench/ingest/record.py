@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from tracebench.errors import TracebenchError
+from tracebench.errors import TracebenchError, UsageError
 
 #: how long a command is given to exit after SIGTERM before it is killed
 CHILD_GRACE_S = 3.0
@@ -83,11 +83,11 @@ def resolve_events(spec: str) -> list[str]:
     events = [e.strip() for e in spec.split(",") if e.strip()]
     for e in events:
         if e.count(":") != 1 or not all(e.split(":")):
-            raise TracebenchError(
+            raise UsageError(
                 f"event {e!r} is not a preset ({', '.join(PRESETS)}) nor subsystem:event"
             )
     if not events:
-        raise TracebenchError("no events to record")
+        raise UsageError("no events to record")
     return events
 
 
@@ -126,7 +126,7 @@ def check_events(tracefs: Path, events: list[str]) -> None:
     for e in events:
         sub, name = e.split(":")
         if not (tracefs / "events" / sub / name / "enable").exists():
-            raise TracebenchError(
+            raise UsageError(
                 f"event {e} does not exist on this kernel "
                 f"({_platform.release()}); see {tracefs}/available_events"
             )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tracebench.errors import TracebenchError
+from tracebench.errors import TracebenchError, UsageError
 
 
 def load_table(results: str | Path, table: str) -> pl.DataFrame:
@@ -36,7 +36,7 @@ def _select(df: pl.DataFrame, column: str, values: list[str] | None, what: str) 
     known = set(df[column].unique().to_list())
     missing = [v for v in values if v not in known]
     if missing:
-        raise TracebenchError(f"no {what} {missing[0]!r} in the results; present: "
+        raise UsageError(f"no {what} {missing[0]!r} in the results; present: "
                               f"{', '.join(sorted(known))}")
     return df.filter(pl.col(column).is_in(values))
 
@@ -55,7 +55,7 @@ def kvm_stat(results: str | Path, backends: list[str] | None = None,
     if vcpu is not None:
         df = df.filter(pl.col("cpu") == vcpu)
     if key not in ("samples", "time"):
-        raise TracebenchError(f"--key must be samples or time, not {key!r}")
+        raise UsageError(f"--key must be samples or time, not {key!r}")
     g = (df.group_by(["backend", "reason"])
          .agg(samples=pl.col("count").sum(), total_ns=pl.col("total_ns").sum(),
               min_ns=pl.col("min_ns").min(), max_ns=pl.col("max_ns").max()))
