@@ -238,7 +238,8 @@ def child_kernel(
     """Steady-state kernel throughput per backend, in replay-sized chunks."""
     from tracebench import hist
     from tracebench.backends import resolve_backends
-    from tracebench.replayer.driver import BackendRun, configure
+    from tracebench.backends.configure import configure
+    from tracebench.replayer.driver import BackendRun
 
     n_cpus, stage, extra = N_CPUS, "kernel", {}
     if tiled:
@@ -337,7 +338,8 @@ def child_jit(stage: str) -> list[dict]:
     t0 = time.perf_counter()
     from tracebench import hist
     from tracebench.backends import get_backend
-    from tracebench.replayer.driver import BackendRun, configure
+    from tracebench.backends.configure import configure
+    from tracebench.replayer.driver import BackendRun
 
     cols = synth_columns(1000, 1)
     t1 = time.perf_counter()

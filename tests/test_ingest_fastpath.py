@@ -2,7 +2,7 @@
 
 The hot guest events (``write_msr``, handler entries/exits, ``cpu_idle``,
 ``ipi_send_cpu``, ``hrtimer_start`` under MSR writes) are read by numba kernels
-(``fields.py``, ``fastmap.py``); the polars rules in ``mapping.py`` stay the
+(``text/fields.py``, ``rules/fastmap.py``); the polars rules in ``rules/guest.py`` stay the
 reference. These tests ingest the same text twice, once with every event sent to
 its polars rule, and compare traces and metadata, on the real recordings and on
 generated traces full of unusual payloads.
@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.ingest_helpers import DATA
-from tracebench.ingest import events as E
-from tracebench.ingest import fields as F
 from tracebench.ingest import ingest
+from tracebench.ingest.stream import routes as E
+from tracebench.ingest.text import fields as F
 from tracebench.schema import METADATA_KEY
 
 REAL = [

@@ -23,8 +23,7 @@ import polars as pl
 import pytest
 
 from tests.ingest_helpers import DATA
-from tracebench.ingest import merge, probe
-from tracebench.ingest.mapping import (
+from tracebench.ingest.rules.base import (
     EOI_INFERRED,
     EOI_TRACED,
     H_EXIT,
@@ -33,8 +32,10 @@ from tracebench.ingest.mapping import (
     H_KVM_EXIT,
     ROW_SCHEMA,
 )
-from tracebench.ingest.resolve import EOI_BEFORE_ENTRY_NS, IPI_DUP_WINDOW_NS, resolve
-from tracebench.ingest.textio import ChunkReader, scan_file
+from tracebench.ingest.stream import merge
+from tracebench.ingest.stream.resolve import EOI_BEFORE_ENTRY_NS, IPI_DUP_WINDOW_NS, resolve
+from tracebench.ingest.text import probe
+from tracebench.ingest.text.files import ChunkReader, scan_file
 from tracebench.schema import EventKind as K
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import pytest
 
 from tests.ingest_helpers import DATA, count_events
 from tracebench.ingest import detect_format, ingest
-from tracebench.ingest.exits import read_exits
+from tracebench.ingest.stream.exits import read_exits
 from tracebench.schema import EventKind as K
 from tracebench.trace import read_trace
 

@@ -1,11 +1,28 @@
-"""Text traces in, canonical traces out: a registry of input formats, found by content.
+"""Text traces in, canonical traces out, in four stages (one sub-package each).
 
-Like Perfetto's trace processor, every input format is one module, registered
-here under a stable string name, and the format of a file is detected from its
-first lines, never from its name. A format names the *mapping family* its events
-belong to (``guest`` events such as ``msr:write_msr``, or KVM's ``kvm-host``
-tracepoints); the line syntax itself (ftrace, trace-cmd, perf script) is framed
-by one scanner (``scan.py``).
+``formats/`` sniffs which input format a file is, from its first lines, never from
+its name; ``text/`` reads the bytes (chunked reading, line framing by one scanner
+for ftrace, trace-cmd and perf script text, compiled field readers, the presence
+probe); ``rules/`` maps each event's records to canonical rows (the rule machinery,
+the guest table, the KVM-host table, the compiled fast path); ``stream/`` drives the
+chunks through calibration, the mapping, merge and resolve into the trace writer
+(and the measured-exits table of host traces). A format names its *family*
+(:class:`~tracebench.ingest.stream.families.Family`: ``guest`` or ``kvm-host``),
+the object that carries everything a family changes. ``record.py`` records live
+through tracefs and ingests the result.
+
+Where things go:
+
+* a new input format: a sniffer module in ``formats/`` (an ``InputFormat`` naming
+  its family), added to ``BUILTIN`` in ``formats/__init__.py``; if its lines are
+  not ftrace-, trace-cmd- or perf-script-shaped, the framing in ``text/scan.py``.
+* a new rule: a ``@rule`` function in the family's table, ``rules/guest.py`` (the
+  one documented guest table) or ``rules/kvmhost.py``; a hot guest event may also
+  get a compiled copy (``text/fields.py`` reader, ``rules/fastmap.py`` branch and
+  ``FAST`` entry), which ``tests/test_ingest_fastpath.py`` checks against the rule.
+* a new family: its ``RuleTable`` in ``rules/``, one ``Family`` in
+  ``stream/families.py`` (probed events, EOI inference, per-chunk learning, exits
+  writer) and the formats that name it.
 
 Public API::
 
@@ -15,78 +32,8 @@ Public API::
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from pathlib import Path
-
-from tracebench.errors import TraceError
-
-
-@dataclasses.dataclass(frozen=True)
-class InputFormat:
-    """One registered input format.
-
-    Attributes
-    ----------
-    name : stable id used by ``--format`` and stored in trace metadata.
-    family : mapping family of its events (``guest`` or ``kvm-host``).
-    description : one line for ``--help`` and docs.
-    sniff : score in [0, 2] from the first lines of a file; the best score wins.
-    header : reads facts from the first lines (``{"n_cpus": ...}``), may return {}.
-    """
-
-    name: str
-    family: str
-    description: str
-    sniff: Callable[[list[str]], float]
-    header: Callable[[list[str]], dict] = lambda lines: {}
-
-
-FORMATS: dict[str, InputFormat] = {}
-#: a file whose best score is below this is not a trace this package knows
-MIN_SCORE = 0.3
-
-
-def register(fmt: InputFormat) -> InputFormat:
-    if fmt.name in FORMATS:
-        raise ValueError(f"input format {fmt.name!r} registered twice")
-    FORMATS[fmt.name] = fmt
-    return fmt
-
-
-def get_format(name: str) -> InputFormat:
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise TraceError(
-            f"unknown input format {name!r} (known: auto, {', '.join(FORMATS)})"
-        ) from None
-
-
-def detect_format(path: str | Path) -> InputFormat:
-    """The registered format that best explains the first lines of ``path``."""
-    from tracebench.ingest.textio import check_text_file, head_lines
-
-    p = check_text_file(path)
-    lines = head_lines(p)
-    scores = {name: fmt.sniff(lines) for name, fmt in FORMATS.items()}
-    best = max(scores, key=lambda n: scores[n])
-    if scores[best] < MIN_SCORE:
-        first = next((ln.strip() for ln in lines if ln.strip()), "")[:60]
-        raise TraceError(
-            f"{p}: cannot tell the trace format from its content (first line: "
-            f"{first!r}); pass --format {'|'.join(FORMATS)}"
-        )
-    return FORMATS[best]
-
-
-# Registration happens on import of each format module (one module per format).
-from tracebench.ingest import ftrace as _ftrace  # noqa: E402,F401
-from tracebench.ingest import kvmhost as _kvmhost  # noqa: E402,F401
-from tracebench.ingest import perfscript as _perfscript  # noqa: E402,F401
-from tracebench.ingest import tracecmd as _tracecmd  # noqa: E402,F401
-from tracebench.ingest.pipeline import IngestResult as IngestResult  # noqa: E402
-from tracebench.ingest.pipeline import ingest as ingest  # noqa: E402
+from tracebench.ingest.formats import FORMATS, InputFormat, detect_format, get_format
+from tracebench.ingest.stream.pipeline import IngestResult, ingest
 
 __all__ = [
     "FORMATS",
@@ -95,5 +42,4 @@ __all__ = [
     "detect_format",
     "get_format",
     "ingest",
-    "register",
 ]

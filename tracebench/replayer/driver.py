@@ -21,6 +21,7 @@ import numpy as np
 
 from tracebench import hist
 from tracebench.backends.base import Backend
+from tracebench.backends.configure import Configured
 from tracebench.backends.kernel import (
     E_MIN,
     N_OUT,
@@ -32,7 +33,6 @@ from tracebench.backends.kernel import (
 from tracebench.backends.lanes import LANES, replay_lanes_discarding_nb, replay_lanes_nb
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
-from tracebench.errors import ParamError
 from tracebench.schema import N_KINDS, N_REASONS
 from tracebench.trace import TraceFile
 
@@ -218,33 +218,6 @@ def replay_units(runs: list[BackendRun]) -> list[BackendRun | LaneGroup]:
     return units
 
 
-def split_overrides(backends: list[Backend], overrides: Mapping[str, float],
-                    where: str) -> dict[str, dict[str, float]]:
-    """Give each backend the overrides it has; a name no selected backend has is an error."""
-    per: dict[str, dict[str, float]] = {b.name: {} for b in backends}
-    valid: set[str] = set()
-    for b in backends:
-        names = {p.name for p in b.param_specs()}
-        valid |= names
-        per[b.name] = {k: v for k, v in overrides.items() if k in names}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise ParamError(f"{where}: unknown parameter {unknown[0]!r} for the selected backends; "
-                         f"valid: {', '.join(sorted(valid))}")
-    return per
-
-
-def configure(backends: list[Backend], overrides: Mapping[str, float] | None = None,
-              profile: str | None = None,
-              where: str = "--param") -> list[tuple[Backend, ParamSet, CompiledModel]]:
-    per = split_overrides(backends, overrides or {}, where)
-    out = []
-    for b in backends:
-        ps = b.params(profile=profile, overrides=per[b.name], where=where)
-        out.append((b, ps, b.compile(ps)))
-    return out
-
-
 ChunkSink = Callable[[BackendRun, Mapping[str, np.ndarray], dict[str, np.ndarray]], None]
 
 
@@ -289,7 +262,7 @@ def prefetched(chunks: Iterable[dict[str, np.ndarray]], depth: int = 1
         reader.join()
 
 
-def replay_file(trace: TraceFile, configured: list[tuple[Backend, ParamSet, CompiledModel]],
+def replay_file(trace: TraceFile, configured: list[Configured],
                 sink: ChunkSink | None = None, chunk_rows: int | None = None,
                 threads: int | None = None,
                 progress: Callable[[int], None] | None = None,

@@ -32,7 +32,6 @@ from tracebench import hist
 from tracebench._version import __version__
 from tracebench.backends.kernel import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
 from tracebench.errors import TracebenchError
-from tracebench.replayer.driver import BackendRun
 from tracebench.schema import INTERRUPT_KINDS, METADATA_KEY, SCHEMA_VERSION, EventKind, ExitReason
 from tracebench.trace import TraceFile
 
@@ -78,6 +77,34 @@ def trace_id(path: Path, taken: set[str]) -> str:
     return tid
 
 
+@dataclasses.dataclass(frozen=True)
+class BackendIdentity:
+    """Which backend, under which parameters: what every result file says of its maker."""
+
+    name: str
+    origin: str
+    mechanisms: dict[str, str]
+    params: dict[str, float]
+    params_sha256: str
+    model_ns: dict
+
+    @property
+    def params_hash(self) -> str:
+        return params_hash(self.params_sha256)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendTotals:
+    """One backend's replay of one trace summed up: plain arrays, laid out as the kernels
+    accumulate them (``backends/kernel.py``)."""
+
+    identity: BackendIdentity
+    kind_agg: np.ndarray  # [kind, (count, exits, stall_ns)]
+    exit_agg: np.ndarray  # [cpu, reason, (count, total_ns, min_ns, max_ns)]
+    lat_counts: np.ndarray  # [kind, hdr counts]
+    terr_counts: np.ndarray  # [hdr counts] timer error of matched timer interrupts
+
+
 @dataclasses.dataclass
 class RunContext:
     """What every result file of one (trace, backend) says about where it came from.
@@ -97,15 +124,15 @@ class RunContext:
             return self.trace.sha256()
         return self.digest.result()
 
-    def metadata(self, run: BackendRun, table: str) -> dict:
+    def metadata(self, who: BackendIdentity, table: str) -> dict:
         return {
             "table": table, "schema_version": SCHEMA_VERSION, "tracebench_version": __version__,
             "trace_id": self.trace_id, "trace_file": str(self.trace.path),
             "trace_sha256": self.trace_sha256, "trace": dataclasses.asdict(self.trace.meta),
-            "backend": run.backend.name, "backend_origin": run.backend.origin,
-            "mechanisms": dict(run.backend.mechanisms), "profile": self.profile,
-            "params": run.params.as_dict(), "params_sha256": run.params.digest(),
-            "model_ns": run.model.describe(),
+            "backend": who.name, "backend_origin": who.origin,
+            "mechanisms": dict(who.mechanisms), "profile": self.profile,
+            "params": who.params, "params_sha256": who.params_sha256,
+            "model_ns": who.model_ns,
         }
 
 
@@ -129,14 +156,14 @@ def _pct_row(counts: np.ndarray) -> dict:
             "hdr": hist.encode(counts)}
 
 
-def summary_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
+def summary_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
     """One row per event kind present, plus ``interrupts`` and ``all``; timer error rows."""
     meta = ctx.trace.meta
     secs = max(meta.duration_ns, 1) / 1e9
     capacity_ns = max(meta.duration_ns, 1) * meta.n_cpus
 
     def row(kind: str, metric: str, count, exits, stall, counts) -> dict:
-        return {"backend": run.backend.name, "params": params_hash(run.params.digest()),
+        return {"backend": run.identity.name, "params": run.identity.params_hash,
                 "trace": ctx.trace_id, "kind": kind,
                 "metric": metric, "count": int(count), "exits": int(exits),
                 "exits_per_s": exits / secs, "stall_ns": int(stall),
@@ -156,12 +183,12 @@ def summary_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
     return rows
 
 
-def exit_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
+def exit_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
     """Per vCPU x exit reason, the columns ``perf kvm stat report`` users know."""
     agg = run.exit_agg
     total_n = int(agg[:, 1:, E_COUNT].sum())
     total_t = int(agg[:, 1:, E_TOTAL].sum())
-    phash = params_hash(run.params.digest())
+    who = run.identity
     rows = []
     for cpu in range(agg.shape[0]):
         for r in ExitReason:
@@ -169,7 +196,7 @@ def exit_rows(run: BackendRun, ctx: RunContext) -> list[dict]:
             if r is ExitReason.NONE or n == 0:
                 continue
             t = int(agg[cpu, r, E_TOTAL])
-            rows.append({"backend": run.backend.name, "params": phash, "trace": ctx.trace_id,
+            rows.append({"backend": who.name, "params": who.params_hash, "trace": ctx.trace_id,
                          "cpu": cpu,
                          "reason": r.name, "count": n, "samples_pct": 100.0 * n / total_n,
                          "time_pct": 100.0 * t / total_t if total_t else 0.0,
@@ -247,17 +274,16 @@ class EventWriter:
         self.writer.close()
 
 
-def write_aggregates(root: Path, run: BackendRun, ctx: RunContext) -> None:
+def write_aggregates(root: Path, run: BackendTotals, ctx: RunContext) -> None:
+    who = run.identity
     for name, rows, schema in (("summary", summary_rows(run, ctx), SUMMARY_SCHEMA),
                                ("exits", exit_rows(run, ctx), EXITS_SCHEMA)):
-        d = partition_dir(root, name, run.backend.name, run.params.digest(), ctx.trace_id)
+        d = partition_dir(root, name, who.name, who.params_sha256, ctx.trace_id)
         d.mkdir(parents=True, exist_ok=True)
-        pq.write_table(rows_table(rows, schema, ctx.metadata(run, name)), d / "part-0.parquet")
-    cfg = root / "configs" / (f"{safe_component(run.backend.name, 'backend')}-"
-                              f"{params_hash(run.params.digest())}.json")
+        pq.write_table(rows_table(rows, schema, ctx.metadata(who, name)), d / "part-0.parquet")
+    cfg = root / "configs" / f"{safe_component(who.name, 'backend')}-{who.params_hash}.json"
     cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text(json.dumps({"backend": run.backend.name, "origin": run.backend.origin,
-                               "mechanisms": dict(run.backend.mechanisms),
-                               "params": run.params.as_dict(),
-                               "params_sha256": run.params.digest()}, indent=2, sort_keys=True)
+    cfg.write_text(json.dumps({"backend": who.name, "origin": who.origin,
+                               "mechanisms": dict(who.mechanisms), "params": who.params,
+                               "params_sha256": who.params_sha256}, indent=2, sort_keys=True)
                    + "\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracebench.ingest import scan as S
+from tracebench.ingest.text import scan as S
 
 
 class NameTable:

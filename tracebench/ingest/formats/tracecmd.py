@@ -2,15 +2,14 @@
 
 Its records have the ftrace shape without the irq-flags column (unless ``-l``),
 event names padded after the colon, a ``version = N`` / ``cpus=N`` preamble and
-``=>`` stack frames under ``kernel_stack`` records; ``scan.py`` frames them all.
+``=>`` stack frames under ``kernel_stack`` records; ``text/scan.py`` frames them all.
 """
 
 from __future__ import annotations
 
 import re
 
-from tracebench.ingest import InputFormat, register
-from tracebench.ingest.ftrace import line_share
+from tracebench.ingest.formats.base import InputFormat, line_share
 
 _PREAMBLE = re.compile(r"^(version = \d+|cpus=\d+|CPU \d+ is empty|trace-cmd:)")
 _PADDED = re.compile(r"^\s*.+-\d+\s+\[\d+\]\s+(?:\S{4}\s+)?\d+\.\d+:\s+\w+:\s{2,}\S")
@@ -31,12 +30,10 @@ def header(lines: list[str]) -> dict:
     return {}
 
 
-TRACE_CMD = register(
-    InputFormat(
-        name="trace-cmd",
-        family="guest",
-        description="`trace-cmd report` text",
-        sniff=sniff,
-        header=header,
-    )
+TRACE_CMD = InputFormat(
+    name="trace-cmd",
+    family="guest",
+    description="`trace-cmd report` text",
+    sniff=sniff,
+    header=header,
 )

@@ -21,18 +21,17 @@ import numpy as np
 
 from tracebench.atomic import atomic_path
 from tracebench.errors import TraceError
-from tracebench.ingest import exits as exits_mod
-from tracebench.ingest import kvmhost, probe
-from tracebench.ingest.events import Events
-from tracebench.ingest.mapping import MapContext
-from tracebench.ingest.records import Source
-from tracebench.ingest.textio import CHUNK_BYTES, scan_file
-from tracebench.ingest.window import CALIB_LINES, MAX_LINE_REPORT, Window
+from tracebench.ingest.rules.base import MapContext
+from tracebench.ingest.stream import exits as exits_mod
+from tracebench.ingest.stream.families import PROBED, get_family
+from tracebench.ingest.stream.records import Source
+from tracebench.ingest.stream.routes import Events
+from tracebench.ingest.stream.window import CALIB_LINES, MAX_LINE_REPORT, Window
+from tracebench.ingest.text import probe
+from tracebench.ingest.text.files import CHUNK_BYTES, scan_file
 from tracebench.schema import EventKind
 from tracebench.trace import TraceMeta, TraceWriter
 
-#: events whose presence anywhere in the input changes a rule (see mapping / kvmhost docs)
-PROBED = ("write_msr", "kvm_apic", "kvm_eoi", "kvm_msr", "kvm_apic_accept_irq")
 #: framed chunks the reader thread may hold ahead of the driver (memory bound)
 QUEUE_CHUNKS = 2
 __all__ = ["IngestResult", "ingest"]
@@ -111,8 +110,8 @@ def ingest(
     chunk_bytes : bytes read per piece (memory bound).
     environment, attribution, clock, method, extra_source : stored in the metadata.
     """
-    from tracebench.ingest import detect_format, get_format
-    from tracebench.ingest.textio import check_text_file, head_lines
+    from tracebench.ingest.formats import detect_format, get_format
+    from tracebench.ingest.text.files import check_text_file, head_lines
 
     paths = [
         check_text_file(p) for p in ([inputs] if isinstance(inputs, str | os.PathLike) else inputs)
@@ -120,19 +119,19 @@ def ingest(
     if not paths:
         raise TraceError("no input files")
     fmts = [detect_format(p) if fmt == "auto" else get_format(fmt) for p in paths]
-    family = fmts[0].family
-    if any(f.family != family for f in fmts):
+    if len({f.family for f in fmts}) > 1:
         raise TraceError(
             "inputs mix guest and kvm-host traces: "
             + ", ".join(f"{p.name}={f.name}" for p, f in zip(paths, fmts, strict=True))
         )
+    family = get_family(fmts[0].family)
     header: dict = {}
     for p, f in zip(paths, fmts, strict=True):
         header.update(f.header(head_lines(p)))
     stats = _Stats(strict)
     ctx = MapContext()
     out_path = Path(output)
-    exits_path = exits_mod.exits_path_for(out_path) if family == "kvm-host" else None
+    exits_path = family.exits.path_for(out_path) if family.exits is not None else None
     meta = TraceMeta(
         n_cpus=1,
         duration_ns=0,
@@ -144,8 +143,6 @@ def ingest(
     needles = probe.Needles(PROBED)
     events = Events(family, needles)
     sources = [Source(p, events, chunk_bytes, CALIB_LINES) for p in paths]
-    # the events whose presence this family's rules ask about before mapping any row
-    needed = set(PROBED) if family == "kvm-host" else {"write_msr"}
     acc = exits_mod.ExitsAccumulator()
     with contextlib.ExitStack() as stack:
         exits_tmp = None
@@ -159,7 +156,7 @@ def ingest(
 
         def settle() -> None:
             """ctx.present before the first rows are mapped: found already, or wait for all."""
-            if not needed <= needles.found_names():
+            if not family.probed <= needles.found_names():
                 scanner.result()
             ctx.present = needles.found_names()
 
@@ -169,12 +166,12 @@ def ingest(
         digests = scanner.result()
         ctx.present = needles.found_names()  # now over every byte of the inputs
         cal = run.calibration
-        n_cpus = max(run.max_cpu + 1, int(header.get("n_cpus", 0)) if family == "guest" else 0, 1)
+        n_cpus = max(run.max_cpu + 1, int(header.get("n_cpus", 0)) if family.header_cpus else 0, 1)
         meta.n_cpus = n_cpus
         meta.duration_ns = int(stats.last_ts - stats.first_ts) if stats.first_ts is not None else 0
         src = {
             "format": ",".join(sorted({f.name for f in fmts})),
-            "family": family,
+            "family": family.name,
             "files": [
                 {
                     "name": p.name,
@@ -187,7 +184,7 @@ def ingest(
             "events_seen": dict(sorted(stats.events.items())),
             "unmapped": dict(sorted(stats.unmapped.items(), key=lambda kv: -kv[1])),
             "kinds": {k.label: int(stats.kinds[k]) for k in EventKind if stats.kinds[k]},
-            "inferred": {"eoi": stats.inferred} if family == "guest" else {},
+            "inferred": {"eoi": stats.inferred} if family.infer_eoi else {},
             "inferred_rule": "eoi rows with arg=1 are implied (one EOI per interrupt that no "
             "traced EOI accounts for)",
             "malformed_lines": stats.malformed,
@@ -202,18 +199,11 @@ def ingest(
         src.update(extra_source or {})
         meta.source = src
         env = meta.environment
-        env.setdefault("platform", "kvm-host" if family == "kvm-host" else "unknown")
+        env.setdefault("platform", family.platform)
         env["detected_features"] = run.features()
         if exits_tmp is not None:
-            table = acc.table(ctx.reasons, _label)
-            exits_mod.write_exits(exits_tmp, table, meta.to_json())
+            family.exits.write(exits_tmp, acc, ctx.reasons, meta.to_json())
     return IngestResult(out_path, exits_path, writer.rows, meta)
-
-
-def _label(reason: str):
-    if reason in ("msr_write", "msr_read"):
-        return kvmhost.exit_reason_label("msr", reason == "msr_write")
-    return kvmhost.exit_reason_label(reason)
 
 
 class _ReaderThread:

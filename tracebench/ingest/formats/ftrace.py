@@ -1,6 +1,6 @@
 """Raw ftrace text: ``/sys/kernel/tracing/trace`` or an instance's ``trace`` file.
 
-Accepted shapes (framed by ``scan.py``): with or without the ``#`` header; with
+Accepted shapes (framed by ``text/scan.py``): with or without the ``#`` header; with
 or without the irq-flags column (``options/irq-info``) and the ``(tgid)`` column
 (``options/record-tgid``); timestamp-only lines (``  6204.951631: kvm_exit: ...``,
 as people paste them); records wrapped after the timestamp (mail archives); any
@@ -13,34 +13,13 @@ from __future__ import annotations
 
 import re
 
-from tracebench.ingest import InputFormat, register
+from tracebench.ingest.formats.base import InputFormat, line_share
 
 _LINE = re.compile(
     r"^\s*(?:.+-\d+\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\]\s+(?:\S{4,5}\s+)?)?"
     r"\d+(?:\.\d+)?:\s+\w+:(?:\s|$)"
 )
 _HEADER_CPUS = re.compile(r"^#.*#P:(\d+)")
-
-
-_WRAPPED = re.compile(r"\d+\.\d+:\s*$")
-
-
-def records(lines: list[str]) -> list[str]:
-    """Record lines (no comments, stack frames); mail-wrapped records joined again."""
-    out: list[str] = []
-    for ln in lines:
-        if not ln.strip() or ln.lstrip().startswith(("#", "=>")):
-            continue
-        if out and _WRAPPED.search(out[-1]) and ln[:1].isspace():
-            out[-1] = out[-1].rstrip() + " " + ln.strip()
-        else:
-            out.append(ln)
-    return out
-
-
-def line_share(lines: list[str], rx: re.Pattern) -> float:
-    recs = records(lines)[:400]
-    return sum(1 for ln in recs if rx.match(ln)) / len(recs) if recs else 0.0
 
 
 def sniff(lines: list[str]) -> float:
@@ -57,12 +36,10 @@ def header(lines: list[str]) -> dict:
     return {}
 
 
-FTRACE = register(
-    InputFormat(
-        name="ftrace",
-        family="guest",
-        description="raw ftrace text (tracefs trace file, any instance, with or without header)",
-        sniff=sniff,
-        header=header,
-    )
+FTRACE = InputFormat(
+    name="ftrace",
+    family="guest",
+    description="raw ftrace text (tracefs trace file, any instance, with or without header)",
+    sniff=sniff,
+    header=header,
 )

@@ -4,10 +4,10 @@
 exit reason: count and handling time from exit to the next entry, the columns of
 ``perf kvm stat report``) written beside the trace as ``NAME.exits.parquet``, so a
 real run's exit mix can be set beside a replay's prediction. The other events map
-to the canonical guest kinds (rules below, in the ``kvm-host`` family of the
-mapping table). Events are put on the vCPU named in the payload (``vcpu N``,
+to the canonical guest kinds (rules below, the ``kvm-host`` table; the sniffer is
+``formats/kvmhost.py``). Events are put on the vCPU named in the payload (``vcpu N``,
 ``apicid N``), else on the vCPU of the thread (learned from ``kvm_entry`` or from
-QEMU's ``CPU N/KVM`` thread names), else on vCPU 0.
+QEMU's ``CPU N/KVM`` thread names, ``kvmfacts.py``), else on vCPU 0.
 
 Where two tracepoints report the same guest action, the more specific one wins
 when it occurs anywhere in the input: ``kvm_apic`` over the x2APIC part of
@@ -18,64 +18,26 @@ when it occurs anywhere in the input: ``kvm_apic`` over the x2APIC part of
 
 from __future__ import annotations
 
-import re
-
 import polars as pl
 
-from tracebench.ingest import InputFormat, register
-from tracebench.ingest.ftrace import records
-from tracebench.ingest.mapping import (
+from tracebench.ingest.rules.base import (
     EOI_TRACED,
     H_KVM_ENTRY,
     H_KVM_EXIT,
-    MSR_ICR,
-    VEC_LOCAL_TIMER,
-    X2APIC_FIRST,
-    X2APIC_LAST,
+    RuleTable,
     empty_rows,
     hex_u64,
-    int_field,
-    msr_rows,
     rows,
-    rule,
     unmapped,
 )
-from tracebench.schema import ClockSource, ExitReason
+from tracebench.ingest.rules.guest import VEC_LOCAL_TIMER, X2APIC_FIRST, X2APIC_LAST, msr_rows
+from tracebench.ingest.rules.kvmfacts import HLT_REASONS, int_field_sp, vcpu_of
+from tracebench.schema import ClockSource
 from tracebench.schema import EventKind as K
 
-_EVENT = re.compile(r"\d+\.\d+:\s+(?:kvm:)?(\w+):")
-
-
-def sniff(lines: list[str]) -> float:
-    names = [m.group(1) for ln in records(lines)[:400] if (m := _EVENT.search(ln))]
-    if not names:
-        return 0.0
-    return 2.0 * sum(n.startswith("kvm_") for n in names) / len(names)
-
-
-KVM_HOST = register(
-    InputFormat(
-        name="kvm-host",
-        family="kvm-host",
-        description="host-side KVM tracepoints (kvm_exit/kvm_entry/kvm_msr/kvm_apic/...) in "
-        "ftrace, trace-cmd or perf script text; also writes NAME.exits.parquet",
-        sniff=sniff,
-    )
-)
-
-#: SVM exit names (as the kvm_exit tracepoint prints them on AMD) -> perf kvm stat reasons
-SVM_REASONS = {
-    "hlt": "HLT",
-    "idle-hlt": "HLT",
-    "vintr": "PENDING_INTERRUPT",
-    "intr": "EXTERNAL_INTERRUPT",
-    "io": "IO_INSTRUCTION",
-    "npf": "EPT_MISCONFIG",
-    "vmmcall": "VMCALL",
-    "avic_unaccelerated_access": "APIC_ACCESS",
-    "avic_incomplete_ipi": "APIC_WRITE",
-}
-HLT_REASONS = ("HLT", "hlt", "idle-hlt")
+#: the KVM-host mapping table (rules below)
+KVM_HOST_RULES = RuleTable("kvm-host")
+rule = KVM_HOST_RULES.rule
 
 #: xAPIC register names in ``kvm_apic`` payloads -> register offset
 APIC_REGS = {
@@ -112,54 +74,7 @@ PIC_PORTS, PIT_PORTS, ACPI_PM_PORTS = (0x20, 0xA0), (0x40, 0x41, 0x42), (0x608, 
 KVM_HC_SEND_IPI = 10
 
 
-def exit_reason_label(reason: str, is_write: bool | None = None) -> str | None:
-    """The :class:`ExitReason` label of a printed exit reason, or None when unknown."""
-    name = SVM_REASONS.get(reason, reason)
-    if reason == "msr" and is_write is not None:
-        name = "MSR_WRITE" if is_write else "MSR_READ"
-    return ExitReason[name].label if name in ExitReason.__members__ else None
-
-
-def vcpu_of(ctx) -> pl.Expr:
-    """vCPU of a record: ``vcpu N`` in the payload, else its thread's vCPU, else 0."""
-    by_pid = (
-        pl.col("pid").replace_strict(ctx.pid_vcpu, default=None, return_dtype=pl.Int64)
-        if ctx.pid_vcpu
-        else pl.lit(None, pl.Int64)
-    )
-    return pl.coalesce(
-        int_field("vcpu").cast(pl.Int64, strict=False),
-        pl.col("payload").str.extract(r"^vcpu (\d+)", 1).cast(pl.Int64),
-        by_pid,
-        pl.lit(0, pl.Int64),
-    )
-
-
-def learn_vcpus(ctx, by_event: dict[str, pl.DataFrame]) -> None:
-    """Remember which thread runs which vCPU (``kvm_entry: vcpu N`` and ``CPU N/KVM`` names)."""
-    for name in ("kvm_entry", "kvm_exit"):
-        df = by_event.get(name)
-        if df is None:
-            continue
-        pairs = (
-            df.select("pid", v=pl.col("payload").str.extract(r"^vcpu (\d+)", 1).cast(pl.Int64))
-            .drop_nulls()
-            .unique("pid", keep="last")
-        )
-        ctx.pid_vcpu.update(zip(pairs["pid"].to_list(), pairs["v"].to_list(), strict=True))
-    for df in by_event.values():
-        if "task" in df.columns:
-            named = (
-                df.select("pid", v=pl.col("task").str.extract(r"^CPU (\d+)/KVM", 1).cast(pl.Int64))
-                .drop_nulls()
-                .unique("pid")
-            )
-            for pid, v in zip(named["pid"].to_list(), named["v"].to_list(), strict=True):
-                ctx.pid_vcpu.setdefault(pid, v)
-
-
 @rule(
-    "kvm-host",
     ("kvm_exit",),
     "(measured exit), idle_enter on HLT",
     "VMX 'reason NAME ...' or SVM 'vcpu N reason name ...'; paired with the next "
@@ -186,7 +101,6 @@ def _kvm_exit(df, ctx):
 
 
 @rule(
-    "kvm-host",
     ("kvm_entry",),
     "(measured exit), idle_exit after HLT",
     "'vcpu N, rip ...': closes the vCPU's open exit",
@@ -199,7 +113,6 @@ _KVM_MSR = r"^msr_(read|write) ([0-9a-fA-F]+) = (?:0x)?([0-9a-fA-F]+)"
 
 
 @rule(
-    "kvm-host",
     ("kvm_msr",),
     "as write_msr/read_msr",
     "'msr_write 6e0 = 0x...': same MSR table as the guest's write_msr/read_msr; x2APIC "
@@ -251,7 +164,6 @@ def _apic_access(df, ctx, offset: pl.Expr, value: pl.Expr, write: pl.Expr, event
 
 
 @rule(
-    "kvm-host",
     ("kvm_apic",),
     "ipi_send, eoi, tpr_write, timer_arm, apic_write, apic_read",
     "'apic_write APIC_ICR = 0x...': register name -> the x2APIC MSR rules (ICR dest from "
@@ -269,7 +181,6 @@ def _kvm_apic(df, ctx):
 
 
 @rule(
-    "kvm-host",
     ("kvm_mmio",),
     "as kvm_apic; clock_read (HPET counter)",
     "'mmio write len 4 gpa 0xfee000b0 val 0x0': the xAPIC page as kvm_apic (unless kvm_apic "
@@ -298,7 +209,6 @@ def _kvm_mmio(df, ctx):
 
 
 @rule(
-    "kvm-host",
     ("kvm_pio",),
     "eoi (PIC), clock_read (PIT, ACPI PM timer)",
     "'pio_write at 0x20 size 1 count 1 val 0x20': a write with bit 5 set to PIC port "
@@ -328,7 +238,7 @@ def _kvm_pio(df, ctx):
     )
 
 
-@rule("kvm-host", ("kvm_eoi",), "eoi", "'apicid 0 vector 176' -> eoi on that vCPU (arg 0 = traced)")
+@rule(("kvm_eoi",), "eoi", "'apicid 0 vector 176' -> eoi on that vCPU (arg 0 = traced)")
 def _kvm_eoi(df, ctx):
     return rows(
         df, int(K.EOI), cpu=int_field_sp("apicid"), vector=int_field_sp("vector"), arg=EOI_TRACED
@@ -336,7 +246,6 @@ def _kvm_eoi(df, ctx):
 
 
 @rule(
-    "kvm-host",
     ("kvm_pv_eoi",),
     "eoi",
     "'apicid 0 vector 236' -> eoi, only where kvm_eoi is not traced (KVM writes both)",
@@ -345,12 +254,6 @@ def _kvm_pv_eoi(df, ctx):
     if "kvm_eoi" in ctx.present:
         return empty_rows(), unmapped(df.clear(), "")
     return _kvm_eoi(df, ctx)
-
-
-def int_field_sp(name: str) -> pl.Expr:
-    """A ``name N`` (space-separated, decimal) payload field."""
-    return pl.col("payload").str.extract(rf"{name} (\d+)", 1).cast(pl.Int64, strict=False)
-
 
 def vector_kind(vec: pl.Expr, ipi_vectors: list[int]) -> pl.Expr:
     """Interrupt kind of a vector: 236 timer, Linux IPI vectors and vectors seen in ICR
@@ -365,7 +268,6 @@ def vector_kind(vec: pl.Expr, ipi_vectors: list[int]) -> pl.Expr:
 
 
 @rule(
-    "kvm-host",
     ("kvm_apic_accept_irq",),
     "timer_irq, ipi_irq, device_irq",
     "'apicid 0 vec 236 (Fixed|edge)': the interrupt reaches the vCPU's APIC; kind from "
@@ -379,7 +281,6 @@ def _accept(df, ctx):
 
 
 @rule(
-    "kvm-host",
     ("kvm_inj_virq",),
     "timer_irq, ipi_irq, device_irq",
     "'IRQ 0xb0' / 'irq 52': injection into the vCPU; used only where kvm_apic_accept_irq "
@@ -399,7 +300,6 @@ def _inj(df, ctx):
 
 
 @rule(
-    "kvm-host",
     ("kvm_apic_ipi",),
     "ipi_send",
     "'dst b0 vec 176 (Fixed|physical|...|self)': only where neither kvm_msr nor kvm_apic "
@@ -417,7 +317,6 @@ def _apic_ipi(df, ctx):
 
 
 @rule(
-    "kvm-host",
     ("kvm_hypercall",),
     "ipi_send",
     "'nr 0xa a0 ... a3 ...': KVM_HC_SEND_IPI (10) -> ipi_send to the mask a0 << a2, "
@@ -441,7 +340,6 @@ def _hypercall(df, ctx):
 
 
 @rule(
-    "kvm-host",
     ("kvm_ack_irq",),
     "eoi",
     "'irqchip PIC slave pin 12': the guest acknowledged a PIC interrupt -> eoi; IO-APIC "
@@ -451,16 +349,3 @@ def _ack(df, ctx):
     pic = pl.col("payload").str.contains("PIC")
     keep = df if "kvm_eoi" not in ctx.present else df.filter(pic)
     return rows(keep, int(K.EOI), cpu=vcpu_of(ctx), arg=EOI_TRACED), unmapped(df.clear(), "")
-
-
-def icr_vectors(df: pl.DataFrame | None) -> list[int]:
-    """Vectors written to the ICR in ``kvm_msr``/``kvm_apic`` records (IPI vectors)."""
-    if df is None or df.height == 0:
-        return []
-    v = df.select(
-        pl.col("payload").str.extract(
-            rf"(?:msr_write {MSR_ICR:x}|apic_write APIC_ICR) = (?:0x)?([0-9a-fA-F]+)", 1
-        )
-    )
-    vals = hex_u64(pl.col(v.columns[0]))
-    return sorted(set(v.select((vals % 256).cast(pl.Int64)).drop_nulls().to_series().to_list()))

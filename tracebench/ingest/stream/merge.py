@@ -10,11 +10,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from tracebench.ingest.mapping import ROW_SCHEMA
+from tracebench.ingest.rules.base import ROW_DTYPES
 from tracebench.jit import kernel
-
-#: numpy dtypes of the candidate row columns (``mapping.ROW_SCHEMA``)
-ROW_DTYPES = {k: pl.Series(dtype=d).to_numpy().dtype for k, d in ROW_SCHEMA.items()}
 
 
 def empty_rows() -> dict:

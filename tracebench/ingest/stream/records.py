@@ -15,11 +15,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tracebench.ingest import fields as F
-from tracebench.ingest import scan as S
-from tracebench.ingest.events import Events
-from tracebench.ingest.framed import Buffers, Framed
-from tracebench.ingest.textio import ChunkReader
+from tracebench.ingest.stream.routes import Events
+from tracebench.ingest.text import fields as F
+from tracebench.ingest.text import scan as S
+from tracebench.ingest.text.files import ChunkReader
+from tracebench.ingest.text.framed import Buffers, Framed
 from tracebench.jit import kernel
 
 

@@ -1,15 +1,15 @@
-"""The one table that maps real trace events to canonical event kinds.
+"""The one table that maps guest trace events to canonical event kinds.
 
-Every rule is registered here with :func:`rule` under the event's short name
-(``write_msr``, ``kvm_exit``; a ``perf script`` ``msr:write_msr`` is the same
-event) and a family: ``guest`` for events a guest (or bare-metal) kernel writes,
-``kvm-host`` for KVM's host-side tracepoints (registered by ``kvmhost.py``).
-:func:`table` renders the registry as the documentation (``tracebench ingest
---mapping``), so the description of a rule lives beside its code.
+Every guest rule is registered here in :data:`GUEST_RULES` under the event's short
+name (``write_msr``; a ``perf script`` ``msr:write_msr`` is the same event): events a
+guest (or bare-metal) kernel writes. KVM's host-side tracepoints have their own
+table in ``kvmhost.py``, which reuses :func:`msr_rows`; the machinery is in
+``base.py``. ``GUEST_RULES.table()`` renders the table as documentation, so the
+description of a rule lives beside its code.
 
 A rule turns the records of its event (columns ``seq``, ``ts``, ``cpu``, ``pid``,
 ``payload``) into *candidate rows*: canonical kinds, or helper kinds (negative)
-that :mod:`tracebench.ingest.resolve` consumes: a handler exit gives its entry a
+that :mod:`tracebench.ingest.stream.resolve` consumes: a handler exit gives its entry a
 ``dur_ns``; an ``ipi_send_cpu`` becomes an ``ipi_send`` only where no x2APIC ICR
 write follows it; a ``kvm_exit``/``kvm_entry`` pair gives a measured exit.
 
@@ -30,11 +30,24 @@ Conventions the table relies on (x86, Linux guests):
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-
 import polars as pl
 
+from tracebench.ingest.rules.base import (
+    EOI_TRACED,
+    H_EXIT,
+    H_IPI_HINT,
+    MapContext,
+    RuleTable,
+    as_i64,
+    bits,
+    empty_rows,
+    field,
+    hex_u64,
+    int_field,
+    lit,
+    rows,
+    unmapped,
+)
 from tracebench.schema import EventKind as K
 
 # x86 MSRs (SDM vol. 3, ch. 11 "x2APIC")
@@ -56,156 +69,10 @@ VEC_LOCAL_TIMER, VEC_RESCHEDULE, VEC_CALL_FUNCTION, VEC_CALL_FUNCTION_SINGLE, VE
     251,
     246,
 )
-EOI_TRACED, EOI_INFERRED = 0, 1
 
-# helper kinds: consumed by resolve.py, never written
-H_EXIT = -1  # handler exit; ``aux`` = family * 65536 + vector, as on the entry
-H_IPI_HINT = -2  # ipi_send_cpu/_cpumask: an ipi_send unless an ICR write follows
-H_KVM_EXIT = -3  # ``aux`` = exit reason id, ``arg`` = 1 for HLT
-H_KVM_ENTRY = -4
-
-#: columns (and dtypes) of candidate rows
-ROW_SCHEMA = {
-    "seq": pl.Int64,
-    "ts": pl.Int64,
-    "cpu": pl.Int32,
-    "kind": pl.Int8,
-    "vector": pl.Int16,
-    "target": pl.Int32,
-    "arg": pl.Int64,
-    "argt": pl.Boolean,
-    "dur_ns": pl.Int64,
-    "aux": pl.Int64,
-}
-
-
-@dataclasses.dataclass
-class MapContext:
-    """What the rules need to know about the whole input, decided before streaming.
-
-    Attributes
-    ----------
-    present : short names of events that occur anywhere in the inputs (pre-scan).
-    tsc_to_ns : expression turning a TSC value (UInt64 column) into an absolute
-        trace-clock ns (Int64), or None where no calibration was possible.
-    mono_offset_ns : trace clock minus CLOCK_MONOTONIC, ns, or None if unknown.
-    reasons : exit reason name -> id, grown as ``kvm_exit`` rows are mapped.
-    pid_vcpu : host thread id -> vCPU (kvm-host traces).
-    ipi_vectors : vectors the guest writes to its ICR (kvm-host: tells IPIs from devices).
-    """
-
-    present: frozenset = frozenset()
-    tsc_to_ns: Callable[[pl.Expr], pl.Expr] | None = None
-    mono_offset_ns: int | None = None
-    reasons: dict = dataclasses.field(default_factory=dict)
-    pid_vcpu: dict = dataclasses.field(default_factory=dict)
-    ipi_vectors: list = dataclasses.field(default_factory=list)
-
-    @property
-    def msr_traced(self) -> bool:
-        return "write_msr" in self.present
-
-    def reason_id(self, name: str) -> int:
-        return self.reasons.setdefault(name, len(self.reasons))
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    family: str
-    event: str
-    kinds: str
-    doc: str
-    fn: Callable
-
-
-#: (family, short event name) -> Rule: the mapping table
-RULES: dict[tuple[str, str], Rule] = {}
-FAMILIES = ("guest", "kvm-host")
-
-
-def rule(family: str, events: tuple[str, ...], kinds: str, doc: str):
-    """Register ``fn(records, ctx) -> (rows, unmapped)`` for ``events`` of ``family``."""
-
-    def deco(fn):
-        for ev in events:
-            key = (family, ev)
-            if key in RULES:
-                raise ValueError(f"duplicate mapping rule for {key}")
-            RULES[key] = Rule(family, ev, kinds, doc, fn)
-        return fn
-
-    return deco
-
-
-def table(family: str | None = None) -> list[dict]:
-    """The mapping table as rows (family, event, kinds, rule) for docs and ``--mapping``."""
-    return [
-        {"family": r.family, "event": r.event, "kinds": r.kinds, "rule": r.doc}
-        for r in RULES.values()
-        if family in (None, r.family)
-    ]
-
-
-# --------------------------------------------------------------------------- row helpers
-
-
-def lit(v, dtype) -> pl.Expr:
-    return pl.lit(v, dtype=dtype)
-
-
-def rows(
-    df: pl.DataFrame, kind, vector=-1, target=-1, arg=0, argt=False, aux=0, cpu=None
-) -> pl.DataFrame:
-    """Candidate rows from records: each field a constant or a polars expression."""
-
-    def ex(v, dtype):
-        return (v if isinstance(v, pl.Expr) else pl.lit(v)).cast(dtype)
-
-    return df.select(
-        pl.col("seq"),
-        pl.col("ts"),
-        ex(pl.col("cpu") if cpu is None else cpu, pl.Int32).alias("cpu"),
-        ex(kind, pl.Int8).alias("kind"),
-        ex(vector, pl.Int16).alias("vector"),
-        ex(target, pl.Int32).alias("target"),
-        ex(arg, pl.Int64).alias("arg"),
-        ex(argt, pl.Boolean).alias("argt"),
-        lit(0, pl.Int64).alias("dur_ns"),
-        ex(aux, pl.Int64).alias("aux"),
-    )
-
-
-def empty_rows() -> pl.DataFrame:
-    return pl.DataFrame(schema=ROW_SCHEMA)
-
-
-def unmapped(df: pl.DataFrame, label: str | pl.Expr) -> pl.DataFrame:
-    """Records that no rule maps, with the name they are counted under."""
-    lab = label if isinstance(label, pl.Expr) else pl.lit(label)
-    return df.select(pl.col("ts"), lab.cast(pl.String).alias("label"))
-
-
-def field(name: str, pattern: str = r"(\d+)") -> pl.Expr:
-    """A ``name=value`` field of the payload (as text)."""
-    return pl.col("payload").str.extract(rf"(?:^|[\s,]){name}={pattern}", 1)
-
-
-def int_field(name: str) -> pl.Expr:
-    return field(name).cast(pl.Int64, strict=False)
-
-
-def hex_u64(text: pl.Expr) -> pl.Expr:
-    """Hex text (with or without 0x) -> UInt64 (null where it is not hex)."""
-    return text.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
-
-
-def as_i64(u: pl.Expr) -> pl.Expr:
-    return u.reinterpret(signed=True)
-
-
-def bits(u: pl.Expr, lo: int, n: int) -> pl.Expr:
-    """Bits ``lo .. lo+n-1`` of a UInt64 expression, as Int64 (polars has no shift operator)."""
-    return ((u // pl.lit(1 << lo, pl.UInt64)) % pl.lit(1 << n, pl.UInt64)).cast(pl.Int64)
+#: the guest mapping table (rules below)
+GUEST_RULES = RuleTable("guest")
+rule = GUEST_RULES.rule
 
 
 # --------------------------------------------------------------------------- MSRs
@@ -316,7 +183,6 @@ def _guest_msr(df: pl.DataFrame, ctx: MapContext, write: bool, event: str):
 
 
 @rule(
-    "guest",
     ("write_msr",),
     "timer_arm, timer_cancel, ipi_send, eoi, tpr_write, apic_write",
     "x86 WRMSR. 0x6e0 TSC-deadline -> timer_arm (arg = deadline ns via TSC calibration; "
@@ -332,7 +198,6 @@ def _write_msr(df, ctx):
 
 
 @rule(
-    "guest",
     ("read_msr",),
     "apic_read, clock_read",
     "x86 RDMSR. 0x800-0x8ff -> apic_read (arg = xAPIC offset); 0x10 TSC -> clock_read; "
@@ -367,12 +232,12 @@ def _handler(entry: str, kind: K, family: int):
         f"dur_ns = time to the {exit_ev} on the same CPU"
     )
 
-    @rule("guest", (entry,), kind.label, doc)
+    @rule((entry,), kind.label, doc)
     def _entry(df, ctx):
         vec = _vector(df)
         return rows(df, int(kind), vector=vec, aux=family * 65536 + vec), unmapped(df.clear(), "")
 
-    @rule("guest", (exit_ev,), "(dur_ns of the entry)", f"closes {entry}: gives its dur_ns")
+    @rule((exit_ev,), "(dur_ns of the entry)", f"closes {entry}: gives its dur_ns")
     def _exit(df, ctx):
         vec = _vector(df)
         return rows(df, H_EXIT, vector=vec, aux=family * 65536 + vec), unmapped(df.clear(), "")
@@ -383,7 +248,6 @@ for _entry_name, (_kind, _fam) in HANDLERS.items():
 
 
 @rule(
-    "guest",
     ("cpu_idle",),
     "idle_enter, idle_exit",
     "power:cpu_idle: state 4294967295 -> idle_exit, other states -> idle_enter (arg = state); "
@@ -402,7 +266,6 @@ def _cpu_idle(df, ctx):
 
 
 @rule(
-    "guest",
     ("hrtimer_start",),
     "timer_arm",
     "tick/clockevent hrtimers (function tick_sched_timer, tick_nohz_handler, "
@@ -448,7 +311,6 @@ def cpulist_mask(text: str | None) -> int:
 
 
 @rule(
-    "guest",
     ("ipi_send_cpu", "ipi_send_cpumask"),
     "ipi_send",
     "ipi:ipi_send_cpu (target = cpu) / ipi_send_cpumask (target -2, arg = mask); vector from "

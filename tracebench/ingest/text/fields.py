@@ -2,14 +2,14 @@
 
 Most lines of a guest trace are a handful of events (``write_msr``, the
 ``irq_vectors`` and ``irq`` handler entries/exits, ``cpu_idle``, ``ipi_send_cpu``).
-Their rules in ``mapping.py`` read one or two ``name=NUMBER`` fields with polars
+Their rules in ``rules/guest.py`` read one or two ``name=NUMBER`` fields with polars
 regexes; this kernel reads the same fields straight from the chunk's bytes, exactly
 as those regexes would, for the payloads whose shape it is sure about. Any other
 payload (non-ASCII bytes, numbers too long to be exact, unusual spelling) is marked
 ``SLOW`` and goes through the polars rule unchanged, so the rules stay the
 reference and this is only a shortcut (``tests/test_ingest_fastpath.py`` compares them).
 
-Field semantics mirrored from ``mapping.field``: the first ``name=`` that starts the
+Field semantics mirrored from ``rules/base.field``: the first ``name=`` that starts the
 payload or follows whitespace or a comma and is followed by at least one digit.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracebench.ingest.mapping import IPI_CALLBACK_VECTORS
+from tracebench.ingest.rules.guest import IPI_CALLBACK_VECTORS
 from tracebench.jit import kernel
 
 # routes of a wanted event (per name id)
@@ -47,7 +47,7 @@ _LITS = [
     b"cpu=",
     b"callback=",
     b", value ",
-    # ipi_send_cpu callbacks (mapping.IPI_CALLBACK_VECTORS, same order as CALLBACK_VECTORS)
+    # ipi_send_cpu callbacks (rules.guest.IPI_CALLBACK_VECTORS, same order as CALLBACK_VECTORS)
     b"0x0",
     b"(nil)",
     b"0",
@@ -61,7 +61,7 @@ def _literals() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bytes, offsets, callback vectors): constant arrays the kernels read as globals."""
     cbs = [lit.decode() for lit in _LITS[L_CB0:]]
     if set(cbs) != set(IPI_CALLBACK_VECTORS):
-        raise AssertionError("fields._LITS callbacks differ from mapping.IPI_CALLBACK_VECTORS")
+        raise AssertionError("fields._LITS callbacks differ from guest.IPI_CALLBACK_VECTORS")
     data = np.frombuffer(b"".join(_LITS), np.uint8).copy()
     off = np.cumsum([0] + [len(x) for x in _LITS]).astype(np.int64)
     vec = np.array([IPI_CALLBACK_VECTORS[c] for c in cbs], np.int64)

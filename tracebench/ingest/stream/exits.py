@@ -9,7 +9,9 @@ timed ones), ``reason`` as the trace printed it and ``exit_reason``, its
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -124,3 +126,22 @@ def write_exits(tmp_path: Path, table: pl.DataFrame, meta_json: bytes) -> None:
 def read_exits(path: str | os.PathLike) -> pl.DataFrame:
     """Read a measured-exits table (for ``stat`` / ``compare``)."""
     return pl.read_parquet(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredExits:
+    """A family's measured-exits writer: where the table goes and how reasons are named.
+
+    Attributes
+    ----------
+    label : printed exit reason (as the rows carry it) -> :class:`ExitReason` label or None.
+    """
+
+    label: Callable[[str], str | None]
+
+    def path_for(self, trace_path: str | os.PathLike) -> Path:
+        return exits_path_for(trace_path)
+
+    def write(self, tmp_path: Path, acc: ExitsAccumulator, reasons: dict, meta_json: bytes):
+        """The accumulated table, written to ``tmp_path`` (renamed by the caller)."""
+        write_exits(tmp_path, acc.table(reasons, self.label), meta_json)

@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracebench.ingest import fields
-from tracebench.ingest import lines as L
-from tracebench.ingest.lines import BAD_BYTES as BAD_BYTES
-from tracebench.ingest.lines import BAD_EVENT as BAD_EVENT
-from tracebench.ingest.lines import BAD_NO_TS as BAD_NO_TS
-from tracebench.ingest.lines import BAD_REASONS as BAD_REASONS
-from tracebench.ingest.lines import BAD_TS as BAD_TS
-from tracebench.ingest.lines import EVENT as EVENT
-from tracebench.ingest.lines import F_HIBIT as F_HIBIT
-from tracebench.ingest.lines import F_TOO_LONG as F_TOO_LONG
-from tracebench.ingest.lines import F_TSINT as F_TSINT
-from tracebench.ingest.lines import IGNORED as IGNORED
-from tracebench.ingest.lines import LOST as LOST
-from tracebench.ingest.lines import WRAPPED_AT_END as WRAPPED_AT_END
-from tracebench.ingest.textio import MAX_LINE_BYTES
+from tracebench.ingest.text import fields
+from tracebench.ingest.text import lines as L
+from tracebench.ingest.text.files import MAX_LINE_BYTES
+from tracebench.ingest.text.lines import BAD_BYTES as BAD_BYTES
+from tracebench.ingest.text.lines import BAD_EVENT as BAD_EVENT
+from tracebench.ingest.text.lines import BAD_NO_TS as BAD_NO_TS
+from tracebench.ingest.text.lines import BAD_REASONS as BAD_REASONS
+from tracebench.ingest.text.lines import BAD_TS as BAD_TS
+from tracebench.ingest.text.lines import EVENT as EVENT
+from tracebench.ingest.text.lines import F_HIBIT as F_HIBIT
+from tracebench.ingest.text.lines import F_TOO_LONG as F_TOO_LONG
+from tracebench.ingest.text.lines import F_TSINT as F_TSINT
+from tracebench.ingest.text.lines import IGNORED as IGNORED
+from tracebench.ingest.text.lines import LOST as LOST
+from tracebench.ingest.text.lines import WRAPPED_AT_END as WRAPPED_AT_END
 from tracebench.jit import kernel
 
 # kernel return codes: done, or stopped at a line start (an output is full, or a new

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracebench.ingest.textio import scan_file
+from tracebench.ingest.text.files import scan_file
 from tracebench.jit import kernel
 
 _COLONS = np.uint64(0x3A3A3A3A3A3A3A3A)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracebench.ingest.mapping import (
+from tracebench.ingest.rules.base import (
     EOI_INFERRED,
     EOI_TRACED,
     H_EXIT,
@@ -194,7 +194,7 @@ def resolve(cand: dict, infer_eoi: bool, msr_traced: bool, lo: int, cut: int, ho
 
     Parameters
     ----------
-    cand : candidate rows (``merge.ROW_DTYPES`` columns as numpy), sorted.
+    cand : candidate rows (``rules/base.ROW_DTYPES`` columns as numpy), sorted.
     infer_eoi : add one EOI (arg = ``EOI_INFERRED``) per interrupt that no traced
         EOI accounts for (guest traces: x2APIC EOIs are written with an untraced
         WRMSR, and PV EOI is a memory write).

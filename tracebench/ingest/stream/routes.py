@@ -1,10 +1,10 @@
 """Per event name: is it wanted, and which path reads its records (compiled or polars).
 
-The name table (``framed.NameTable``) gives every event name met an id; this keeps,
-per id, what the later stages look up by index: the short name, the *route* of
-its records (``fields.R_*``), and for handler events the kind and pairing family
-of ``mapping.HANDLERS``. Only ``guest`` events with a compiled reader (``FAST``)
-skip polars; every other wanted event goes to its rule in the mapping table.
+The name table (``text/framed.NameTable``) gives every event name met an id; this
+keeps, per id, what the later stages look up by index: the short name, the *route*
+of its records (``text/fields.R_*``), and for handler events the kind and pairing
+family of ``rules/guest.HANDLERS``. Only events in the family's compiled path
+(``Family.fast``) skip polars; every other wanted event goes to its family's rule.
 """
 
 from __future__ import annotations
@@ -14,40 +14,27 @@ import threading
 
 import numpy as np
 
-from tracebench.ingest import fields as F
-from tracebench.ingest.framed import NameTable
-from tracebench.ingest.mapping import H_EXIT, HANDLERS, RULES
-from tracebench.ingest.probe import Needles
+from tracebench.ingest.rules.base import H_EXIT
+from tracebench.ingest.rules.guest import HANDLERS
+from tracebench.ingest.stream.families import Family
+from tracebench.ingest.text import fields as F
+from tracebench.ingest.text.framed import NameTable
+from tracebench.ingest.text.probe import Needles
 
 #: events that calibration reads
 CALIB_EVENTS = ("write_msr", "hrtimer_start", "hrtimer_expire_entry", "local_timer_entry")
-
-#: guest events read by ``fields.py`` / mapped by ``fastmap.py`` (their rules are the reference)
-FAST = {
-    "write_msr": F.R_MSR,
-    "cpu_idle": F.R_IDLE,
-    "ipi_send_cpu": F.R_IPI,
-    **{entry: F.R_VEC for entry in HANDLERS},
-    **{entry.removesuffix("_entry") + "_exit": F.R_VEC for entry in HANDLERS},
-}
-for _name in FAST:
-    if ("guest", _name) not in RULES:
-        raise AssertionError(f"fast path for {_name} without a mapping rule")
-
 
 def short_name(name: str) -> str:
     return name.rsplit(":", 1)[-1]
 
 
-def route_of(family: str, short: str, msr_traced: bool) -> tuple[int, int, int]:
-    """(route, kind, pairing family) of an event's records."""
-    if (family, short) not in RULES:
+def route_of(family: Family, short: str, msr_traced: bool) -> tuple[int, int, int]:
+    """(route, kind, pairing family) of an event's records in ``family``."""
+    if short not in family.rules:
         return (F.R_NORULE if short in CALIB_EVENTS else F.R_SKIP), 0, 0
-    if family != "guest":
-        return F.R_SLOW, 0, 0
     if short == "hrtimer_start" and msr_traced:
-        return F.R_COUNT, 0, 0  # mapping._hrtimer_start: counted, not mapped, under MSR writes
-    route = FAST.get(short, F.R_SLOW)
+        return F.R_COUNT, 0, 0  # guest._hrtimer_start: counted, not mapped, under MSR writes
+    route = family.fast.get(short, F.R_SLOW)
     if route == F.R_VEC:
         entry = short if short in HANDLERS else short.removesuffix("_exit") + "_entry"
         kind, fam = HANDLERS[entry]
@@ -76,9 +63,9 @@ class Events:
     only counted, which is what that rule does when MSR writes are traced.
     """
 
-    def __init__(self, family: str, needles: Needles):
+    def __init__(self, family: Family, needles: Needles):
         self.family = family
-        self.with_task = family == "kvm-host"
+        self.with_task = family.with_task
         self.table = NameTable()
         self.needles = needles
         # set once the reader's first kernel call returned: numba is set up in this process

@@ -16,13 +16,15 @@ import numpy as np
 import polars as pl
 
 from tracebench.errors import TraceError
-from tracebench.ingest import calibrate as cal_mod
-from tracebench.ingest import fields, kvmhost, merge
-from tracebench.ingest.events import CALIB_EVENTS
-from tracebench.ingest.fastmap import map_fast
-from tracebench.ingest.mapping import EOI_INFERRED, RULES, MapContext
-from tracebench.ingest.records import Chunk
-from tracebench.ingest.resolve import resolve
+from tracebench.ingest.rules.base import EOI_INFERRED, MapContext
+from tracebench.ingest.rules.fastmap import map_fast
+from tracebench.ingest.stream import calibrate as cal_mod
+from tracebench.ingest.stream import merge
+from tracebench.ingest.stream.families import Family
+from tracebench.ingest.stream.records import Chunk
+from tracebench.ingest.stream.resolve import resolve
+from tracebench.ingest.stream.routes import CALIB_EVENTS
+from tracebench.ingest.text import fields
 from tracebench.schema import EventKind
 
 #: what a rule raises when a field's value does not fit its column (a strict cast)
@@ -66,7 +68,7 @@ MAX_LINE_REPORT = 5
 class Window:
     """State carried across chunks: the row window, the cut, the calibration."""
 
-    def __init__(self, ctx: MapContext, stats, writer, acc, family: str, settle=None):
+    def __init__(self, ctx: MapContext, stats, writer, acc, family: Family, settle=None):
         self.ctx, self.stats, self.writer, self.acc, self.family = ctx, stats, writer, acc, family
         # settle(): called once before the first rows are mapped; sets ctx.present
         self.settle = settle
@@ -132,15 +134,7 @@ class Window:
         self.calibration = cal_mod.calibrate(ev)
         self.ctx.tsc_to_ns = self.calibration.tsc_expr()
         self.ctx.mono_offset_ns = self.calibration.mono_offset_ns
-        if self.family == "kvm-host":
-            self.ctx.ipi_vectors = sorted(
-                {
-                    v
-                    for c in pending
-                    for name in ("kvm_msr", "kvm_apic")
-                    for v in kvmhost.icr_vectors(c.slow.get(name))
-                }
-            )
+        self.family.calibrated(self.ctx, [c.slow for c in pending])
 
     def _late(self, ch: Chunk, late: np.ndarray, order: list, where: str) -> None:
         """Report records older than what was already written (per event, first few lines)."""
@@ -186,7 +180,7 @@ class Window:
             )
         parts = []
         for short, ids in order.items():
-            rule = RULES.get((self.family, short))
+            rule = self.family.rules.get(short)
             if short in slow and rule is not None:
                 rows, miss = _apply(rule, slow[short], self.ctx, where)
                 if miss.height:
@@ -208,9 +202,9 @@ class Window:
         if self.settle is not None:
             self.settle()
             self.settle = None
-        if ch is not None and self.family == "kvm-host" and ch.slow:
+        if ch is not None and ch.slow:
             try:
-                kvmhost.learn_vcpus(self.ctx, ch.slow)
+                self.family.learn(self.ctx, ch.slow)
             except _RANGE_ERRORS as exc:  # a vCPU number past Int64
                 raise TraceError(f"{where}: vCPU number {_range_text(exc)}") from None
         new = self._rows(ch, where) if ch is not None else merge.empty_rows()
@@ -222,7 +216,7 @@ class Window:
         lo = self.cut if self.cut is not None else -(1 << 62)
         rows, exits, keep = resolve(
             cand,
-            infer_eoi=self.family == "guest",
+            infer_eoi=self.family.infer_eoi,
             msr_traced=self.ctx.msr_traced,
             lo=lo,
             cut=cut,
@@ -274,7 +268,7 @@ class Window:
         self.writer.write(cols)
 
     def features(self) -> list[str]:
-        """Paravirt / APIC features the trace shows (see mapping doc)."""
+        """Paravirt / APIC features the trace shows (see the rule tables' docs)."""
         k = self.stats.kinds
         ev = self.stats.events
         feats = []
@@ -284,7 +278,7 @@ class Window:
             if k[EventKind.IPI_SEND]:
                 feats.append("x2apic")
         interrupts = k[EventKind.TIMER_IRQ] + k[EventKind.IPI_IRQ] + k[EventKind.DEVICE_IRQ]
-        if self.family == "guest" and interrupts and self.stats.inferred == interrupts:
+        if self.family.infer_eoi and interrupts and self.stats.inferred == interrupts:
             feats.append("eoi-not-traced")
         return feats
 

@@ -1,6 +1,6 @@
-"""Candidate rows of the hot guest events from their numeric fields (``fields.py``).
+"""Candidate rows of the hot guest events from their numeric fields (``text/fields.py``).
 
-A compiled copy of the ``guest`` rules in ``mapping.py`` for the records whose
+A compiled copy of the guest rules in ``guest.py`` for the records whose
 fields the kernel could read: ``write_msr`` (``msr_rows``), the handler entries and
 exits, ``cpu_idle``, ``ipi_send_cpu`` and ``hrtimer_start`` when MSR writes are
 traced. Each branch cites the rule it mirrors; the polars rules stay the reference
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracebench.ingest import fields as F
-from tracebench.ingest.mapping import (
+from tracebench.ingest.rules.base import EOI_TRACED, H_IPI_HINT, ROW_DTYPES
+from tracebench.ingest.rules.guest import (
     APIC_TIMER_NS_PER_COUNT,
-    EOI_TRACED,
-    H_IPI_HINT,
+    GUEST_RULES,
+    HANDLERS,
     IDLE_EXIT_STATE,
     MSR_EOI,
     MSR_ICR,
@@ -26,9 +26,21 @@ from tracebench.ingest.mapping import (
     X2APIC_FIRST,
     X2APIC_LAST,
 )
-from tracebench.ingest.merge import ROW_DTYPES
+from tracebench.ingest.text import fields as F
 from tracebench.jit import kernel
 from tracebench.schema import EventKind as K
+
+#: guest events read by ``text/fields.py`` and mapped here (their rules are the reference)
+FAST = {
+    "write_msr": F.R_MSR,
+    "cpu_idle": F.R_IDLE,
+    "ipi_send_cpu": F.R_IPI,
+    **{entry: F.R_VEC for entry in HANDLERS},
+    **{entry.removesuffix("_entry") + "_exit": F.R_VEC for entry in HANDLERS},
+}
+for _name in FAST:
+    if _name not in GUEST_RULES:
+        raise AssertionError(f"fast path for {_name} without a mapping rule")
 
 _ARM, _CANCEL = int(K.TIMER_ARM), int(K.TIMER_CANCEL)
 _IPI_SEND, _EOI, _TPR, _APIC_WRITE = (
@@ -43,7 +55,7 @@ _I64_LIMIT = 9.223372036854775807e18  # 2**63 as float: casts at or beyond it fa
 
 @kernel
 def _bits(v, lo, n):
-    """Bits ``lo .. lo+n-1`` of UInt64 bits held in an int64 (mapping.bits)."""
+    """Bits ``lo .. lo+n-1`` of UInt64 bits held in an int64 (base.bits)."""
     return np.int64((np.uint64(v) >> np.uint64(lo)) & np.uint64((1 << n) - 1))
 
 
@@ -137,15 +149,15 @@ def _map_nb(route, kind_of, fam_of, ids, ok, fa, fb, ts, seq, cpu, has_cal, tsc_
                 miss_msr[nm] = msr
                 nm += 1
                 continue
-        elif rt == F.R_VEC:  # mapping._handler: entry kind or H_EXIT, aux = family/vector
+        elif rt == F.R_VEC:  # guest._handler: entry kind or H_EXIT, aux = family/vector
             kind = kind_of[eid]
             vec = a
             aux = fam_of[eid] * 65536 + a
-        elif rt == F.R_IDLE:  # mapping._cpu_idle
+        elif rt == F.R_IDLE:  # guest._cpu_idle
             kind = _IDLE_EXIT if a == IDLE_EXIT_STATE else _IDLE_ENTER
             arg = 0 if a == IDLE_EXIT_STATE else a
             c = b
-        elif rt == F.R_IPI:  # mapping._ipi_send, records with a cpu= field
+        elif rt == F.R_IPI:  # guest._ipi_send, records with a cpu= field
             kind = H_IPI_HINT
             vec = b
             target = a
@@ -162,7 +174,7 @@ def _map_nb(route, kind_of, fam_of, ids, ok, fa, fb, ts, seq, cpu, has_cal, tsc_
 
 
 def map_fast(w: dict, route, kind_of, fam_of, calibration, miss_count: np.ndarray):
-    """Candidate rows (``mapping.ROW_SCHEMA`` columns as numpy) of the OK records of ``w``.
+    """Candidate rows (``base.ROW_SCHEMA`` columns as numpy) of the OK records of ``w``.
 
     Returns (rows, msr values of unmapped MSR writes, bad record index or -1);
     ``miss_count[id]`` counts ``R_COUNT`` records.
