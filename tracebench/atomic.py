@@ -296,3 +296,23 @@ def atomic_dir(path: str | os.PathLike, kind: str, force: bool = False, *,
         except OSError as exc:
             raise os_error(exc, path) from None
         yield tmp
+
+
+@contextmanager
+def scratch_dir(beside: str | os.PathLike, kind: str = "scratch") -> Iterator[Path]:
+    """A marked temporary folder named like a temporary of ``beside`` (same filesystem as
+    the output, cleaned by :func:`clean_stale` if this process is killed), always removed
+    when the block ends: working space, never an output."""
+    final = check_output_path(beside)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(final)
+        tmp = _sibling(final, "tmp")
+        tmp.mkdir()
+        write_marker(tmp, kind)
+    except OSError as exc:
+        raise os_error(exc, final.parent) from None
+    try:
+        yield tmp
+    finally:
+        _remove(tmp)
