@@ -37,6 +37,38 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+class Terminated(TracebenchError):
+    """SIGTERM or SIGHUP arrived: raised in the main thread so that every ``finally`` and
+    every atomic writer removes its temporaries (Python's default would just exit)."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.exit_code = 128 + signum
+        super().__init__(f"terminated by {signal.Signals(signum).name}: nothing written, "
+                         "temporaries removed")
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def user_errors(func):
     """Turn :class:`TracebenchError` (a user mistake or bad input) into one line and its
     exit code (1 data/runtime, 2 usage); an OS failure or exhausted memory into one line
@@ -45,7 +77,8 @@ def user_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with _terminate_cleanly():
+                return func(*args, **kwargs)
         except TracebenchError as exc:
             fail(" ".join(str(exc).splitlines()), code=exc.exit_code)
         except KeyboardInterrupt:
