@@ -17,7 +17,6 @@ from tracebench.atomic import read_marker
 from tracebench.scenarios import generate
 from tracebench.trace import TraceFile, write_trace
 
-
 #: kills per (verb, signal), each at a random moment after writing starts
 KILLS = 2
 
