@@ -108,8 +108,26 @@ def replay(
     else:
         title = "interrupt/timer virtualization cost by backend"
     print_rows(rows, fmt, title=title)
+    _warn_saturated(result.saturated())
     if out is not None and not quiet:
-        stderr_console().print(f"results written to {out}/ (events, exits, summary, configs)")
+        stderr_console().print(f"results written to {out}/ (events, exits, summary, vcpus, "
+                               "configs)", markup=False)
+
+
+def _warn_saturated(rows: list[dict]) -> None:
+    """One stderr line per (trace, backend) whose vCPUs could not keep up (even with -q:
+    the numbers above mean something else then)."""
+    by_run: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by_run.setdefault((r["trace"], r["backend"]), []).append(r)
+    for (trace, backend), vcpus in by_run.items():
+        worst = max(vcpus, key=lambda r: r["final_lag_ns"])
+        names = ", ".join(str(r["cpu"]) for r in vcpus)
+        print(f"warning: {trace}: under {backend}, vCPU {names} could not keep up with the "
+              f"trace (vCPU {worst['cpu']} ends {worst['final_lag_ns'] / 1e6:.1f} ms behind, "
+              f"{worst['lag_pct']:.0f} % of the trace): the replay is open-loop, so its later "
+              "latencies include that backlog (README: 'Limits of the model')",
+              file=sys.stderr)
 
 
 @app.command()

@@ -23,12 +23,14 @@ class ReplayResult:
     """
 
     def __init__(self, summary: pa.Table, exits: pa.Table,
-                 events: list[tuple[str, str, str, list[pa.Table]]] | None, out: Path | None):
+                 events: list[tuple[str, str, str, list[pa.Table]]] | None, out: Path | None,
+                 vcpus: pa.Table):
         self._summary, self._exits, self._events, self.out = summary, exits, events, out
+        self._vcpus = vcpus
 
     def moved_to(self, out: Path) -> ReplayResult:
         """The same result, read back from ``out`` (where its temporary folder was renamed)."""
-        return ReplayResult(self._summary, self._exits, self._events, out)
+        return ReplayResult(self._summary, self._exits, self._events, out, self._vcpus)
 
     @functools.cached_property
     def summary(self) -> pl.DataFrame:
@@ -41,6 +43,17 @@ class ReplayResult:
         import polars as pl
 
         return pl.from_arrow(self._exits)
+
+    @functools.cached_property
+    def vcpus(self) -> pl.DataFrame:
+        """Per backend x vCPU: exits, exit time, final lag and the saturated flag."""
+        import polars as pl
+
+        return pl.from_arrow(self._vcpus)
+
+    def saturated(self) -> list[dict]:
+        """The vCPUs that could not keep up with the trace, per (trace, backend)."""
+        return [r for r in self._vcpus.to_pylist() if r["saturated"]]
 
     @functools.cached_property
     def events(self) -> pl.DataFrame | pl.LazyFrame | None:

@@ -5,6 +5,7 @@ Layout under the output folder (Hive partitions, readable by polars, pyarrow, Du
     events/backend=NAME/params=HASH/trace=ID/part-0.parquet
     exits/backend=NAME/params=HASH/trace=ID/part-0.parquet
     summary/backend=NAME/params=HASH/trace=ID/part-0.parquet
+    vcpus/backend=NAME/params=HASH/trace=ID/part-0.parquet
     configs/NAME-<params sha256[:12]>.json
     run.json
 
@@ -103,6 +104,7 @@ class BackendTotals:
     exit_agg: np.ndarray  # [cpu, reason, (count, total_ns, min_ns, max_ns)]
     lat_counts: np.ndarray  # [kind, hdr counts]
     terr_counts: np.ndarray  # [hdr counts] timer error of matched timer interrupts
+    final_lag_ns: np.ndarray  # [cpu] how far each vCPU's timeline ended behind the trace
 
 
 @dataclasses.dataclass
@@ -178,6 +180,8 @@ def summary_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
     rows.append(row("interrupts", "latency_ns", *agg[irq].sum(axis=0),
                     run.lat_counts[irq].sum(axis=0)))
     rows.append(row("all", "latency_ns", *agg.sum(axis=0), run.lat_counts.sum(axis=0)))
+    rows[-1]["max_lag_ns"] = int(run.final_lag_ns.max(initial=0))
+    rows[-1]["saturated_vcpus"] = int(saturated(run.final_lag_ns, meta.duration_ns).sum())
     t = EventKind.TIMER_IRQ
     rows.append(row(t.label, "timer_error_ns", run.terr_counts.sum(), 0, 0, run.terr_counts))
     return rows
@@ -205,6 +209,35 @@ def exit_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
     return rows
 
 
+#: A vCPU whose timeline ends this far behind the trace (as a fraction of the trace's
+#: duration) could not keep up: the replay is open-loop (the trace's events keep their
+#: times), so its later events and interrupts queue behind work the model says it still owes.
+SATURATION_LAG_FRACTION = 0.10
+
+
+def saturated(final_lag_ns: np.ndarray, duration_ns: int) -> np.ndarray:
+    """Which vCPUs ended more than ``SATURATION_LAG_FRACTION`` of the trace behind it."""
+    return final_lag_ns > SATURATION_LAG_FRACTION * max(duration_ns, 1)
+
+
+def vcpu_rows(run: BackendTotals, ctx: RunContext) -> list[dict]:
+    """Per vCPU: exits and their time (HLT's blocked time left out: it is idle, not
+    overhead), the lag at its last event, and whether it could keep up."""
+    who, dur = run.identity, max(ctx.trace.meta.duration_ns, 1)
+    agg = run.exit_agg
+    busy = [r for r in ExitReason if r not in (ExitReason.NONE, ExitReason.HLT)]
+    sat = saturated(run.final_lag_ns, dur)
+    rows = []
+    for cpu in range(agg.shape[0]):
+        exit_ns = int(agg[cpu, busy, E_TOTAL].sum())
+        lag = int(run.final_lag_ns[cpu])
+        rows.append({"backend": who.name, "params": who.params_hash, "trace": ctx.trace_id,
+                     "cpu": cpu, "exits": int(agg[cpu, 1:, E_COUNT].sum()), "exit_ns": exit_ns,
+                     "overhead_pct": 100.0 * exit_ns / dur, "final_lag_ns": lag,
+                     "lag_pct": 100.0 * lag / dur, "saturated": bool(sat[cpu])})
+    return rows
+
+
 SUMMARY_SCHEMA = pa.schema([
     ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
     ("kind", pa.string()),
@@ -212,6 +245,13 @@ SUMMARY_SCHEMA = pa.schema([
     ("exits_per_s", pa.float64()), ("stall_ns", pa.int64()), ("overhead_pct", pa.float64()),
     ("p50_ns", pa.int64()), ("p90_ns", pa.int64()), ("p99_ns", pa.int64()),
     ("p99_9_ns", pa.int64()), ("max_ns", pa.int64()), ("hdr", pa.string()),
+    ("max_lag_ns", pa.int64()), ("saturated_vcpus", pa.int64()),
+])
+VCPUS_SCHEMA = pa.schema([
+    ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
+    ("cpu", pa.uint16()), ("exits", pa.int64()), ("exit_ns", pa.int64()),
+    ("overhead_pct", pa.float64()), ("final_lag_ns", pa.int64()), ("lag_pct", pa.float64()),
+    ("saturated", pa.bool_()),
 ])
 EXITS_SCHEMA = pa.schema([
     ("backend", pa.string()), ("params", pa.string()), ("trace", pa.string()),
@@ -277,7 +317,8 @@ class EventWriter:
 def write_aggregates(root: Path, run: BackendTotals, ctx: RunContext) -> None:
     who = run.identity
     for name, rows, schema in (("summary", summary_rows(run, ctx), SUMMARY_SCHEMA),
-                               ("exits", exit_rows(run, ctx), EXITS_SCHEMA)):
+                               ("exits", exit_rows(run, ctx), EXITS_SCHEMA),
+                               ("vcpus", vcpu_rows(run, ctx), VCPUS_SCHEMA)):
         d = partition_dir(root, name, who.name, who.params_sha256, ctx.trace_id)
         d.mkdir(parents=True, exist_ok=True)
         pq.write_table(rows_table(rows, schema, ctx.metadata(who, name)), d / "part-0.parquet")

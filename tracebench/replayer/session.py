@@ -17,12 +17,14 @@ import pyarrow as pa
 
 from tracebench._version import __version__
 from tracebench.backends.configure import Configured
+from tracebench.backends.kernel import S_SHIFT
 from tracebench.errors import UsageError
 from tracebench.replayer.driver import BackendRun, replay_file
 from tracebench.replayer.frames import ReplayResult
 from tracebench.replayer.results import (
     EXITS_SCHEMA,
     SUMMARY_SCHEMA,
+    VCPUS_SCHEMA,
     BackendIdentity,
     BackendTotals,
     EventWriter,
@@ -32,6 +34,7 @@ from tracebench.replayer.results import (
     partition_dir,
     summary_rows,
     trace_id,
+    vcpu_rows,
     write_aggregates,
 )
 from tracebench.trace import TraceFile
@@ -46,7 +49,7 @@ def identity_of(run: BackendRun) -> BackendIdentity:
 def totals_of(run: BackendRun) -> BackendTotals:
     """A finished run's aggregates as plain arrays for the writer."""
     return BackendTotals(identity_of(run), run.kind_agg, run.exit_agg, run.lat_counts,
-                         run.terr_counts)
+                         run.terr_counts, run.state[:, S_SHIFT].copy())
 
 
 def rows_for(events: bool | Sequence[str], names: list[str]) -> bool | frozenset[str]:
@@ -73,7 +76,7 @@ def replay_traces(files: Sequence[TraceFile], configured: list[Configured], root
     temporary folder and renames it into place); without, everything stays in memory.
     ``events``: per-event rows for every backend, none, or the named backends.
     """
-    summaries, exits, event_tables = [], [], []
+    summaries, exits, vcpus, event_tables = [], [], [], []
     taken: set[str] = set()
     hasher = ThreadPoolExecutor(max_workers=1) if root is not None else None
     try:
@@ -85,6 +88,7 @@ def replay_traces(files: Sequence[TraceFile], configured: list[Configured], root
                                                threads, progress):
                 summaries += summary_rows(totals, ctx)
                 exits += exit_rows(totals, ctx)
+                vcpus += vcpu_rows(totals, ctx)
                 if tables:
                     who = totals.identity
                     event_tables.append((who.name, who.params_hash, ctx.trace_id, tables))
@@ -93,7 +97,8 @@ def replay_traces(files: Sequence[TraceFile], configured: list[Configured], root
             hasher.shutdown(cancel_futures=True)
     return ReplayResult(pa.Table.from_pylist(summaries, schema=SUMMARY_SCHEMA),
                         pa.Table.from_pylist(exits, schema=EXITS_SCHEMA),
-                        ([] if root is not None else event_tables) if events else None, root)
+                        ([] if root is not None else event_tables) if events else None, root,
+                        pa.Table.from_pylist(vcpus, schema=VCPUS_SCHEMA))
 
 
 def replay_trace(tf: TraceFile, ctx: RunContext, configured: list[Configured],
