@@ -67,7 +67,7 @@ def _table_mutation(draw, table: pa.Table) -> pa.Table:
     if op == 4:  # rows out of order
         idx = list(range(table.num_rows))
         draw(st.randoms()).shuffle(idx)
-        return table.take(pa.array(idx[: draw(st.integers(0, len(idx)))]))
+        return table.take(pa.array(idx[: draw(st.integers(0, len(idx)))], pa.int64()))
     if op == 5:  # hostile values in an integer column
         v = draw(st.sampled_from([-1, -(2**63), 2**63 - 1, 65535, 2**31]))
         typ = table.column(col).type
