@@ -117,6 +117,9 @@ def output_cases(rng: random.Random) -> list[Case]:
             (t / ".tracebench-output").write_text('{"kind": "results"}')
             (t / "junk").write_bytes(b"x" * 1000)
 
+    def own_trace(d, w):
+        shutil.copy(w / "t.parquet", d / "t.parquet")
+
     spellings = [
         (".", None, ()), ("a/b/..", lambda d: (d / "a" / "b").mkdir(parents=True), ()),
         ("", None, ()), ("{d}/other", mkdir_other, ("--force",)),
@@ -126,7 +129,7 @@ def output_cases(rng: random.Random) -> list[Case]:
         ("/proc/version", None, ("--force",)), ("{d}/forged", own_then_marker_kind, ("--force",)),
         ("{d}/out", stale, ()), ("{d}/out.parquet", stale, ()),
         ("{d}/deep/" + "/".join("x" * 5 for _ in range(40)) + "/o", None, ()),
-        ("{w}", None, ("--force",)), ("{w}/t.parquet", None, ("--force",)),
+        ("{w}", None, ("--force",)), ("{d}/t.parquet", own_trace, ("--force",)),
     ]
     for verb, make in verbs.items():
         for spelling, setup, extra in spellings:
@@ -425,32 +428,35 @@ def results_cases(rng: random.Random) -> list[Case]:
 
     cases = []
 
+    def damage(r: random.Random, p: Path) -> None:
+        op = r.randrange(5)
+        if op == 0:
+            p.unlink(missing_ok=True)
+        elif op == 1 and p.exists():
+            data = p.read_bytes()
+            p.write_bytes(data[: r.randrange(len(data) + 1)])
+        elif op == 2:
+            p.write_bytes(bytes(r.randrange(256) for _ in range(r.randrange(100))))
+        elif op == 3 and p.exists():
+            t = pq.read_table(p)
+            pq.write_table(t.drop_columns([r.choice(t.column_names)]), p)
+        elif p.exists():
+            t = pq.read_table(p)
+            c = r.choice(t.column_names)
+            t = t.set_column(t.column_names.index(c), pa.field(c, pa.string()),
+                             pa.array([str(v) for v in t.column(c).to_pylist()]))
+            pq.write_table(t, p)
+
     def damaged(seed):
         def setup(d, w):
             r = random.Random(seed)
             shutil.copytree(w / "res", d / "res")
             parts = sorted((d / "res").rglob("*.parquet"))
             for _ in range(r.randint(1, 3)):
-                p = r.choice(parts)
-                op = r.randrange(5)
-                if op == 0:
-                    p.unlink(missing_ok=True)
-                elif op == 1 and p.exists():
-                    data = p.read_bytes()
-                    p.write_bytes(data[: r.randrange(len(data) + 1)])
-                elif op == 2:
-                    p.write_bytes(bytes(r.randrange(256) for _ in range(r.randrange(100))))
-                elif op == 3 and p.exists():
-                    t = pq.read_table(p)
-                    t = t.drop_columns([r.choice(t.column_names)])
-                    pq.write_table(t, p)
-                elif p.exists():
-                    t = pq.read_table(p)
-                    c = r.choice(t.column_names)
-                    i = t.column_names.index(c)
-                    t = t.set_column(i, pa.field(c, pa.string()),
-                                     pa.array([str(v) for v in t.column(c).to_pylist()]))
-                    pq.write_table(t, p)
+                try:
+                    damage(r, r.choice(parts))
+                except (pa.ArrowException, OSError):
+                    pass  # an earlier step already spoiled this part
         return setup
 
     for s in range(30):
@@ -488,11 +494,15 @@ def _valid(path: Path) -> str | None:
     try:
         if not path.exists() or path.is_symlink():
             return None
+    except OSError:  # a name too long to exist: nothing was written there
+        return None
+    try:
         if path.is_dir():
             from tracebench.atomic import read_marker
 
-            if read_marker(path) is None:
-                return None  # not ours: a folder the case set up (checked unchanged)
+            marker = read_marker(path)
+            if marker is None or marker["kind"] != "results" or (path / "keep").exists():
+                return None  # not a results folder tracebench wrote: the case's own
             if not (path / "run.json").exists():
                 return "results folder without run.json"
             return None
@@ -513,7 +523,9 @@ def run_case(case: Case, world: Path, base: Path) -> dict:
     world_before = _snapshot(world)
     if case.setup is not None:
         try:
-            case.setup(d, world) if case.setup.__code__.co_argcount == 2 else case.setup(d)
+            code = case.setup.__code__
+            required = code.co_argcount - len(case.setup.__defaults__ or ())
+            case.setup(d, world) if required == 2 else case.setup(d)
         except OSError as exc:
             return {"clean": True, "why": f"setup impossible here ({exc})", "skipped": True}
     args = [str(a).replace("{d}", str(d)).replace("{w}", str(world)) for a in case.args]
