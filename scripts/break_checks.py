@@ -93,7 +93,7 @@ BREAKS = [
     ("SIGTERM skips the cleanup", "tracebench/cli/common.py",
      "            with _terminate_cleanly():", "            with contextlib.nullcontext():",
      "tests/test_crash_safety.py"),
-    ("results columns unchecked", "tracebench/report/__init__.py",
+    ("results columns unchecked", "tracebench/report/load.py",
      "    _check_columns(df, table, path)\n", "",
      "tests/test_fuzz_loaders.py::test_fuzz_results_loader"),
     ("record ignores SIGTERM handling", "tracebench/ingest/record.py",

@@ -79,6 +79,24 @@ def is_tracebench_parquet(path: Path) -> bool:
     return METADATA_KEY in meta
 
 
+def mentions(signature: bytes, limit: int = 64 << 20) -> Callable[[Path], bool]:
+    """An ``owned`` test for text outputs (HTML, Markdown, JSON, gzip JSON): the file holds
+    ``signature``, a string only tracebench's writer puts there, in its first ``limit``
+    bytes (decompressed for ``.gz``)."""
+
+    def owned(path: Path) -> bool:
+        import gzip
+
+        try:
+            opener = gzip.open if path.name.endswith(".gz") else open
+            with opener(path, "rb") as fh:
+                return signature in fh.read(limit)
+        except (OSError, EOFError):
+            return False
+
+    return owned
+
+
 # --------------------------------------------------------------------------- checks
 
 

@@ -102,3 +102,42 @@ def percentiles(counts: np.ndarray, pcts=PERCENTILES) -> list[int | None]:
         out.append(int(h.get_highest_equivalent_value(value) if p else
                        h.get_lowest_equivalent_value(value)))
     return out
+
+
+def merge_encoded(blobs) -> np.ndarray:
+    """Counts array of the sum of encoded histograms (merging traces or shards: percentiles
+    of the merged counts, never an average of percentiles). Empty ``blobs`` give zeros."""
+    total = np.zeros(counts_len(), dtype=np.int64)
+    for blob in blobs:
+        if blob:
+            c = decode_counts(blob)
+            if len(c) != len(total):
+                from tracebench.errors import TracebenchError
+
+                raise TracebenchError(f"histogram of {len(c)} buckets, expected {len(total)} "
+                                 f"(written with another geometry)")
+            total += c
+    return total
+
+
+def bucket_values(indices: np.ndarray) -> np.ndarray:
+    """The highest value (ns) each counts-array index stands for (what percentiles report)."""
+    h = _template()
+    return np.array([h.get_highest_equivalent_value(h.get_value_from_index(int(i)))
+                     for i in indices], dtype=np.int64)
+
+
+def cdf_points(counts: np.ndarray, max_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """A cumulative distribution of ``counts`` as (value_ns, fraction <= value) at most
+    ``max_points`` long, whatever the number of recorded values: one point per non-empty
+    bucket, thinned evenly in rank when there are more (the last point, 1.0, is kept)."""
+    nz = np.flatnonzero(counts)
+    if len(nz) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    frac = np.cumsum(counts[nz]) / counts.sum()
+    if len(nz) > max_points:
+        # keep the buckets where the cumulative fraction crosses evenly spaced levels
+        levels = np.linspace(0, 1, max_points)
+        keep = np.unique(np.minimum(np.searchsorted(frac, levels), len(nz) - 1))
+        nz, frac = nz[keep], frac[keep]
+    return bucket_values(nz), frac

@@ -135,10 +135,22 @@ DEFAULT_PROFILE = "skx-2020"
 
 
 def profile_values(name: str | None) -> dict:
-    """Overrides of the named profile (``None`` -> the defaults)."""
+    """Overrides of the named profile (``None`` -> the defaults), or of a profile file:
+    a path ending in ``.toml`` (``tracebench calibrate -o``) whose ``[params]`` table holds
+    cycle-parameter values; its other tables (measured distributions) are not read."""
     if name is None:
         return {}
+    if name.endswith(".toml"):
+        from tracebench.backends.params import param_values_from_toml
+
+        values = param_values_from_toml(name)
+        unknown = sorted(set(values) - CYCLE_PARAM_NAMES)
+        if unknown:
+            raise ParamError(f"{name}: unknown parameter {unknown[0]!r} in the profile; valid: "
+                             f"{', '.join(sorted(CYCLE_PARAM_NAMES))}")
+        return values
     try:
         return dict(PROFILES[name].values)
     except KeyError:
-        raise ParamError(f"unknown CPU profile {name!r}; known: {', '.join(PROFILES)}") from None
+        raise ParamError(f"unknown CPU profile {name!r}; known: {', '.join(PROFILES)} "
+                         "or a profile .toml file") from None

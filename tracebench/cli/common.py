@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import shutil
 import sys
 from collections.abc import Iterator
 from enum import StrEnum
@@ -22,7 +24,25 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_show_locals=False,
+    # help texts are plain text: "[params]" and "[report]" must print as written
+    rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tracebench._version import __version__
+
+        print(f"tracebench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Record/replay, trace-driven evaluation of interrupt and timer virtualization."""
 
 
 class OutputFormat(StrEnum):
@@ -141,28 +161,60 @@ def compile_notice(quiet: bool, progress=None) -> Iterator[None]:
         event.unregister("numba:compile", listener)
 
 
-def print_rows(rows: list[dict], fmt: OutputFormat, title: str | None = None) -> None:
-    """Print a list of flat dicts on stdout as a rich table, JSON lines array, or CSV."""
+def print_rows(rows: list[dict], fmt: OutputFormat, title: str | None = None,
+               right: set[str] | None = None, stream=None) -> None:
+    """Print a list of flat dicts as a table, a JSON array, or CSV (on stdout, or ``stream``).
+
+    Numeric columns (and those in ``right``) are right-aligned; the table takes the
+    terminal's width (:func:`terminal_width`), and user text is never read as markup."""
+    out = stream or sys.stdout
     if fmt is OutputFormat.json:
-        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        out.write(json.dumps(rows, indent=2, default=str) + "\n")
         return
     columns = list(rows[0]) if rows else []
     if fmt is OutputFormat.csv:
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    right = right or set()
+    cells = [[_fmt_cell(row[c]) for c in columns] for row in rows]
+    table = Table(title=title, title_justify="left")
     for col in columns:
-        table.add_column(col, justify="right" if rows and _numeric(rows[0][col]) else "left")
-    for row in rows:
-        table.add_row(*(_fmt_cell(row[c]) for c in columns))
-    Console(width=max(160, Console().width)).print(table)
+        numeric = col in right or any(_numeric(row[col]) for row in rows)
+        table.add_column(col, justify="right" if numeric else "left", overflow="fold",
+                         min_width=min(len(col), 12))
+    for line in cells:
+        table.add_row(*line)
+    natural = sum(max([len(c)] + [len(line[i]) for line in cells]) + 3
+                  for i, c in enumerate(columns)) + 1
+    if title:
+        natural = max(natural, len(title))
+    stdout_console(natural, out).print(table)
+
+
+def terminal_width(natural: int) -> int:
+    """Width to print at: ``COLUMNS`` if set, the terminal's width on a terminal, else the
+    content's own width (a pipe or a file never gets wrapped lines)."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return max(natural, 20)
+
+
+def stdout_console(natural: int = 80, stream=None):
+    """A rich console on stdout (or ``stream``) that prints user text as given (no markup,
+    no highlighting) at :func:`terminal_width`."""
+    from rich.console import Console
+
+    return Console(file=stream or sys.stdout, width=terminal_width(natural), markup=False,
+                   highlight=False, emoji=False, soft_wrap=False)
 
 
 def _numeric(v) -> bool:

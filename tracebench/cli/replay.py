@@ -24,7 +24,8 @@ ParamOpt = Annotated[list[str] | None, typer.Option(
 ParamsFileOpt = Annotated[Path | None, typer.Option(
     "--params", help="TOML file of parameter overrides (top level or [params]).")]
 ProfileOpt = Annotated[str | None, typer.Option(
-    "--profile", help="CPU cost profile: skx-2020 (default), nhm-2010, kvm-2012, modern-2024.")]
+    "--profile", help="CPU cost profile: skx-2020 (default), nhm-2010, kvm-2012, modern-2024, "
+    "or a PROFILE.toml written by `tracebench calibrate -o`.")]
 #: bounds of --chunk-rows and --threads (a chunk's arrays are allocated whole)
 MAX_CHUNK_ROWS = 1 << 28
 MAX_THREADS = 1024

@@ -33,7 +33,14 @@ from tracebench import hist
 from tracebench._version import __version__
 from tracebench.backends.kernel import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
 from tracebench.errors import TracebenchError
-from tracebench.schema import INTERRUPT_KINDS, METADATA_KEY, SCHEMA_VERSION, EventKind, ExitReason
+from tracebench.schema import (
+    INTERRUPT_KINDS,
+    METADATA_KEY,
+    RESULTS_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    EventKind,
+    ExitReason,
+)
 from tracebench.trace import TraceFile
 
 REASON_TYPE = pa.dictionary(pa.int8(), pa.string())
@@ -129,6 +136,7 @@ class RunContext:
     def metadata(self, who: BackendIdentity, table: str) -> dict:
         return {
             "table": table, "schema_version": SCHEMA_VERSION, "tracebench_version": __version__,
+            "results_schema_version": RESULTS_SCHEMA_VERSION,
             "trace_id": self.trace_id, "trace_file": str(self.trace.path),
             "trace_sha256": self.trace_sha256, "trace": dataclasses.asdict(self.trace.meta),
             "backend": who.name, "backend_origin": who.origin,

@@ -8,6 +8,7 @@ syntax itself (ftrace, trace-cmd, perf script) is framed by one scanner
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tracebench.errors import TraceError
@@ -24,6 +25,9 @@ if len(FORMATS) != len(BUILTIN):
     raise AssertionError("two input formats share a name")
 #: a file whose best score is below this is not a trace this package knows
 MIN_SCORE = 0.3
+#: headers of exit-count reports (read by tracebench.validate.reports, not by ingest)
+_REPORT = re.compile(r"(VM-EXIT|IO Port Access|MMIO Access)\s+Samples|\|\s*Event name\s*\||"
+                     r"^\s*Event\s+Total\s|^kvm statistics")
 
 
 def get_format(name: str) -> InputFormat:
@@ -44,6 +48,11 @@ def detect_format(path: str | Path) -> InputFormat:
     scores = {name: fmt.sniff(lines) for name, fmt in FORMATS.items()}
     best = max(scores, key=lambda n: scores[n])
     if scores[best] < MIN_SCORE:
+        if any(_REPORT.search(ln) for ln in lines):
+            raise TraceError(
+                f"{p}: a perf kvm stat / kvm_stat report (exit counts, not a trace): give it "
+                f"to `tracebench stat --measured` or `tracebench validate --measured`"
+            )
         first = next((ln.strip() for ln in lines if ln.strip()), "")[:60]
         raise TraceError(
             f"{p}: cannot tell the trace format from its content (first line: "

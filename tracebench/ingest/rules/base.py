@@ -23,6 +23,7 @@ H_EXIT = -1  # handler exit; ``aux`` = family * 65536 + vector, as on the entry
 H_IPI_HINT = -2  # ipi_send_cpu/_cpumask: an ipi_send unless an ICR write follows
 H_KVM_EXIT = -3  # ``aux`` = exit reason id, ``arg`` = 1 for HLT
 H_KVM_ENTRY = -4
+H_EXIT_HINT = -5  # a handler tracepoint that implies one exit; ``aux`` = exit reason id
 
 #: columns (and dtypes) of candidate rows
 ROW_SCHEMA = {
@@ -55,6 +56,8 @@ class MapContext:
     reasons : exit reason name -> id, grown as ``kvm_exit`` rows are mapped.
     pid_vcpu : host thread id -> vCPU (kvm-host traces).
     ipi_vectors : vectors the guest writes to its ICR (kvm-host: tells IPIs from devices).
+    injected_vectors : vectors ``kvm_inj_virq`` injects (kvm-host: their interrupts are
+        taken at the injection; others, posted ones, at ``kvm_apic_accept_irq``).
     """
 
     present: frozenset = frozenset()
@@ -63,6 +66,7 @@ class MapContext:
     reasons: dict = dataclasses.field(default_factory=dict)
     pid_vcpu: dict = dataclasses.field(default_factory=dict)
     ipi_vectors: list = dataclasses.field(default_factory=list)
+    injected_vectors: list = dataclasses.field(default_factory=list)
 
     @property
     def msr_traced(self) -> bool:

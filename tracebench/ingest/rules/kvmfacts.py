@@ -77,11 +77,13 @@ def learn_vcpus(ctx, by_event: dict[str, pl.DataFrame]) -> None:
                 ctx.pid_vcpu.setdefault(pid, v)
 
 
-def reason_label(reason: str) -> str | None:
-    """Label of a reason as ``kvm_exit`` rows carry it (SVM MSR exits split by direction)."""
-    if reason in ("msr_write", "msr_read"):
-        return exit_reason_label("msr", reason == "msr_write")
-    return exit_reason_label(reason)
+def reason_label(reason: str) -> str:
+    """Label of a reason as ``kvm_exit`` rows carry it (SVM MSR exits split by direction):
+    never null; a reason the model does not cover keeps its canonical name
+    (:mod:`tracebench.exitnames`)."""
+    from tracebench.exitnames import exit_label
+
+    return exit_label(reason)
 
 
 def int_field_sp(name: str) -> pl.Expr:
@@ -111,4 +113,24 @@ def learn_ipi_vectors(ctx, slows: list[dict[str, pl.DataFrame]]) -> None:
             for name in ("kvm_msr", "kvm_apic")
             for v in icr_vectors(slow.get(name))
         }
+    )
+
+
+def injected_vectors(df: pl.DataFrame | None) -> set[int]:
+    """Vectors of ``kvm_inj_virq`` records ('IRQ 0xec' or 'irq 52')."""
+    if df is None or df.height == 0:
+        return set()
+    p = pl.col("payload")
+    vec = pl.coalesce(
+        hex_u64(p.str.extract(r"IRQ (0x[0-9a-fA-F]+)", 1)).cast(pl.Int64),
+        p.str.extract(r"irq (\d+)", 1).cast(pl.Int64, strict=False),
+    )
+    return set(df.select(vec).drop_nulls().to_series().to_list())
+
+
+def learn_vectors(ctx, slows: list[dict[str, pl.DataFrame]]) -> None:
+    """IPI vectors (ICR writes) and injected vectors, from the records the calibration read."""
+    learn_ipi_vectors(ctx, slows)
+    ctx.injected_vectors = sorted(
+        {v for slow in slows for v in injected_vectors(slow.get("kvm_inj_virq"))}
     )

@@ -12,8 +12,14 @@ QEMU's ``CPU N/KVM`` thread names, ``kvmfacts.py``), else on vCPU 0.
 Where two tracepoints report the same guest action, the more specific one wins
 when it occurs anywhere in the input: ``kvm_apic`` over the x2APIC part of
 ``kvm_msr`` and over ``kvm_mmio``; ``kvm_eoi`` over ``kvm_apic`` EOI writes,
-``kvm_pv_eoi`` and IO-APIC ``kvm_ack_irq``; ``kvm_apic_accept_irq`` over
-``kvm_inj_virq``; ICR writes over ``kvm_apic_ipi``.
+``kvm_pv_eoi`` and IO-APIC ``kvm_ack_irq``; ``kvm_inj_virq`` over
+``kvm_apic_accept_irq`` for the vectors it injects (the injection is when the guest gets
+the interrupt; the accept only sets the IRR bit, inside the exit that raised it; posted
+vectors are never injected and keep the accept); ICR writes over ``kvm_apic_ipi``.
+
+Every handler tracepoint also hints the exit it was raised in (``kvmexits.py``): the
+measured exits of a trace without ``kvm_exit``, and the reason of an exit already open
+when the trace began.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from tracebench.ingest.rules.base import (
     unmapped,
 )
 from tracebench.ingest.rules.guest import VEC_LOCAL_TIMER, X2APIC_FIRST, X2APIC_LAST, msr_rows
+from tracebench.ingest.rules.kvmexits import exit_hints, mmio_reason, register
 from tracebench.ingest.rules.kvmfacts import HLT_REASONS, int_field_sp, vcpu_of
 from tracebench.schema import ClockSource
 from tracebench.schema import EventKind as K
@@ -72,6 +79,9 @@ XAPIC_BASE_GPA = 0xFEE00000
 HPET_BASE_GPA, HPET_COUNTER = 0xFED00000, 0xF0
 PIC_PORTS, PIT_PORTS, ACPI_PM_PORTS = (0x20, 0xA0), (0x40, 0x41, 0x42), (0x608, 0xB008)
 KVM_HC_SEND_IPI = 10
+#: Hyper-V synthetic APIC MSRs (HV_X64_MSR_EOI/ICR/TPR) -> their x2APIC equivalents: an
+#: enlightened Windows guest signals EOI and sends IPIs through them
+HYPERV_APIC_MSRS = {0x40000070: 0x80B, 0x40000071: 0x830, 0x40000072: 0x808}
 
 
 @rule(
@@ -115,8 +125,9 @@ _KVM_MSR = r"^msr_(read|write) ([0-9a-fA-F]+) = (?:0x)?([0-9a-fA-F]+)"
 @rule(
     ("kvm_msr",),
     "as write_msr/read_msr",
-    "'msr_write 6e0 = 0x...': same MSR table as the guest's write_msr/read_msr; x2APIC "
-    "MSRs are left to kvm_apic where it is traced",
+    "'msr_write 6e0 = 0x...': same MSR table as the guest's write_msr/read_msr (Hyper-V "
+    "EOI/ICR/TPR MSRs 0x40000070-72 as x2APIC EOI/ICR/TPR); x2APIC MSRs are left to "
+    "kvm_apic where it is traced; each is one MSR_WRITE/MSR_READ exit",
 )
 def _kvm_msr(df, ctx):
     p = pl.col("payload")
@@ -126,11 +137,14 @@ def _kvm_msr(df, ctx):
         msr=hex_u64(p.str.extract(_KVM_MSR, 2)).cast(pl.Int64),
         value=hex_u64(p.str.extract(_KVM_MSR, 3)),
     ).filter(pl.col("msr").is_not_null())
+    hints = exit_hints(df, ctx, pl.when(pl.col("dir") == "write").then(pl.lit("MSR_WRITE"))
+                       .otherwise(pl.lit("MSR_READ")))
+    df = df.with_columns(msr=pl.col("msr").replace(HYPERV_APIC_MSRS))
     if "kvm_apic" in ctx.present:
         df = df.filter(~pl.col("msr").is_between(X2APIC_FIRST, X2APIC_LAST))
     w, wu = msr_rows(df.filter(pl.col("dir") == "write"), ctx, True, "kvm_msr_write")
     r, ru = msr_rows(df.filter(pl.col("dir") == "read"), ctx, False, "kvm_msr_read")
-    return pl.concat([w, r]), pl.concat([wu, ru])
+    return pl.concat([w, r, hints]), pl.concat([wu, ru])
 
 
 def _apic_access(df, ctx, offset: pl.Expr, value: pl.Expr, write: pl.Expr, event: str):
@@ -177,7 +191,10 @@ def _kvm_apic(df, ctx):
         hex_u64(reg).cast(pl.Int64),
     )
     val = hex_u64(p.str.extract(r"= (?:0x)?([0-9a-fA-F]+)", 1))
-    return _apic_access(df, ctx, off, val, p.str.starts_with("apic_write"), "kvm_apic")
+    out, miss = _apic_access(df, ctx, off, val, p.str.starts_with("apic_write"), "kvm_apic")
+    if not ctx.present & {"kvm_msr", "kvm_mmio"}:  # else the access hinted there already
+        out = pl.concat([out, exit_hints(df, ctx, "APIC_ACCESS")])
+    return out, miss
 
 
 @rule(
@@ -192,10 +209,12 @@ def _kvm_mmio(df, ctx):
     val = hex_u64(p.str.extract(r"val (0x[0-9a-fA-F]+)", 1)).fill_null(0)
     write = p.str.contains(r"^mmio write")
     df = df.with_columns(gpa=gpa)
+    done = df.filter(~pl.col("payload").str.contains("unsatisfied"))
+    hints = exit_hints(done, ctx, mmio_reason(pl.col("gpa")))
     hpet = df.filter(
         (pl.col("gpa") - HPET_BASE_GPA).is_in([HPET_COUNTER, HPET_COUNTER + 4]) & ~write
     )
-    out = [rows(hpet, int(K.CLOCK_READ), cpu=vcpu_of(ctx), arg=int(ClockSource.HPET))]
+    out = [rows(hpet, int(K.CLOCK_READ), cpu=vcpu_of(ctx), arg=int(ClockSource.HPET)), hints]
     lapic = df.filter((pl.col("gpa") - XAPIC_BASE_GPA).is_between(0, 0xFFF))
     rest = df.filter(~(pl.col("gpa") - XAPIC_BASE_GPA).is_between(0, 0xFFF)).join(
         hpet.select("seq"), on="seq", how="anti"
@@ -228,6 +247,7 @@ def _kvm_pio(df, ctx):
     used = pl.concat([eoi.select("seq"), pit.select("seq"), pm.select("seq")])
     return pl.concat(
         [
+            exit_hints(df, ctx, "IO_INSTRUCTION"),
             rows(eoi, int(K.EOI), cpu=vcpu_of(ctx), arg=EOI_TRACED),
             rows(pit, int(K.CLOCK_READ), cpu=vcpu_of(ctx), arg=int(ClockSource.PIT)),
             rows(pm, int(K.CLOCK_READ), cpu=vcpu_of(ctx), arg=int(ClockSource.ACPI_PM)),
@@ -270,21 +290,25 @@ def vector_kind(vec: pl.Expr, ipi_vectors: list[int]) -> pl.Expr:
 @rule(
     ("kvm_apic_accept_irq",),
     "timer_irq, ipi_irq, device_irq",
-    "'apicid 0 vec 236 (Fixed|edge)': the interrupt reaches the vCPU's APIC; kind from "
-    "the vector (236 timer; 246/251-253 or an ICR-written vector: ipi; else device)",
+    "'apicid 0 vec 236 (Fixed|edge)': the interrupt reaches the vCPU's APIC; used for "
+    "vectors kvm_inj_virq never injects (posted delivery, or injection not traced). 1 ns "
+    "after its time stamp: it is traced inside the exit that raised it, before that "
+    "exit's own ICR write event",
 )
 def _accept(df, ctx):
     vec = int_field_sp("vec")
+    df = df.filter(~vec.is_in(ctx.injected_vectors))
     return rows(
-        df, vector_kind(vec, ctx.ipi_vectors), cpu=int_field_sp("apicid"), vector=vec
+        df.with_columns(ts=pl.col("ts") + 1), vector_kind(vec, ctx.ipi_vectors),
+        cpu=int_field_sp("apicid"), vector=vec
     ), unmapped(df.clear(), "")
 
 
 @rule(
     ("kvm_inj_virq",),
     "timer_irq, ipi_irq, device_irq",
-    "'IRQ 0xb0' / 'irq 52': injection into the vCPU; used only where kvm_apic_accept_irq "
-    "is not traced (PIC-routed interrupts never pass the APIC)",
+    "'IRQ 0xb0' / 'irq 52': injection into the vCPU, the guest handler's start (PIC-routed "
+    "vectors included); a '[reinjected]' event re-delivers an interrupt already counted",
 )
 def _inj(df, ctx):
     p = pl.col("payload")
@@ -292,8 +316,7 @@ def _inj(df, ctx):
         hex_u64(p.str.extract(r"IRQ (0x[0-9a-fA-F]+)", 1)).cast(pl.Int64),
         p.str.extract(r"irq (\d+)", 1).cast(pl.Int64, strict=False),
     )
-    if "kvm_apic_accept_irq" in ctx.present:
-        return empty_rows(), unmapped(df.clear(), "")
+    df = df.filter(~p.str.contains("reinjected"))
     return rows(df, vector_kind(vec, ctx.ipi_vectors), cpu=vcpu_of(ctx), vector=vec), unmapped(
         df.clear(), ""
     )
@@ -334,9 +357,12 @@ def _hypercall(df, ctx):
         vec=(reg("a3") % 256).cast(pl.Int64),
     )
     rest = df.filter(pl.col("nr") != KVM_HC_SEND_IPI)
-    return rows(
+    sends = rows(
         ipi, int(K.IPI_SEND), cpu=vcpu_of(ctx), vector=pl.col("vec"), target=-2, arg=pl.col("mask")
-    ), unmapped(rest, pl.format("kvm_hypercall(nr={})", pl.col("nr").cast(pl.String)))
+    )
+    return pl.concat([sends, exit_hints(df, ctx, "VMCALL")]), unmapped(
+        rest, pl.format("kvm_hypercall(nr={})", pl.col("nr").cast(pl.String))
+    )
 
 
 @rule(
@@ -349,3 +375,6 @@ def _ack(df, ctx):
     pic = pl.col("payload").str.contains("PIC")
     keep = df if "kvm_eoi" not in ctx.present else df.filter(pic)
     return rows(keep, int(K.EOI), cpu=vcpu_of(ctx), arg=EOI_TRACED), unmapped(df.clear(), "")
+
+
+register(rule)  # the hint-only rules: kvm_vcpu_wakeup, kvm_cpuid, kvm_cr, kvm_fast_mmio

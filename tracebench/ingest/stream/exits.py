@@ -3,8 +3,10 @@
 One row per vCPU x exit reason, the columns ``perf kvm stat report`` users know:
 ``count`` (all exits), ``timed`` (exits whose next ``kvm_entry`` was seen),
 ``total_ns``/``min_ns``/``max_ns``/``mean_ns`` (exit -> entry handling time over the
-timed ones), ``reason`` as the trace printed it and ``exit_reason``, its
-:class:`tracebench.schema.ExitReason` label (null where there is none).
+timed ones), ``reason`` as the trace printed it (or, for exits known only from a handler
+tracepoint, its VMX name) and ``exit_reason``, its canonical label from
+:mod:`tracebench.exitnames` (an :class:`tracebench.schema.ExitReason` label where the model
+covers the reason; never null).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from tracebench.ingest.stream.exits import MeasuredExits
 
 #: events whose presence anywhere in the input changes a rule (see the rule tables' docs);
 #: the probe looks for all of them whatever the family (they are listed in the metadata)
-PROBED = ("write_msr", "kvm_apic", "kvm_eoi", "kvm_msr", "kvm_apic_accept_irq")
+PROBED = ("write_msr", "kvm_apic", "kvm_eoi", "kvm_msr", "kvm_apic_accept_irq", "kvm_exit",
+          "kvm_mmio", "kvm_inj_virq")
 
 
 def _no_learning(ctx: MapContext, slow: dict) -> None:
@@ -83,7 +84,7 @@ KVM_HOST = Family(
     header_cpus=False,  # a host header counts host CPUs, not vCPUs
     platform="kvm-host",
     learn=kvmfacts.learn_vcpus,
-    calibrated=kvmfacts.learn_ipi_vectors,
+    calibrated=kvmfacts.learn_vectors,
     exits=MeasuredExits(kvmfacts.reason_label),
 )
 #: every family, by name (a new family: its rule table, then one entry here)

@@ -15,6 +15,7 @@ from tracebench.ingest.rules.base import (
     EOI_INFERRED,
     EOI_TRACED,
     H_EXIT,
+    H_EXIT_HINT,
     H_IPI_HINT,
     H_KVM_ENTRY,
     H_KVM_EXIT,
@@ -42,23 +43,39 @@ def _is_irq(k):
 
 @kernel
 def _relate_nb(ts, cidx, n_cpu, kind, target, arg, aux, dur, infer_eoi, msr_traced, drop,
-               extra, lo, cut, x_ts, x_cpu, x_reason, x_ns, cpu):  # fmt: skip
+               extra, lo, cut, x_ts, x_cpu, x_reason, x_ns, cpu, exits_traced,
+               open_reason):  # fmt: skip
     """Mark drops, durations (in ``dur``) and added rows; collect exits in [lo, cut).
 
     Returns (exits, timed exits): ``x_*[:exits]`` are exits (``x_ns`` = -1), the
     next ``timed`` entries are exit -> entry times (ts of the entry).
+
+    Without ``kvm_exit`` in the trace (``exits_traced`` false) every exit hint (a
+    handler tracepoint: kvm_msr, kvm_pio, ...) is one exit. With it, a ``kvm_entry``
+    that no exit precedes on its vCPU closes an exit open since before the trace began:
+    it is counted too, with the reason of the hint before it (else ``open_reason``).
     """
     n = len(ts)
     last_h = np.full(n_cpu, -1, np.int64)
     last_i = np.full(n_cpu, -1, np.int64)
     last_e = np.full(n_cpu, -1, np.int64)
     last_k = np.full(n_cpu, -1, np.int64)
+    last_x = np.full(n_cpu, -1, np.int64)
     n_exit = 0
     for j in range(n):
         c = cidx[j]
         k = kind[j]
         drop[j] = False
         extra[j] = X_NONE
+        if k == H_EXIT_HINT:
+            last_x[c] = j
+            if not exits_traced and lo <= ts[j] < cut:
+                x_ts[n_exit] = ts[j]
+                x_cpu[n_exit] = cpu[j]
+                x_reason[n_exit] = aux[j]
+                x_ns[n_exit] = -1
+                n_exit += 1
+            continue
         if _is_irq(k) or k == H_EXIT:
             # handler durations: entry followed on its CPU by the exit of the same family/vector
             p = last_h[c]
@@ -102,6 +119,12 @@ def _relate_nb(ts, cidx, n_cpu, kind, target, arg, aux, dur, infer_eoi, msr_trac
                     n_exit += 1
                 if arg[j] == 1:
                     extra[j] = X_HLT_IN
+            elif p < 0 and lo <= ts[j] < cut:
+                x_ts[n_exit] = ts[j]
+                x_cpu[n_exit] = cpu[j]
+                x_reason[n_exit] = aux[last_x[c]] if last_x[c] >= 0 else open_reason
+                x_ns[n_exit] = -1
+                n_exit += 1
             elif p >= 0 and kind[p] == H_KVM_EXIT:
                 if lo <= ts[j] < cut:
                     x_ts[n_exit] = ts[j]
@@ -189,7 +212,8 @@ def cpu_index(cpu: np.ndarray) -> tuple[np.ndarray, int]:
     return inv.astype(np.int64), len(uniq)
 
 
-def resolve(cand: dict, infer_eoi: bool, msr_traced: bool, lo: int, cut: int, hold_from: int):
+def resolve(cand: dict, infer_eoi: bool, msr_traced: bool, lo: int, cut: int, hold_from: int,
+            exits_traced: bool = True, open_reason: int = -1):
     """Apply the relations to candidate rows sorted by (ts, seq); cut the window.
 
     Parameters
@@ -202,6 +226,8 @@ def resolve(cand: dict, infer_eoi: bool, msr_traced: bool, lo: int, cut: int, ho
         ICR write that follows it.
     lo, cut : the window written now, ``lo <= ts < cut`` (ns).
     hold_from : rows from here on are kept for the next window.
+    exits_traced : the trace has ``kvm_exit``; else exit hints count as the exits.
+    open_reason : reason id of an exit open at the trace's start with no hint before it.
 
     Returns
     -------
@@ -223,7 +249,7 @@ def resolve(cand: dict, infer_eoi: bool, msr_traced: bool, lo: int, cut: int, ho
     c = cand
     nx = _relate_nb(
         c["ts"], cidx, n_cpu, c["kind"], c["target"], c["arg"], c["aux"], dur, infer_eoi,
-        msr_traced, drop, extra, lo, cut, *x.values(), c["cpu"],
+        msr_traced, drop, extra, lo, cut, *x.values(), c["cpu"], exits_traced, open_reason,
     )  # fmt: skip
     m = n + int(np.count_nonzero(extra))
     out = {

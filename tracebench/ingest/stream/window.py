@@ -246,6 +246,8 @@ class Window:
             lo=lo,
             cut=cut,
             hold_from=cut - HOLD_NS,
+            exits_traced="kvm_exit" in self.ctx.present,
+            open_reason=self.ctx.reason_id("UNKNOWN") if self.family.exits else -1,
         )
         self._emit(rows)
         if len(exits["ts"]):

@@ -1,0 +1,77 @@
+"""Pick the preset whose mechanisms match the host configuration a trace shows.
+
+The evidence is what a host trace or report can show: the exit reasons (APICv's
+APIC_WRITE / EOI_INDUCED, AVIC's ``avic_*``, xAPIC's APIC_ACCESS, the preemption
+timer), the tracepoints seen (``kvm_pv_eoi``, ``kvm_hypercall`` KVM_HC_SEND_IPI,
+``kvm_pvclock_update``, ``kvm_msr`` on x2APIC / TSC-deadline MSRs, ``kvm_mmio`` on the
+xAPIC page, PIC acknowledges) and the guest events derived from it. Every rule that
+fires is reported, so the choice can be checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class Evidence:
+    """What the trace (and report) show.
+
+    Attributes
+    ----------
+    reasons : canonical exit reasons seen (upper case).
+    events : tracepoint name -> count.
+    msrs : MSR indices seen in ``kvm_msr`` (written or read).
+    kinds : guest event kind -> count of the derived trace.
+    isa : ``vmx``, ``svm`` or ``unknown``.
+    """
+
+    reasons: set[str]
+    events: dict[str, int]
+    msrs: set[int]
+    kinds: dict[str, int]
+    isa: str
+
+
+def choose(ev: Evidence) -> tuple[str, list[str]]:
+    """(preset name, the reasons for it, one line each)."""
+    why = []
+    if ev.isa != "unknown":
+        why.append(f"{ev.isa.upper()} exit names in kvm_exit / the report")
+    apicv = ev.reasons & {"APIC_WRITE", "EOI_INDUCED"}
+    avic = any(e.startswith("kvm_avic") for e in ev.events) or "avic_incomplete_ipi" in ev.events
+    if apicv or avic:
+        why.append("APIC virtualization: " + (", ".join(sorted(apicv)) + " exits" if apicv
+                                              else "AVIC events"))
+        ipis = ev.kinds.get("ipi_send", 0)
+        if ipis and not ev.reasons & {"MSR_WRITE", "APIC_WRITE", "MSR"}:
+            why.append(f"{ipis} IPIs sent without an ICR exit: IPI virtualization")
+            return "apicv-ipiv", why
+        return "apicv", why
+    xapic = "APIC_ACCESS" in ev.reasons or ev.events.get("kvm_mmio_xapic", 0) > 0
+    legacy = ev.events.get("kvm_pic_set_irq", 0) or ev.events.get("kvm_ack_irq_pic", 0)
+    x2apic = any(0x800 <= m <= 0x8FF for m in ev.msrs)
+    tscdl = 0x6E0 in ev.msrs
+    if xapic or (legacy and not x2apic and not tscdl):
+        why.append("xAPIC MMIO accesses (APIC_ACCESS / kvm_mmio on 0xfee00000)" if xapic
+                   else "8259 PIC interrupts and no x2APIC or TSC-deadline MSR")
+        return "full-virt", why
+    pv = []
+    if ev.events.get("kvm_pv_eoi"):
+        pv.append("kvm_pv_eoi")
+    if ev.events.get("kvm_hypercall_send_ipi"):
+        pv.append("KVM_HC_SEND_IPI hypercalls")
+    if ev.events.get("kvm_pvclock_update"):
+        pv.append("kvm_pvclock_update")
+    if x2apic or tscdl:
+        why.append("x2APIC MSR exits" if x2apic else "TSC-deadline MSR (0x6e0) writes")
+    if "PREEMPTION_TIMER" in ev.reasons or ev.events.get("kvm_hv_timer_state"):
+        why.append("VMX preemption timer in use")
+    if pv:
+        why.append("paravirt features: " + ", ".join(pv))
+        return "kvm-pv", why
+    if x2apic or tscdl or ev.reasons:
+        why.append("no PV EOI / PV IPI / kvm-clock evidence")
+        return "x2apic-tscdeadline", why
+    why.append("no host configuration visible: the KVM default of a modern guest")
+    return "kvm-pv", why
