@@ -150,7 +150,9 @@ def _is_ours(final: Path, owned: Callable[[Path], bool] | None, kind: str | None
     st = final.lstat()
     if stat.S_ISDIR(st.st_mode):
         marker = read_marker(final)
-        return marker is not None and (kind is None or marker["kind"] == kind)
+        if marker is not None:
+            return kind is None or marker["kind"] == kind
+        return kind is None and owned is not None and owned(final)
     if stat.S_ISREG(st.st_mode):
         return kind is None and (owned or is_tracebench_parquet)(final)
     return False
@@ -246,10 +248,12 @@ def atomic_path(path: str | os.PathLike, force: bool = False, *, kind: str | Non
     path : the final output (file or folder).
     force : replace an existing output, if tracebench wrote it (see module docstring).
     kind : for folder outputs: the marker kind an existing output must carry; a folder the
-        body builds gets a marker of this kind (``"folder"`` if ``None``).
+        body builds gets a marker of this kind.
     inputs : paths the command reads; the output may not be one of them or contain one.
-    owned : for file outputs: the test that an existing file is one tracebench wrote
-        (default: a Parquet file with tracebench metadata).
+    owned : the test that an existing output without a marker is one tracebench wrote
+        (files: default a Parquet file with tracebench metadata; folders: no default, a
+        folder without the marker is refused). Formats with their own manifest (a packed
+        dataset: every file listed) pass this instead of carrying the marker.
 
     An existing ``path`` is an error unless ``force``; on failure the temporary is removed.
     """
@@ -273,8 +277,8 @@ def atomic_path(path: str | os.PathLike, force: bool = False, *, kind: str | Non
     tmp = _sibling(final, "tmp")
     try:
         yield tmp
-        if tmp.is_dir() and not tmp.is_symlink() and read_marker(tmp) is None:
-            write_marker(tmp, kind or "folder")
+        if kind is not None and tmp.is_dir() and not tmp.is_symlink() and read_marker(tmp) is None:
+            write_marker(tmp, kind)
         _commit(tmp, final, exists)
     except OSError as exc:
         _remove(tmp)

@@ -109,7 +109,7 @@ def write_markdown(results: list[str | Path], out: str | Path, *, command: str |
     data = report_data(results, command)
     specs = chart_specs(data)
     text = render_markdown(data, figdir.name, title, figure_format)
-    with atomic_path(figdir, force=True) as tmp:
+    with atomic_path(figdir, force=True, kind="report-figures") as tmp:
         tmp.mkdir(parents=True)
         for name, spec in specs.items():
             (tmp / f"{_slug(name)}.{figure_format}").write_bytes(
