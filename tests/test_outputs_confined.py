@@ -85,12 +85,13 @@ def test_output_symlink_is_never_written_through(trace, tmp_path):
     before = sorted(str(p.relative_to(real)) for p in real.rglob("*"))
     link = tmp_path / "link"
     link.symlink_to(real)
-    one_line_error(replay(trace, link, "--force"), 1, "symlink")
+    one_line_error(replay(trace, link, "--force"), 1, "output is a symlink")
     assert link.is_symlink() and sorted(str(p.relative_to(real)) for p in real.rglob("*")) \
         == before
     dangling = tmp_path / "dangling.parquet"
     dangling.symlink_to(tmp_path / "elsewhere.parquet")
-    one_line_error(cli("synth", "hz-tick", "-o", dangling, "--duration", "10ms"), 1, "symlink")
+    one_line_error(cli("synth", "hz-tick", "-o", dangling, "--duration", "10ms"), 1,
+                   "output is a symlink")
     assert not (tmp_path / "elsewhere.parquet").exists() and not temporaries(tmp_path)
 
 
