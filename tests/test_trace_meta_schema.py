@@ -96,3 +96,16 @@ def test_row_beyond_declared_cpus_is_one_line(good, tmp_path):
     out = tmp_path / "cpu.parquet"
     pq.write_table(table, out)
     one_line_error(cli("replay", out, "-b", "native"), 1, "cpu >= declared n_cpus 2")
+
+
+def test_ingested_host_trace_duration_covers_its_rows(tmp_path):
+    """Found by scripts/adversarial.py: a kvm-host perf script ingest wrote an injection row
+    1 ns past the duration it declared, and replay refused the trace it had just written."""
+    from tests.reliability_helpers import ROOT
+
+    src = ROOT / "tests/data/realtraces/kvm-perfscript-irq-injection/perf_script_apic.txt"
+    out = tmp_path / "apic.parquet"
+    assert cli("ingest", src, "-o", out).exit_code == 0
+    tf = TraceFile(out)
+    assert int(tf.read_all()["ts_ns"].max()) <= tf.meta.duration_ns
+    assert cli("replay", out, "-b", "native", "-q").exit_code == 0

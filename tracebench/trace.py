@@ -175,6 +175,11 @@ class TraceWriter:
         self._writer = pq.ParquetWriter(self._tmp, TRACE_SCHEMA, **TRACE_WRITE_OPTIONS)
         return self
 
+    @property
+    def last_ts_ns(self) -> int | None:
+        """``ts_ns`` of the last row written so far (None before the first)."""
+        return self._last_ts
+
     def write(self, cols: dict[str, np.ndarray]) -> None:
         n = len(cols["ts_ns"])
         if n == 0:

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracebench.errors import TracebenchError, UsageError
@@ -185,6 +186,16 @@ def event_rows(results: str | Path, backend: str | None = None, params: str | No
         return None
     frames = []
     for f in files:
+        # the footer now, so that a damaged file is one line here, not a failure deep in a
+        # lazy query later
+        try:
+            names = set(pq.read_schema(f).names)
+        except (pa.ArrowException, OSError) as exc:
+            raise TracebenchError(f"{f}: unreadable ({_oneline(exc)})") from None
+        missing = [c for c in EVENT_COLUMNS if c not in names]
+        if missing:
+            raise TracebenchError(f"{f}: not a tracebench events table (no column "
+                                  f"{missing[0]!r})")
         keys = dict(p.split("=", 1) for p in f.parent.relative_to(root).parts)
         frames.append(pl.scan_parquet(f, hive_partitioning=False, glob=False)
                       .select(EVENT_COLUMNS)

@@ -187,6 +187,9 @@ def _ingest(
         n_cpus = max(run.max_cpu + 1, int(header.get("n_cpus", 0)) if family.header_cpus else 0, 1)
         meta.n_cpus = n_cpus
         meta.duration_ns = int(stats.last_ts - stats.first_ts) if stats.first_ts is not None else 0
+        # rows the rules place after the last record (an injection on the next entry)
+        # still lie inside the trace: a duration short of them breaks every rate
+        meta.duration_ns = max(meta.duration_ns, writer.last_ts_ns or 0)
         src = {
             "format": ",".join(sorted({f.name for f in fmts})),
             "family": family.name,
