@@ -90,8 +90,10 @@ def test_killed_while_writing(inputs, tmp_path, verb, sig):
         assert "Traceback" not in err, err
         if proc.returncode == 0:
             continue  # finished first: fine, checked below
-        assert proc.returncode == (-sig if sig == signal.SIGKILL else 128 + sig), (
-            proc.returncode, err)
+        # SIGTERM: 128+N from inside the command; -N when it lands before the command's
+        # handler is set or after it is restored (nothing being written then: checked below)
+        allowed = (-sig,) if sig == signal.SIGKILL else (128 + sig, -sig)
+        assert proc.returncode in allowed, (proc.returncode, err)
         interrupted += 1
         _valid_output(verb, out)
         if sig == signal.SIGTERM:
