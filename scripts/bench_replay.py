@@ -283,10 +283,11 @@ def child_kernel(
 
 
 def lanes_kernel(chunks, configured, n_cpus, hdr, repeat, stage, extra) -> list[dict]:
-    """Four backends per pass (``backends/lanes.py``), rows kept (``<stage>_lanes``: each
-    member's typed columns) and discarded (``<stage>_lanes_discard``); ``events_per_s`` is
-    per backend (events x lanes / seconds), comparable with ``kernel``/``kernel_discard``."""
-    from tracebench.backends.lanes import LANES
+    """Four backends per pass (``backends/kernel.py`` at lane width 4), rows kept
+    (``<stage>_lanes``: each member's typed columns) and discarded
+    (``<stage>_lanes_discard``); ``events_per_s`` is per backend (events x lanes /
+    seconds), comparable with ``kernel``/``kernel_discard``."""
+    from tracebench.backends.layout import LANES
     from tracebench.replayer.driver import BackendRun, LaneGroup, lane_capable
 
     runs = [BackendRun(b, ps, m, n_cpus) for b, ps, m in configured]

@@ -16,8 +16,8 @@ from tracebench.errors import ParamError
 PLUGIN_SOURCE = '''
 """A plug-in backend with its own (plain-Python) kernel: every event is one VMCALL."""
 from tracebench.backends.base import Backend
-from tracebench.backends.kernel import (
-    A_COLS, A_COUNT, A_EXITS, A_STALL, N_STATE, hdr_index, record_exits)
+from tracebench.backends.kernel import hdr_index, record_exits
+from tracebench.backends.layout import A_COLS, A_COUNT, A_EXITS, A_STALL, State, vcpu_state
 from tracebench.hist import counts_len
 
 COST_NS = 1000
@@ -27,12 +27,13 @@ VMCALL = 7
 def kernel(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
            kind_agg, exit_agg, lat_counts, terr_counts):
     start_ns, latency_ns, stall_ns, exit_ns, timer_error_ns, exits, exit_reason = out
+    vcpus = vcpu_state(state, n_cpus)  # one row per vCPU, columns named by State
     for i in range(len(ts)):
         c, k = int(cpu[i]), int(kind[i])
-        s = c * N_STATE
-        start = max(int(ts[i]) + int(state[s]), int(state[s + 1]))
-        state[s] = start + COST_NS - int(ts[i])
-        state[s + 1] = start + COST_NS
+        v = vcpus[c]
+        start = max(int(ts[i]) + int(v[State.SHIFT]), int(v[State.BUSY]))
+        v[State.SHIFT] = start + COST_NS - int(ts[i])
+        v[State.BUSY] = start + COST_NS
         start_ns[i] = start
         latency_ns[i] = stall_ns[i] = exit_ns[i] = COST_NS
         timer_error_ns[i], exits[i], exit_reason[i] = -1, 1, VMCALL

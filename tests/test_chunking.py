@@ -163,7 +163,8 @@ def test_chunk_sizes_change_nothing_they_could(traces, whole):
 def test_row_block_and_columns_hold_the_same_outputs():
     """The kernel's two output layouts (typed columns; int64 rows where rows are discarded)
     hold the same values, and the aggregates do not depend on the layout."""
-    from tracebench.backends.kernel import N_OUT, OUT_NAMES, replay_chunk_nb
+    from tracebench.backends.kernel import replay_chunk_nb
+    from tracebench.backends.layout import N_OUT, OUT_NAMES
 
     cols = random_trace(3, 5000, 4)
     b = builtin_backends()["full-virt"]

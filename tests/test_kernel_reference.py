@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import make_cols, run_kernel, run_reference
 from tracebench.backends import get_backend, registered_backends
-from tracebench.backends.model import IPI_CALL_COST, IPI_TARGET_COST
+from tracebench.backends.layout import IPI_CALL_COST, IPI_TARGET_COST
 from tracebench.schema import N_KINDS, EventKind
 from tracebench.trace import empty_columns
 

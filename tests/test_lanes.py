@@ -1,5 +1,5 @@
-"""The four-lane kernel (``backends/lanes.py``) equals the single-backend kernel and the
-plain-Python reference, lane by lane, on random traces.
+"""The four-lane kernel (``backends/kernel.py`` at lane width 4) equals the single-backend
+kernel and the plain-Python reference, lane by lane, on random traces.
 
 Lanes hold different backends (and, past the members of a group, repeats of the last
 one), so a lane that read another lane's tables or state would show here.
@@ -16,8 +16,8 @@ from tests.helpers import run_kernel, run_reference
 from tests.test_kernel_reference import _compare, traces
 from tracebench import hist
 from tracebench.backends import builtin_backends
-from tracebench.backends.kernel import N_OUT, OUT_NAMES
-from tracebench.backends.lanes import LANES, replay_lanes_nb
+from tracebench.backends.kernel import replay_lanes_nb
+from tracebench.backends.layout import LANES, N_OUT, OUT_NAMES
 from tracebench.replayer.driver import (
     COLUMN_DTYPES,
     PAGE,

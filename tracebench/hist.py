@@ -2,7 +2,8 @@
 
 ``hdrh``'s ``record_value`` costs ~5 us per value in Python (PEERS.md section 3).
 The kernels compute the same counts-array index as the library
-(:func:`tracebench.backends.kernel.hdr_index`) and add into an int64 array; this
+(:func:`tracebench.backends.kernel.hdr_index`, from the geometry named by
+``tracebench.backends.layout.Hdr``) and add into an int64 array; this
 module copies such an array into an ``HdrHistogram`` to encode it (base64 V2,
 mergeable across shards and traces) and computes percentiles with the library's
 own definition, vectorised.
@@ -11,6 +12,8 @@ own definition, vectorised.
 from __future__ import annotations
 
 import numpy as np
+
+from tracebench.backends.layout import Hdr
 
 #: latency histograms track 1 ns .. 1000 s with 3 significant digits
 LOWEST_NS = 1
@@ -36,10 +39,9 @@ def _template():
 
 
 def geometry() -> np.ndarray:
-    """The int64 geometry array the kernels take (see ``kernel.H_*``)."""
+    """The int64 geometry array the kernels take: ``layout.Hdr``'s attributes in its order."""
     h = _template()
-    return np.array([h.unit_magnitude, h.sub_bucket_half_count_magnitude, h.sub_bucket_mask,
-                     h.sub_bucket_half_count, h.counts_len, HIGHEST_NS], dtype=np.int64)
+    return np.array([getattr(h, m.attr) for m in Hdr], dtype=np.int64)
 
 
 def counts_len() -> int:

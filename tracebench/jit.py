@@ -8,9 +8,10 @@ import os
 import numpy as np
 from numba import config, njit
 
-# LLVM's SLP vectorizer packs straight-line lane arithmetic into vector instructions
-# (``backends/lanes.py`` relies on it: 1.5x there). Numba leaves it off by default; this
-# turns it on for every compile in the process unless NUMBA_SLP_VECTORIZE says otherwise.
+# LLVM's SLP vectorizer packs straight-line lane arithmetic into vector instructions (the
+# four-lane kernel in ``backends/kernel.py`` relies on it: 1.5x there). Numba leaves it off
+# by default; this turns it on for every compile in the process unless NUMBA_SLP_VECTORIZE
+# says otherwise.
 if "NUMBA_SLP_VECTORIZE" not in os.environ:
     config.SLP_VECTORIZE = 1
 

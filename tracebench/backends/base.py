@@ -2,7 +2,8 @@
 
 Built-in backends are presets of one composed model and share one compiled
 kernel; a plug-in may bring its own kernel with the same signature and calling
-convention (flat arrays, one output row per event: see ``kernel.py``'s docstring) as
+convention (flat arrays named by ``layout.py``, seven typed output columns: see
+``kernel.py``'s docstring and the README's plug-in contract) as
 :func:`tracebench.backends.kernel.replay_chunk_nb` and its own Python reference
 with the signature of :func:`tracebench.backends.reference.replay_reference`.
 """

@@ -1,4 +1,4 @@
-"""The compiled replay loop shared by every composed backend (``reference.py`` is its twin).
+"""The replay model, written once: one compiled loop for one backend or four to a pass.
 
 Replay semantics (per vCPU state, carried across chunks in ``state``):
 
@@ -24,338 +24,374 @@ Replay semantics (per vCPU state, carried across chunks in ``state``):
   ``ts + shift`` and has no timer error. An unmatched IPI arrives at its trace
   time; the latest IPI sent to a vCPU wins.
 
-The kernel is pure: arrays in, preallocated arrays out, no allocation per event.
+One source, two widths. :func:`replay_kernel` builds the loop for a lane width ``W``: 1
+(one backend: :data:`replay_chunk_nb`, the built-in backends' kernel) or
+``layout.LANES`` (four backends in one pass: :data:`replay_lanes_nb`). Every quantity is a
+lane value of ``lanewise.py``, a plain int64 at width 1 and a tuple of four at width 4, and
+every choice the model makes per backend is a lane-wise ``select``; the kind dispatch, the
+IPI destinations and the timer-arm argument depend on the event alone and stay branches.
+Numba compiles one specialization per width; the histogram slots and per-(vCPU, reason)
+exit records stay per lane (scatters have no AVX2 form). Where one backend's loop is
+faster with a branch, the block of selects sits under ``if may(mask):`` (a branch at width
+1, always taken at 4), or under a test of ``W`` itself, which numba folds.
 
-Calling convention (the contract for plug-in kernels too): every array argument is
-one-dimensional and C-contiguous; tables, state and aggregates are the row-major
-flattening of their 2-D forms (``BackendRun`` keeps the 2-D views). ``out`` receives the
-per-event outputs: a tuple of the seven typed columns named in ``OUT_NAMES`` (what a
-plug-in kernel is given), or, for the built-in kernel when the rows are discarded, one
-cache-sized block of ``N_OUT`` int64 columns per row (``store_outputs`` picks the layout
-at compile time). Numba hands a 2-D array's strides to the loop as run-time values and
-each array as its own set of arguments: flat arrays ran the loop 1-2 % faster, and one
-output block instead of seven arrays where rows are not kept 8-10 % (BENCHMARKS.md).
+Calling convention (the contract for plug-in kernels too): ``kernel(ts, cpu, kind, target,
+arg, kind_table, ipi_table, n_cpus, hdr, state, out, kind_agg, exit_agg, lat_counts,
+terr_counts)``, returning the rows processed. Every array is one-dimensional and
+C-contiguous: tables, state and aggregates are the row-major flattening of the shapes in
+``layout.py`` (``BackendRun`` keeps the N-D views), with the lane axis of a lane group
+where ``layout.LANE_AXIS`` puts it. ``out`` receives the per-event outputs: a tuple of the
+typed columns of ``layout.Out`` (what a plug-in kernel is given), at width 4 a tuple of
+four such tuples; or, where rows are not kept, one cache-sized int64 block of
+``(rows, N_OUT, W)`` that the loop overwrites block by block (``store_outputs`` picks the
+form at compile time). Flat arrays ran the loop 1-2 % faster than 2-D ones (numba passes
+strides as run-time values), and one block instead of seven columns 8-10 % where rows
+are not kept (BENCHMARKS.md).
+
+Where a change goes (and nothing else needs one):
+
+* new per-vCPU state: a :class:`layout.State` member (with its initial value), its use
+  in the loop below, a field of ``reference.VcpuState``;
+* a new mechanism the model distinguishes (e.g. an interrupt window): its cost columns
+  as :class:`layout.KindCol` / :class:`layout.IpiCol` members, filled in
+  ``mechanisms.py``; its rule in the loop below and in ``reference.py``;
+* a new per-event output: a :class:`layout.Out` member (name, dtype), computed below and
+  passed to ``store_outputs``, and in ``reference.ReferenceResult``; the results writer
+  (``replayer/results.py``) lists the columns it writes.
+
+The compiled loop is cached on disk. Numba checks only this file's time stamp, so the
+kernel closes over a digest of the other sources compiled into it (:data:`SOURCES`):
+editing the layout recompiles it rather than load a stale cache.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from numba import config, types
-from numba.extending import overload
+from numba.extending import overload, register_jitable
 
-from tracebench.backends.model import (
-    ACT_COST,
-    ACT_EXITS,
-    ACT_REASON,
-    HALTS,
-    IPI_CALL_COST,
-    IPI_CALL_EXITS,
-    IPI_REASON,
-    IPI_SHORT_COST,
-    IPI_SHORT_EXITS,
-    IPI_SHORT_REASON,
-    IPI_TARGET_COST,
-    IPI_TARGET_EXITS,
-    IPI_USES_SHORT,
-    IRQ_HOST,
-    IRQ_RUN,
-    IRQ_RUN_EXITS,
-    IRQ_RUN_REASON,
-    IRQ_RUN_STALL,
-    IRQ_WAKE,
-    N_KIND_COLS,
+from tracebench import jit, schema
+from tracebench.backends import aggregates, lanewise
+from tracebench.backends import layout as L
+from tracebench.backends.aggregates import hdr_index, hdr_slot, record_exits
+from tracebench.backends.lanewise import (
+    add,
+    both,
+    eq,
+    ge,
+    gt,
+    lane,
+    load,
+    may,
+    mul,
+    ne,
+    select,
+    splat,
+    store,
+    sub,
+    vmax,
 )
-from tracebench.jit import bit_length, kernel, lowest_bit, popcount
-from tracebench.schema import N_REASONS, EventKind, ExitReason
+from tracebench.jit import kernel, lowest_bit, popcount
+from tracebench.schema import N_KINDS, EventKind, ExitReason
 
 # Plain ints: numba freezes module globals at compile time.
 TIMER_ARM = int(EventKind.TIMER_ARM)
 TIMER_CANCEL = int(EventKind.TIMER_CANCEL)
 TIMER_IRQ = int(EventKind.TIMER_IRQ)
-DEVICE_IRQ = int(EventKind.DEVICE_IRQ)
 IPI_SEND = int(EventKind.IPI_SEND)
 IPI_IRQ = int(EventKind.IPI_IRQ)
 IDLE_ENTER = int(EventKind.IDLE_ENTER)
-IDLE_EXIT = int(EventKind.IDLE_EXIT)
 HLT = int(ExitReason.HLT)
 #: kinds whose time is set outside the vCPU, as a bit set (one test instead of three)
-IRQ_BITS = (1 << TIMER_IRQ) | (1 << DEVICE_IRQ) | (1 << IPI_IRQ)
-IDLE_BITS = (1 << IDLE_ENTER) | (1 << IDLE_EXIT)
-
+IRQ_BITS = sum(1 << int(k) for k in schema.INTERRUPT_KINDS)
+IDLE_BITS = (1 << IDLE_ENTER) | (1 << int(EventKind.IDLE_EXIT))
+TIMER_BITS = (1 << TIMER_ARM) | (1 << TIMER_CANCEL)
 #: a destination mask (``target == -2``) names vCPUs 0..63; bits past ``n_cpus`` are ignored
 MASK_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
-#: per-vCPU state columns
-(S_SHIFT, S_BUSY, S_DEADLINE, S_IPI_ARRIVE, S_IDLE, S_IDLE_SINCE, S_WOKE_AT,
- S_DEADLINE_TRACE, S_STALL_START, S_STALL_END) = range(10)
-N_STATE = 10
-#: "no time" in state and in the timer-error output
-NO_TIME = -1
-#: per-event outputs, in this order; in the discarded-rows block one int64 row of N_OUT per
-#: event (column 7 is padding: a row is one 64-byte cache line)
-(OUT_START, OUT_LATENCY, OUT_STALL, OUT_EXIT_NS, OUT_TERR, OUT_EXITS, OUT_REASON) = range(7)
-N_OUT = 8
-OUT_NAMES = ("start_ns", "latency_ns", "stall_ns", "exit_ns", "timer_error_ns", "exits",
-             "exit_reason")
-#: aggregate columns: per kind, and per (vCPU, reason)
-A_COUNT, A_EXITS, A_STALL = range(3)
-A_COLS = 3
-E_COUNT, E_TOTAL, E_MIN, E_MAX = range(4)
-E_COLS = 4
-#: HdrHistogram geometry passed to the kernel (see hist.py)
-H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = range(6)
+NO_TIME = L.NO_TIME
+
+#: digest of the sources compiled into the kernel besides this file (see the docstring)
+SOURCES = hashlib.sha256(b"".join(
+    Path(m.__file__).read_bytes() for m in (L, lanewise, aggregates, jit, schema))).hexdigest()
+__all__ = ["hdr_index", "record_exits", "replay_chunk_nb", "replay_kernel", "replay_lanes_nb"]
 
 
-def new_state(n_cpus: int) -> np.ndarray:
-    """Per-vCPU state, ``(n_cpus, N_STATE)``; kernels take it flattened."""
-    state = np.zeros((n_cpus, N_STATE), dtype=np.int64)
-    state[:, S_DEADLINE] = NO_TIME
-    state[:, S_DEADLINE_TRACE] = NO_TIME
-    state[:, S_IPI_ARRIVE] = NO_TIME
-    state[:, S_IDLE_SINCE] = NO_TIME
-    state[:, S_WOKE_AT] = NO_TIME
-    return state
+@register_jitable
+def _tally(j, c, k, latency, terr, exits, reason, exit_ns, n_cpus, exit_agg, lat_counts,
+           terr_counts, unit_mag, half_mag, sub_mask, half_count, highest, counts_len):
+    """Lane ``j``'s exit record and histogram counts (lane-major aggregates)."""
+    record_exits(exit_agg, j * n_cpus + c, reason, exits, exit_ns)
+    slot = np.uint64(hdr_slot(latency, unit_mag, half_mag, sub_mask, half_count, highest))
+    lat_counts[(np.uint64(j * N_KINDS) + np.uint64(k)) * counts_len + slot] += 1
+    if terr != NO_TIME:  # a matched timer: same histogram slot as its latency
+        terr_counts[np.uint64(j) * counts_len + slot] += 1
 
 
-def store_outputs(out, i, start, latency, stall, exit_ns, terr, exits, reason):
-    """Row ``i``'s outputs into ``out``: a tuple of typed columns, or row-major int64 rows
-    (plain Python when the JIT is off; compiled, the overload below picks one layout)."""
-    if isinstance(out, tuple):
-        out[0][i], out[1][i], out[2][i], out[3][i] = start, latency, stall, exit_ns
-        out[4][i], out[5][i], out[6][i] = terr, exits, reason
+def store_outputs(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
+    """Row ``r``'s outputs, in ``layout.Out`` order: into one lane's typed columns, each
+    lane's (``out`` a tuple of lanes), or the int64 block (plain Python when the JIT is off;
+    compiled, the overload below picks one form)."""
+    values = (start, latency, stall, exit_ns, terr, exits, reason)
+    if isinstance(out, tuple) and isinstance(out[0], tuple):
+        for j, cols in enumerate(out):
+            store_outputs(cols, r, 1, *(lane(v, j) for v in values))
+    elif isinstance(out, tuple):
+        for col, v in zip(out, values, strict=True):
+            col[r] = v
     else:
-        o = i * N_OUT
-        out[o:o + 7] = start, latency, stall, exit_ns, terr, exits, reason
+        for col, v in enumerate(values):
+            store(out, (r * L.N_OUT + col) * w, v)
+
+
+def block_rows(out, n, w):
+    """Rows per pass over ``out``: all ``n`` into columns, or as many as the block holds."""
+    return max(n, 1) if isinstance(out, tuple) else out.shape[0] // (L.N_OUT * w)
 
 
 if not config.DISABLE_JIT:
 
     @overload(store_outputs)
-    def _store_outputs_nb(out, i, start, latency, stall, exit_ns, terr, exits, reason):
+    def _store_outputs_nb(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
+        if isinstance(out, types.BaseTuple) and isinstance(out[0], types.BaseTuple):
+            def lanes(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
+                # written out per lane, as lanewise.py's operations are: straight-line stores
+                store_outputs(out[0], r, 1, start[0], latency[0], stall[0], exit_ns[0],
+                              terr[0], exits[0], reason[0])
+                store_outputs(out[1], r, 1, start[1], latency[1], stall[1], exit_ns[1],
+                              terr[1], exits[1], reason[1])
+                store_outputs(out[2], r, 1, start[2], latency[2], stall[2], exit_ns[2],
+                              terr[2], exits[2], reason[2])
+                store_outputs(out[3], r, 1, start[3], latency[3], stall[3], exit_ns[3],
+                              terr[3], exits[3], reason[3])
+            return lanes
         if isinstance(out, types.BaseTuple):
-            def columns(out, i, start, latency, stall, exit_ns, terr, exits, reason):
-                out[0][i] = start
-                out[1][i] = latency
-                out[2][i] = stall
-                out[3][i] = exit_ns
-                out[4][i] = terr
-                out[5][i] = exits
-                out[6][i] = reason
+            def columns(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
+                out[L.OUT_START_NS][r] = start
+                out[L.OUT_LATENCY_NS][r] = latency
+                out[L.OUT_STALL_NS][r] = stall
+                out[L.OUT_EXIT_NS][r] = exit_ns
+                out[L.OUT_TIMER_ERROR_NS][r] = terr
+                out[L.OUT_EXITS][r] = exits
+                out[L.OUT_EXIT_REASON][r] = reason
             return columns
 
-        def rows(out, i, start, latency, stall, exit_ns, terr, exits, reason):
-            o = i * N_OUT
-            out[o + OUT_START] = start
-            out[o + OUT_LATENCY] = latency
-            out[o + OUT_STALL] = stall
-            out[o + OUT_EXIT_NS] = exit_ns
-            out[o + OUT_TERR] = terr
-            out[o + OUT_EXITS] = exits
-            out[o + OUT_REASON] = reason
-        return rows
+        def block(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
+            o = r * (L.N_OUT * w)
+            store(out, o + L.OUT_START_NS * w, start)
+            store(out, o + L.OUT_LATENCY_NS * w, latency)
+            store(out, o + L.OUT_STALL_NS * w, stall)
+            store(out, o + L.OUT_EXIT_NS * w, exit_ns)
+            store(out, o + L.OUT_TIMER_ERROR_NS * w, terr)
+            store(out, o + L.OUT_EXITS * w, exits)
+            store(out, o + L.OUT_EXIT_REASON * w, reason)
+        return block
+
+    @overload(block_rows)
+    def _block_rows_nb(out, n, w):
+        if isinstance(out, types.BaseTuple):
+            return lambda out, n, w: max(n, 1)
+        return lambda out, n, w: out.shape[0] // (L.N_OUT * w)
 
 
-@kernel
-def _slot(v, unit_mag, half_mag, sub_mask, half_count, highest):
-    """HdrHistogram's counts index of ``v`` (clamped to [0, highest]), geometry unpacked."""
-    v = min(max(v, 0), highest)
-    bucket = bit_length(v | sub_mask) - unit_mag - (half_mag + 1)
-    return ((bucket + 1) << half_mag) + (v >> (bucket + unit_mag)) - half_count
+def replay_kernel(lanes: int, sources: str = SOURCES):
+    """The replay loop for ``lanes`` backends per pass (1 or ``layout.LANES``); ``sources``
+    is read by it so that numba's cache key (a hash of the closure) follows those sources."""
+    W = lanes
 
-
-@kernel
-def hdr_index(value, hdr):
-    """Counts-array index of ``value`` (clamped to [0, highest]); HdrHistogram's formula."""
-    return _slot(value, hdr[H_UNIT_MAG], hdr[H_HALF_MAG], hdr[H_SUB_MASK], hdr[H_HALF_COUNT],
-                 hdr[H_HIGHEST])
-
-
-@kernel
-def record_exits(exit_agg, c, reason, n, exit_ns):
-    """Add ``n`` exits of ``exit_ns`` in all to the flat ``exit_agg`` row of (vCPU, reason)."""
-    if n > 0:
-        per = exit_ns if n == 1 else exit_ns // n  # one exit is the common case: no division
-        b = (c * N_REASONS + reason) * E_COLS
-        exit_agg[b + E_COUNT] += n
-        exit_agg[b + E_TOTAL] += exit_ns
-        exit_agg[b + E_MIN] = min(exit_agg[b + E_MIN], per)
-        exit_agg[b + E_MAX] = max(exit_agg[b + E_MAX], per)
-
-
-@kernel
-def replay_chunk_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
-                    kind_agg, exit_agg, lat_counts, terr_counts):
-    """Replay one chunk; all outputs are written in place. Returns the rows processed.
-
-    Flat arrays (see the module docstring): ``kind_table`` (N_KINDS x N_KIND_COLS),
-    ``state`` (n_cpus x N_STATE), ``out`` (the OUT_NAMES columns as a tuple, or rows x N_OUT
-    int64), ``kind_agg`` (N_KINDS x A_COLS),
-    ``exit_agg`` (n_cpus x N_REASONS x E_COLS), ``lat_counts`` (N_KINDS x counts length).
-    """
-    halts = ipi_table[HALTS] != 0
-    # Loop invariants in locals: the histogram geometry, and kind codes read as unsigned
-    # so that no index needs a negative-wraparound check.
-    unit_mag = hdr[H_UNIT_MAG]
-    half_mag = hdr[H_HALF_MAG]
-    sub_mask = hdr[H_SUB_MASK]
-    half_count = hdr[H_HALF_COUNT]
-    highest = hdr[H_HIGHEST]
-    counts_len = np.uint64(hdr[H_COUNTS_LEN])
-    cpu_mask = MASK_ALL if n_cpus >= 64 else (np.uint64(1) << np.uint64(n_cpus)) - np.uint64(1)
-    kinds = kind.view(np.uint8)
-    n = ts.shape[0]
-    for i in range(n):
-        c = np.int64(cpu[i])
-        k = np.int64(kinds[i])
-        cs = c * N_STATE
-        kt = k * N_KIND_COLS
-        t = ts[i]
-        terr = NO_TIME
-        exit_ns = 0
-        if (IRQ_BITS >> k) & 1:
-            if k == TIMER_IRQ:
-                # The armed deadline explains this interrupt only if, in the trace, the
-                # interrupt came at or after it; an earlier one was programmed untraced.
-                matched = state[cs + S_DEADLINE] != NO_TIME and state[cs + S_DEADLINE_TRACE] <= t
-                if matched:
-                    arrive = state[cs + S_DEADLINE]
-                    state[cs + S_DEADLINE] = NO_TIME
+    @kernel
+    def replay(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
+               kind_agg, exit_agg, lat_counts, terr_counts):
+        """Replay one chunk for ``W`` backends; all outputs are written in place."""
+        sources  # noqa: B018 (see replay_kernel)
+        # Loop invariants in locals: the histogram geometry, and kind codes read as
+        # unsigned so that no index needs a negative-wraparound check.
+        unit_mag = hdr[L.H_UNIT_MAG]
+        half_mag = hdr[L.H_HALF_MAG]
+        sub_mask = hdr[L.H_SUB_MASK]
+        half_count = hdr[L.H_HALF_COUNT]
+        highest = hdr[L.H_HIGHEST]
+        counts_len = np.uint64(hdr[L.H_COUNTS_LEN])
+        cpu_mask = MASK_ALL if n_cpus >= 64 else (np.uint64(1) << np.uint64(n_cpus)) - np.uint64(1)
+        kinds = kind.view(np.uint8)
+        zero = splat(np.int64(0), W)
+        one = splat(np.int64(1), W)
+        never = splat(np.int64(NO_TIME), W)
+        hlt = splat(np.int64(HLT), W)
+        halts = ne(load(ipi_table, L.IPI_HALTS * W, W), zero)
+        row_state = L.N_STATE * W
+        n = ts.shape[0]
+        block = block_rows(out, n, W)
+        for lo in range(0, n, block):
+            # each block's rows from 0: LLVM then knows that no index is negative
+            hi = min(lo + block, n)
+            ts_b, cpu_b, kind_b = ts[lo:hi], cpu[lo:hi], kinds[lo:hi]
+            target_b, arg_b = target[lo:hi], arg[lo:hi]
+            for i in range(hi - lo):
+                c = np.int64(cpu_b[i])
+                k = np.int64(kind_b[i])
+                cs = c * row_state
+                kt = k * (L.N_KIND_COLS * W)
+                t = ts_b[i]
+                tv = splat(t, W)
+                shift = load(state, cs + L.S_SHIFT * W, W)
+                if (IRQ_BITS >> k) & 1:
+                    matched = splat(False, W)
+                    if k == TIMER_IRQ:
+                        # The armed deadline explains this interrupt only if, in the trace,
+                        # the interrupt came at or after it; an earlier one was programmed
+                        # by a write the trace missed.
+                        dl = load(state, cs + L.S_DEADLINE * W, W)
+                        matched = both(ne(dl, never),
+                                       ge(tv, load(state, cs + L.S_DEADLINE_TRACE * W, W)))
+                        arrive = select(matched, dl, add(tv, shift))
+                        store(state, cs + L.S_DEADLINE * W, select(matched, never, dl))
+                    elif k == IPI_IRQ:
+                        sent = load(state, cs + L.S_IPI_ARRIVE * W, W)
+                        arrive = select(eq(sent, never), tv, sent)
+                        store(state, cs + L.S_IPI_ARRIVE * W, never)
+                    else:  # device interrupts keep their absolute time
+                        arrive = tv
+                    idle = ne(load(state, cs + L.S_IDLE * W, W), zero)
+                    ready = add(add(arrive, load(kind_table, kt + L.IRQ_HOST * W, W)),
+                                select(idle, load(kind_table, kt + L.IRQ_WAKE * W, W),
+                                       load(kind_table, kt + L.IRQ_RUN * W, W)))
+                    stall = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_STALL * W, W))
+                    exits = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_EXITS * W, W))
+                    reason = select(idle, zero, load(kind_table, kt + L.IRQ_RUN_REASON * W, W))
+                    # Queue only behind the stall in progress when delivery is ready; an
+                    # interrupt that is ready before that stall began was taken before it.
+                    window_start = load(state, cs + L.S_STALL_START * W, W)
+                    window_end = load(state, cs + L.S_STALL_END * W, W)
+                    start = select(both(ge(ready, window_start), gt(window_end, ready)),
+                                   window_end, ready)
+                    latency = sub(start, arrive)
+                    if may(idle):
+                        store(state, cs + L.S_IDLE * W, zero)
+                        store(state, cs + L.S_WOKE_AT * W,
+                              select(idle, start, load(state, cs + L.S_WOKE_AT * W, W)))
+                    store(state, cs + L.S_BUSY * W,
+                          vmax(load(state, cs + L.S_BUSY * W, W), start))
+                    # idling absorbed any lag: the timeline restarts at the handler; else
+                    # the interrupted work still has to be done, after the stall
+                    lag = sub(start, tv)
+                    store(state, cs + L.S_SHIFT * W,
+                          select(idle, lag, vmax(add(shift, stall), lag)))
+                    exit_ns = select(gt(exits, zero), stall, zero)
+                    terr = select(matched, latency, never)
                 else:
-                    arrive = t + state[cs + S_SHIFT]
-            elif k == IPI_IRQ:
-                arrive = state[cs + S_IPI_ARRIVE]
-                if arrive == NO_TIME:
-                    arrive = t
-                else:
-                    state[cs + S_IPI_ARRIVE] = NO_TIME
-            else:
-                arrive = t
-            if state[cs + S_IDLE] != 0:
-                ready = arrive + kind_table[kt + IRQ_HOST] + kind_table[kt + IRQ_WAKE]
-                stall = 0
-                exits = 0
-                reason = 0
-                state[cs + S_IDLE] = 0
-                woke = True
-            else:
-                ready = arrive + kind_table[kt + IRQ_HOST] + kind_table[kt + IRQ_RUN]
-                stall = kind_table[kt + IRQ_RUN_STALL]
-                exits = kind_table[kt + IRQ_RUN_EXITS]
-                reason = kind_table[kt + IRQ_RUN_REASON]
-                woke = False
-            # Queue only behind the stall in progress when delivery is ready; an
-            # interrupt that is ready before that stall began was taken before it.
-            if state[cs + S_STALL_START] <= ready < state[cs + S_STALL_END]:
-                start = state[cs + S_STALL_END]
-            else:
-                start = ready
-            if woke:
-                state[cs + S_WOKE_AT] = start
-            state[cs + S_BUSY] = max(state[cs + S_BUSY], start)
-            if woke:  # idling absorbed any lag: the timeline restarts at the handler
-                state[cs + S_SHIFT] = start - t
-            else:  # the interrupted work still has to be done, after the stall
-                state[cs + S_SHIFT] = max(state[cs + S_SHIFT] + stall, start - t)
-            latency = start - arrive
-            if k == TIMER_IRQ and matched:
-                terr = latency  # counted below: same histogram slot as the latency
-            if exits > 0:
-                exit_ns = stall
-        else:
-            want = t + state[cs + S_SHIFT]
-            start = max(want, state[cs + S_BUSY])
-            if k == IPI_SEND:
-                tg = target[i]
-                if tg == -1 and ipi_table[IPI_USES_SHORT] != 0:
-                    cost = ipi_table[IPI_SHORT_COST]
-                    exits = ipi_table[IPI_SHORT_EXITS]
-                    reason = ipi_table[IPI_SHORT_REASON]
-                else:
-                    if tg >= 0:
-                        nt = 1
-                    elif tg == -1:
-                        nt = n_cpus - 1
+                    want = add(tv, shift)
+                    start = vmax(want, load(state, cs + L.S_BUSY * W, W))
+                    exit_ns = zero
+                    if k == IPI_SEND:
+                        tg = target_b[i]
+                        if tg >= 0:
+                            nt = 1
+                        elif tg == -1:
+                            nt = n_cpus - 1
+                        else:
+                            nt = popcount(np.uint64(arg_b[i]) & cpu_mask)
+                        fan = splat(np.int64(nt), W)
+                        short = both(splat(tg == -1, W),
+                                     ne(load(ipi_table, L.IPI_USES_SHORTHAND * W, W), zero))
+                        cost = select(short, load(ipi_table, L.IPI_SHORT_COST * W, W),
+                                      add(load(ipi_table, L.IPI_CALL_COST * W, W),
+                                          mul(fan, load(ipi_table, L.IPI_TARGET_COST * W, W))))
+                        exits = select(short, load(ipi_table, L.IPI_SHORT_EXITS * W, W),
+                                       add(load(ipi_table, L.IPI_CALL_EXITS * W, W),
+                                           mul(fan, load(ipi_table, L.IPI_TARGET_EXITS * W, W))))
+                        reason = select(short, load(ipi_table, L.IPI_SHORT_REASON * W, W),
+                                        load(ipi_table, L.IPI_REASON * W, W))
+                        sent = add(start, cost)
+                        if tg >= 0:
+                            store(state, tg * row_state + L.S_IPI_ARRIVE * W, sent)
+                        elif tg == -1:
+                            for d in range(n_cpus):
+                                if d != c:
+                                    store(state, d * row_state + L.S_IPI_ARRIVE * W, sent)
+                        else:  # the set bits of the destination mask
+                            m = np.uint64(arg_b[i]) & cpu_mask
+                            while m != 0:
+                                d = np.int64(lowest_bit(m))
+                                store(state, d * row_state + L.S_IPI_ARRIVE * W, sent)
+                                m &= m - np.uint64(1)
                     else:
-                        nt = popcount(np.uint64(arg[i]) & cpu_mask)
-                    cost = ipi_table[IPI_CALL_COST] + nt * ipi_table[IPI_TARGET_COST]
-                    exits = ipi_table[IPI_CALL_EXITS] + nt * ipi_table[IPI_TARGET_EXITS]
-                    reason = ipi_table[IPI_REASON]
-                sent = start + cost
-                if tg >= 0:
-                    state[tg * N_STATE + S_IPI_ARRIVE] = sent
-                elif tg == -1:
-                    for d in range(n_cpus):
-                        if d != c:
-                            state[d * N_STATE + S_IPI_ARRIVE] = sent
-                else:  # the set bits of the destination mask
-                    m = np.uint64(arg[i]) & cpu_mask
-                    while m != 0:
-                        state[np.int64(lowest_bit(m)) * N_STATE + S_IPI_ARRIVE] = sent
-                        m &= m - np.uint64(1)
-            else:
-                cost = kind_table[kt + ACT_COST]
-                exits = kind_table[kt + ACT_EXITS]
-                reason = kind_table[kt + ACT_REASON]
-            # Timer programming as selects, idle kinds behind one bit test: with the kinds
-            # interleaved, the jump table a chain of kind tests compiles to was mispredicted
-            # on most events (measured: ~8% faster this way).
-            a = arg[i]
-            dl = state[cs + S_DEADLINE]
-            armed = a + (start - t) if a >= 0 else NO_TIME
-            dl = armed if k == TIMER_ARM else dl
-            state[cs + S_DEADLINE] = NO_TIME if k == TIMER_CANCEL else dl
-            dlt = state[cs + S_DEADLINE_TRACE]
-            state[cs + S_DEADLINE_TRACE] = a if k == TIMER_ARM else dlt
-            if (IDLE_BITS >> k) & 1:
-                if k == IDLE_ENTER:
-                    if halts:
-                        state[cs + S_IDLE] = 1
-                        state[cs + S_IDLE_SINCE] = start
-                        state[cs + S_WOKE_AT] = NO_TIME
-                else:  # IDLE_EXIT
-                    if state[cs + S_IDLE] != 0:  # left idle without an interrupt
-                        state[cs + S_IDLE] = 0
-                        state[cs + S_WOKE_AT] = start
-                    if exits > 0 and reason == HLT:
-                        since = state[cs + S_IDLE_SINCE]
-                        woke_at = state[cs + S_WOKE_AT]
-                        if since != NO_TIME and woke_at != NO_TIME and woke_at >= since:
-                            exit_ns = woke_at - since
-                        state[cs + S_IDLE_SINCE] = NO_TIME
-            stall = cost
-            if exits > 0 and reason != HLT:
-                exit_ns = cost
-            state[cs + S_BUSY] = start + cost
-            if cost > 0:  # back-to-back stalls form one window
-                if start > state[cs + S_STALL_END]:
-                    state[cs + S_STALL_START] = start
-                state[cs + S_STALL_END] = start + cost
-            state[cs + S_SHIFT] = start + cost - t
-            latency = start - want + cost
-        if exits == 0:
-            reason = 0
-        store_outputs(out, i, start, latency, stall, exit_ns, terr, exits, reason)
-        ka = k * A_COLS
-        kind_agg[ka + A_COUNT] += 1
-        kind_agg[ka + A_EXITS] += exits
-        kind_agg[ka + A_STALL] += stall
-        record_exits(exit_agg, c, reason, exits, exit_ns)
-        slot = np.uint64(_slot(latency, unit_mag, half_mag, sub_mask, half_count, highest))
-        lat_counts[np.uint64(k) * counts_len + slot] += 1
-        if terr != NO_TIME:
-            terr_counts[slot] += 1
-    return n
+                        cost = load(kind_table, kt + L.ACT_COST * W, W)
+                        exits = load(kind_table, kt + L.ACT_EXITS * W, W)
+                        reason = load(kind_table, kt + L.ACT_REASON * W, W)
+                    # Timer programming as selects, idle kinds behind one bit test: with the
+                    # kinds interleaved, the jump table a chain of kind tests compiles to
+                    # was mispredicted on most events (measured: ~8% faster this way). Four
+                    # lanes' selects cost more than the bit test that skips them.
+                    if W == 1 or (TIMER_BITS >> k) & 1:
+                        a = arg_b[i]
+                        armed = add(splat(a, W), sub(start, tv)) if a >= 0 else never
+                        dl = load(state, cs + L.S_DEADLINE * W, W)
+                        dl = armed if k == TIMER_ARM else dl
+                        store(state, cs + L.S_DEADLINE * W, never if k == TIMER_CANCEL else dl)
+                        dlt = load(state, cs + L.S_DEADLINE_TRACE * W, W)
+                        dlt = splat(a, W) if k == TIMER_ARM else dlt
+                        store(state, cs + L.S_DEADLINE_TRACE * W, dlt)
+                    if (IDLE_BITS >> k) & 1:
+                        if k == IDLE_ENTER:
+                            if may(halts):
+                                store(state, cs + L.S_IDLE * W,
+                                      select(halts, one, load(state, cs + L.S_IDLE * W, W)))
+                                store(state, cs + L.S_IDLE_SINCE * W, select(
+                                    halts, start, load(state, cs + L.S_IDLE_SINCE * W, W)))
+                                store(state, cs + L.S_WOKE_AT * W, select(
+                                    halts, never, load(state, cs + L.S_WOKE_AT * W, W)))
+                        else:  # IDLE_EXIT
+                            left = ne(load(state, cs + L.S_IDLE * W, W), zero)
+                            if may(left):  # left idle without an interrupt
+                                store(state, cs + L.S_IDLE * W, zero)
+                                store(state, cs + L.S_WOKE_AT * W, select(
+                                    left, start, load(state, cs + L.S_WOKE_AT * W, W)))
+                            halted = both(gt(exits, zero), eq(reason, hlt))
+                            if may(halted):  # the HLT exit's time is the time blocked
+                                since = load(state, cs + L.S_IDLE_SINCE * W, W)
+                                woke = load(state, cs + L.S_WOKE_AT * W, W)
+                                known = both(both(halted, ne(since, never)),
+                                             both(ne(woke, never), ge(woke, since)))
+                                exit_ns = select(known, sub(woke, since), exit_ns)
+                                store(state, cs + L.S_IDLE_SINCE * W,
+                                      select(halted, never, since))
+                    exit_ns = select(both(gt(exits, zero), ne(reason, hlt)), cost, exit_ns)
+                    end = add(start, cost)
+                    store(state, cs + L.S_BUSY * W, end)
+                    stalls = gt(cost, zero)
+                    if may(stalls):  # back-to-back stalls form one window
+                        window_end = load(state, cs + L.S_STALL_END * W, W)
+                        store(state, cs + L.S_STALL_START * W,
+                              select(both(stalls, gt(start, window_end)), start,
+                                     load(state, cs + L.S_STALL_START * W, W)))
+                        store(state, cs + L.S_STALL_END * W, select(stalls, end, window_end))
+                    store(state, cs + L.S_SHIFT * W, sub(end, tv))
+                    latency = add(sub(start, want), cost)
+                    stall = cost
+                    terr = never
+                reason = select(ne(exits, zero), reason, zero)
+                store_outputs(out, i, W, start, latency, stall, exit_ns, terr, exits,
+                              reason)
+                ka = k * (L.A_COLS * W)
+                store(kind_agg, ka + L.A_COUNT * W, add(load(kind_agg, ka + L.A_COUNT * W, W), one))
+                store(kind_agg, ka + L.A_EXITS * W,
+                      add(load(kind_agg, ka + L.A_EXITS * W, W), exits))
+                store(kind_agg, ka + L.A_STALL * W,
+                      add(load(kind_agg, ka + L.A_STALL * W, W), stall))
+                for j in range(W):
+                    _tally(j, c, k, lane(latency, j), lane(terr, j), lane(exits, j),
+                           lane(reason, j), lane(exit_ns, j), n_cpus, exit_agg, lat_counts,
+                           terr_counts, unit_mag, half_mag, sub_mask, half_count, highest,
+                           counts_len)
+        return n
+
+    return replay
 
 
-@kernel
-def replay_discarding_nb(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state,
-                         out_block, kind_agg, exit_agg, lat_counts, terr_counts):
-    """``replay_chunk_nb`` for the aggregates only: blocks of ``len(out_block) // N_OUT`` rows
-    overwrite one cache-sized output block, with no Python call per block."""
-    block = out_block.shape[0] // N_OUT
-    n = ts.shape[0]
-    for lo in range(0, n, block):
-        hi = min(lo + block, n)
-        replay_chunk_nb(ts[lo:hi], cpu[lo:hi], kind[lo:hi], target[lo:hi], arg[lo:hi],
-                        kind_table, ipi_table, n_cpus, hdr, state, out_block, kind_agg,
-                        exit_agg, lat_counts, terr_counts)
-    return n
+#: one backend per pass: the built-in backends' kernel, and the plug-in contract's model
+replay_chunk_nb = replay_kernel(1)
+#: ``layout.LANES`` built-in backends per pass (``replayer.driver.LaneGroup``)
+replay_lanes_nb = replay_kernel(L.LANES)

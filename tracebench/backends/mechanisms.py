@@ -24,19 +24,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-from tracebench.backends.model import (
-    HALTS,
+from tracebench.backends.layout import (
     IPI_CALL_COST,
     IPI_CALL_EXITS,
+    IPI_HALTS,
     IPI_REASON,
     IPI_SHORT_COST,
     IPI_SHORT_EXITS,
     IPI_SHORT_REASON,
     IPI_TARGET_COST,
     IPI_TARGET_EXITS,
-    IPI_USES_SHORT,
-    CycleModel,
+    IPI_USES_SHORTHAND,
 )
+from tracebench.backends.model import CycleModel
 from tracebench.errors import ParamError
 from tracebench.schema import EventKind as K
 from tracebench.schema import ExitReason as R
@@ -242,7 +242,7 @@ def _ipi(kind: str):
         t = m.ipi
         if kind == "native":
             t[IPI_TARGET_COST] = p.native_apic_access_cyc
-            t[IPI_USES_SHORT], t[IPI_SHORT_COST] = 1, p.native_apic_access_cyc
+            t[IPI_USES_SHORTHAND], t[IPI_SHORT_COST] = 1, p.native_apic_access_cyc
             return
         icr = acc.write(p, "icr_handler_cyc")
         if kind == "icr":
@@ -262,7 +262,7 @@ def _ipi(kind: str):
         elif kind == "ipiv":
             # IPIv virtualizes physical-destination unicast only; shorthands still trap.
             t[IPI_TARGET_COST] = p.ipiv_send_cyc
-        t[IPI_USES_SHORT] = 1
+        t[IPI_USES_SHORTHAND] = 1
         t[IPI_SHORT_COST], t[IPI_SHORT_EXITS], t[IPI_SHORT_REASON] = icr
 
     return build
@@ -323,7 +323,7 @@ MASK = {
 
 
 def _idle(m: CycleModel, halts: bool, hlt_exit: bool) -> None:
-    m.ipi[HALTS] = 1 if halts else 0
+    m.ipi[IPI_HALTS] = 1 if halts else 0
     if hlt_exit:
         # The HLT exit is accounted when the vCPU re-enters (its time is the blocked time).
         m.action(K.IDLE_EXIT, 0.0, 1, R.HLT)

@@ -2,7 +2,10 @@
 
 It implements the semantics documented in ``kernel.py`` with Python ints and
 per-vCPU records instead of arrays, and returns whole-trace results, so tests
-can check the compiled kernel (and chunking) row by row with exact equality.
+can check the compiled kernel (one backend and four lanes, and chunking) row by row
+with exact equality. It shares nothing with the kernel but the model tables' column
+names (``layout.py``): a field of :class:`VcpuState` per ``layout.State`` member, a list
+of :class:`ReferenceResult` per output column (``layout.Out``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from tracebench.backends import model as M
+from tracebench.backends import layout as L
 from tracebench.backends.model import CompiledModel
 from tracebench.schema import EventKind as K
 from tracebench.schema import ExitReason as R
@@ -48,7 +51,7 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
     """Replay a whole trace (numpy columns) through ``model``; one output per row."""
     kt = [[int(v) for v in row] for row in model.kind_table]
     ipi = [int(v) for v in model.ipi_table]
-    halts = ipi[M.HALTS] != 0
+    halts = ipi[L.IPI_HALTS] != 0
     vcpus = [VcpuState() for _ in range(n_cpus)]
     res = ReferenceResult([], [], [], [], [], [], [])
     rows = zip(cols["ts_ns"].tolist(), cols["cpu"].tolist(), cols["kind"].tolist(),
@@ -70,13 +73,13 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 arrive = t  # device interrupts (and unmatched IPIs) keep absolute time
             woke = v.idle
             if woke:
-                ready = arrive + row[M.IRQ_HOST] + row[M.IRQ_WAKE]
+                ready = arrive + row[L.IRQ_HOST] + row[L.IRQ_WAKE]
                 stall, exits, reason = 0, 0, 0
                 v.idle = False
             else:
-                ready = arrive + row[M.IRQ_HOST] + row[M.IRQ_RUN]
-                stall, exits = row[M.IRQ_RUN_STALL], row[M.IRQ_RUN_EXITS]
-                reason = row[M.IRQ_RUN_REASON]
+                ready = arrive + row[L.IRQ_HOST] + row[L.IRQ_RUN]
+                stall, exits = row[L.IRQ_RUN_STALL], row[L.IRQ_RUN_EXITS]
+                reason = row[L.IRQ_RUN_REASON]
             start = v.stall_window[1] if v.stall_window[0] <= ready < v.stall_window[1] else ready
             if woke:
                 v.woke_at = start
@@ -95,7 +98,7 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 for d in _ipi_targets(tg, arg, c, n_cpus):
                     vcpus[d].ipi_arrive = start + cost
             else:
-                cost, exits, reason = row[M.ACT_COST], row[M.ACT_EXITS], row[M.ACT_REASON]
+                cost, exits, reason = row[L.ACT_COST], row[L.ACT_EXITS], row[L.ACT_REASON]
             if k == K.TIMER_ARM:
                 v.deadline = arg + (start - t) if arg >= 0 else None
                 v.deadline_trace = arg
@@ -131,16 +134,16 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
 
 
 def _ipi_cost(ipi: list[int], tg: int, arg: int, n_cpus: int) -> tuple[int, int, int]:
-    if tg == -1 and ipi[M.IPI_USES_SHORT]:
-        return ipi[M.IPI_SHORT_COST], ipi[M.IPI_SHORT_EXITS], ipi[M.IPI_SHORT_REASON]
+    if tg == -1 and ipi[L.IPI_USES_SHORTHAND]:
+        return ipi[L.IPI_SHORT_COST], ipi[L.IPI_SHORT_EXITS], ipi[L.IPI_SHORT_REASON]
     if tg >= 0:
         n = 1
     elif tg == -1:
         n = n_cpus - 1
     else:
         n = len(_mask_cpus(arg, n_cpus))
-    return (ipi[M.IPI_CALL_COST] + n * ipi[M.IPI_TARGET_COST],
-            ipi[M.IPI_CALL_EXITS] + n * ipi[M.IPI_TARGET_EXITS], ipi[M.IPI_REASON])
+    return (ipi[L.IPI_CALL_COST] + n * ipi[L.IPI_TARGET_COST],
+            ipi[L.IPI_CALL_EXITS] + n * ipi[L.IPI_TARGET_EXITS], ipi[L.IPI_REASON])
 
 
 def _ipi_targets(tg: int, arg: int, sender: int, n_cpus: int) -> list[int]:

@@ -49,10 +49,23 @@ def report(
         "--figures", help="Figure files for --format md.")] = FigureFormat.svg,
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "tracebench report",
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+    sensitivity: Annotated[bool, typer.Option(
+        "--sensitivity", help="RESULTS is a sweep dataset (tracebench sweep -o): report "
+        "which swept parameter moves each metric most, one chart per parameter (HTML).")]
+    = False,
 ):
     """Comparative report: summary, exit mix, latency and timer-error CDFs, per-vCPU
     overhead, A/B deltas and provenance, as HTML (offline) or Markdown with figures."""
     _need_report_extra()
+    if sensitivity:
+        if len(results) != 1 or fmt is not DocFormat.html:
+            fail("--sensitivity takes one sweep dataset and writes HTML", code=2)
+        from tracebench.report.sensitivity import write_sensitivity_html
+
+        write_sensitivity_html(results[0], out, force=force,
+                               title=None if title == "tracebench report" else title)
+        print(f"tracebench: sensitivity report written to {out}", file=sys.stderr)
+        return
     command = "tracebench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if fmt is DocFormat.html:
         from tracebench.report.html import write_html

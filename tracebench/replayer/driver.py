@@ -1,10 +1,11 @@
 """Drive backend kernels over a trace, chunk by chunk, with per-vCPU state carried across.
 
-Built-in backends run four to a pass (``LaneGroup``, ``backends/lanes.py``), plug-in
-kernels alone; each such unit takes the chunks in order on a pool of threads (the kernels
-release the GIL) and hands its backends' per-event rows to the sink; aggregates (per kind,
-per exit reason and vCPU, HdrHistogram counts) accumulate in arrays, so memory is flat
-whatever the trace length. ``results.py`` turns the aggregates into the results dataset.
+Built-in backends run four to a pass (``LaneGroup``: ``backends/kernel.py`` at lane width
+4), plug-in kernels alone; each such unit takes the chunks in order on a pool of threads
+(the kernels release the GIL) and hands its backends' per-event rows to the sink;
+aggregates (per kind, per exit reason and vCPU, HdrHistogram counts) accumulate in arrays,
+so memory is flat whatever the trace length. ``results.py`` turns the aggregates into the
+results dataset.
 """
 
 from __future__ import annotations
@@ -20,30 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tracebench import hist
+from tracebench.backends import layout
 from tracebench.backends.base import Backend
 from tracebench.backends.configure import Configured
-from tracebench.backends.kernel import (
-    E_MIN,
-    N_OUT,
-    OUT_NAMES,
-    new_state,
-    replay_chunk_nb,
-    replay_discarding_nb,
-)
-from tracebench.backends.lanes import LANES, replay_lanes_discarding_nb, replay_lanes_nb
+from tracebench.backends.kernel import replay_chunk_nb, replay_lanes_nb
+from tracebench.backends.layout import COLUMN_DTYPES, LANES, N_OUT
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
-from tracebench.schema import N_KINDS, N_REASONS
+from tracebench.schema import N_KINDS
 from tracebench.trace import TraceFile
 
 #: rows per block when per-event rows are discarded: 64 B/row of kernel outputs stay in L2
 BLOCK_ROWS = 1 << 13
-#: storage type of each per-event output column (the kernels write int64)
-COLUMN_DTYPES = {
-    "start_ns": np.int64, "latency_ns": np.int64, "stall_ns": np.int64, "exit_ns": np.int64,
-    "timer_error_ns": np.int64, "exits": np.uint16, "exit_reason": np.int8,
-}
-assert tuple(COLUMN_DTYPES) == OUT_NAMES  # the kernel's column order
 
 
 #: bytes between the page offsets of consecutive output columns (a multiple of the 64-byte
@@ -55,8 +44,9 @@ PAGE = 4096
 
 
 def output_columns(n: int, sets: int = 1) -> list[dict[str, np.ndarray]]:
-    """``sets`` sets of per-event output columns for ``n`` rows, carved from one buffer so
-    that no two of the columns start at the same offset within a page."""
+    """``sets`` sets of per-event output columns for ``n`` rows (``COLUMN_DTYPES``, from
+    ``layout.Out``), carved from one buffer so that no two of the columns start at the
+    same offset within a page."""
     widths = [np.dtype(dt).itemsize for dt in COLUMN_DTYPES.values()] * sets
     starts, end = [], 0
     for j, width in enumerate(widths):
@@ -84,19 +74,18 @@ class BackendRun:
     params: ParamSet
     model: CompiledModel
     n_cpus: int
-    state: np.ndarray = None
-    kind_agg: np.ndarray = None  # [kind, (count, exits, stall_ns)]
-    exit_agg: np.ndarray = None  # [cpu, reason, (count, total_ns, min_ns, max_ns)]
+    state: np.ndarray = None  # [cpu, layout.State]
+    kind_agg: np.ndarray = None  # [kind, layout.KindAgg]
+    exit_agg: np.ndarray = None  # [cpu, reason, layout.ExitAgg]
     lat_counts: np.ndarray = None  # [kind, hdr counts]
     terr_counts: np.ndarray = None  # [hdr counts] timer error of matched timer interrupts
     _columns: dict[str, np.ndarray] | None = dataclasses.field(default=None, repr=False)
     _block: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
-        self.state = new_state(self.n_cpus)
-        self.kind_agg = np.zeros((N_KINDS, 3), dtype=np.int64)
-        self.exit_agg = np.zeros((self.n_cpus, N_REASONS, 4), dtype=np.int64)
-        self.exit_agg[:, :, E_MIN] = np.iinfo(np.int64).max
+        self.state = layout.new_state(self.n_cpus)
+        self.kind_agg = layout.new_kind_agg()
+        self.exit_agg = layout.new_exit_agg(self.n_cpus)
         self.lat_counts = np.zeros((N_KINDS, hist.counts_len()), dtype=np.int64)
         self.terr_counts = np.zeros(hist.counts_len(), dtype=np.int64)
 
@@ -120,51 +109,58 @@ class BackendRun:
 
     def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray) -> None:
         """Run a chunk for its aggregates only: outputs overwrite one cache-sized block."""
-        if self.backend.get_kernel() is replay_chunk_nb:  # all blocks in one compiled call
+        if lane_capable(self):  # all blocks in one compiled call
             if self._block is None:
-                self._block = np.empty((BLOCK_ROWS, N_OUT), dtype=np.int64)
-            replay_discarding_nb(*self._kernel_args(cols, hdr, flat(self._block)))
+                self._block = np.empty(BLOCK_ROWS * N_OUT, dtype=np.int64)
+            replay_chunk_nb(*self._kernel_args(cols, hdr, self._block))
             return
         for lo in range(0, len(cols["ts_ns"]), BLOCK_ROWS):  # a plug-in's kernel
             self.run_chunk({k: v[lo:lo + BLOCK_ROWS] for k, v in cols.items()}, hdr, reuse=True)
 
     def _kernel_args(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray, out) -> tuple:
-        """A kernel's arguments, in the contract's order (see ``kernel.py``)."""
-        return (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                flat(self.model.kind_table), self.model.ipi_table, self.n_cpus, hdr,
-                flat(self.state), out, flat(self.kind_agg), flat(self.exit_agg),
-                flat(self.lat_counts), self.terr_counts)
+        return kernel_args(cols, self.model.kind_table, self.model.ipi_table, self.n_cpus, hdr,
+                           self.state, out, self.kind_agg, self.exit_agg, self.lat_counts,
+                           self.terr_counts)
+
+
+def kernel_args(cols: Mapping[str, np.ndarray], kind_table, ipi_table, n_cpus: int, hdr,
+                state, out, kind_agg, exit_agg, lat_counts, terr_counts) -> tuple:
+    """A kernel's arguments in the contract's order (``kernel.py``), arrays flattened."""
+    return (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
+            flat(kind_table), flat(ipi_table), n_cpus, hdr, flat(state), out, flat(kind_agg),
+            flat(exit_agg), flat(lat_counts), flat(terr_counts))
 
 
 class LaneGroup:
-    """Up to ``LANES`` built-in backends replayed in one pass (``backends/lanes.py``).
+    """Up to ``LANES`` built-in backends replayed in one pass (``kernel.replay_lanes_nb``).
 
-    The group owns the stacked tables, state and aggregates; each member's ``state`` and
-    aggregate arrays become views of its lane, so results are read from the members as
-    usual (a member cannot run on its own afterwards: its state is a strided view). Lanes
-    past the members repeat the last member's tables and state, so they compute its values
-    again: their aggregates are ignored and their rows go to its columns.
+    The group owns the stacked tables, state and aggregates (the lane axis where
+    ``layout.LANE_AXIS`` puts it); each member's state and aggregate arrays become views of
+    its lane, so results are read from the members as usual (a member cannot run on its
+    own afterwards: its state is a strided view). Lanes past the members repeat the last
+    member's tables and state, so they compute its values again: their aggregates are
+    ignored and their rows go to its columns.
     """
+
+    #: the members' arrays the group stacks, besides their model tables
+    ACCUMULATED = ("state", "kind_agg", "exit_agg", "lat_counts", "terr_counts")
 
     def __init__(self, runs: list[BackendRun]):
         if not 1 <= len(runs) <= LANES or not all(lane_capable(r) for r in runs):
             raise ValueError("a lane group takes 1 to 4 runs of built-in-kernel backends")
         n_cpus = runs[0].n_cpus
+        assert all(r.n_cpus == n_cpus for r in runs)
         lanes = runs + [runs[-1]] * (LANES - len(runs))
         self.runs = runs
-        self.kind_tables = np.stack([r.model.kind_table for r in lanes], axis=-1).reshape(-1)
-        self.ipi_tables = np.stack([r.model.ipi_table for r in lanes], axis=-1).reshape(-1)
-        self.state = np.stack([r.state for r in lanes], axis=-1)
-        self.kind_agg = np.stack([r.kind_agg for r in lanes], axis=-1)
-        self.exit_agg = np.stack([r.exit_agg for r in lanes])
-        self.lat_counts = np.stack([r.lat_counts for r in lanes])
-        self.terr_counts = np.stack([r.terr_counts for r in lanes])
-        for lane, run in enumerate(runs):
-            assert run.n_cpus == n_cpus
-            run.state, run.kind_agg = self.state[..., lane], self.kind_agg[..., lane]
-            run.exit_agg, run.lat_counts = self.exit_agg[lane], self.lat_counts[lane]
-            run.terr_counts = self.terr_counts[lane]
         self.n_cpus = n_cpus
+        self.kind_tables = flat(layout.stack_lanes("kind_table",
+                                                   [r.model.kind_table for r in lanes]))
+        self.ipi_tables = flat(layout.stack_lanes("ipi_table", [r.model.ipi_table for r in lanes]))
+        for name in self.ACCUMULATED:
+            stacked = layout.stack_lanes(name, [getattr(r, name) for r in lanes])
+            setattr(self, name, stacked)
+            for lane, run in enumerate(runs):
+                setattr(run, name, layout.lane_view(name, stacked, lane))
         # the same 512 KiB as a single backend's block: a quarter of the rows
         self._block = np.empty(max(1, BLOCK_ROWS // LANES) * N_OUT * LANES, dtype=np.int64)
         self._columns: list[dict[str, np.ndarray]] | None = None
@@ -184,14 +180,12 @@ class LaneGroup:
         return outs
 
     def run_aggregates(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray) -> None:
-        replay_lanes_discarding_nb(*self._kernel_args(cols, hdr, self._block))
+        replay_lanes_nb(*self._kernel_args(cols, hdr, self._block))
 
     def _kernel_args(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray, out) -> tuple:
-        """The lane kernel's arguments, in ``kernel.py``'s order with the stacked arrays."""
-        return (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                self.kind_tables, self.ipi_tables, self.n_cpus, hdr, flat(self.state), out,
-                flat(self.kind_agg), flat(self.exit_agg), flat(self.lat_counts),
-                flat(self.terr_counts))
+        return kernel_args(cols, self.kind_tables, self.ipi_tables, self.n_cpus, hdr,
+                           self.state, out, self.kind_agg, self.exit_agg, self.lat_counts,
+                           self.terr_counts)
 
 
 def lane_capable(run: BackendRun) -> bool:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from tracebench import hist
 from tracebench._version import __version__
-from tracebench.backends.kernel import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
+from tracebench.backends.layout import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
 from tracebench.errors import TracebenchError
 from tracebench.schema import (
     INTERRUPT_KINDS,

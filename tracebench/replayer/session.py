@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from tracebench._version import __version__
 from tracebench.backends.configure import Configured
-from tracebench.backends.kernel import S_SHIFT
+from tracebench.backends.layout import S_SHIFT
 from tracebench.errors import UsageError
 from tracebench.replayer.driver import BackendRun, replay_file
 from tracebench.replayer.frames import ReplayResult
