@@ -80,8 +80,8 @@ def synth(scenario: str, out: str | os.PathLike, *, n_cpus: int, duration: str |
     override the scenario's parameters (``tracebench synth --list`` shows them).
     Also reachable as ``tracebench.synth(...)``.
     """
-    from tracebench.limits import check_synth_request
     from tracebench.scenarios import synthesize_to_file
+    from tracebench.scenarios.limits import check_synth_request
     from tracebench.units import parse_duration_ns
 
     duration_ns = duration if isinstance(duration, int) else parse_duration_ns(duration)

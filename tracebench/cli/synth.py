@@ -74,7 +74,7 @@ def synth(
 
     duration_ns = parse_duration_ns(duration)
     params = lib.parse_assignments(param)
-    from tracebench.limits import check_synth_request
+    from tracebench.scenarios.limits import check_synth_request
 
     check_synth_request(scenario, output, cpus, duration_ns, seed, params)
     started = time.perf_counter()
