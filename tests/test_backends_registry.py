@@ -133,11 +133,11 @@ def test_toml_backend_full_spec_and_errors(tmp_path):
     good = tmp_path / "mine.toml"
     good.write_text(textwrap.dedent("""
         [mechanisms]
-        apic_access = "x2apic_msr"
+        apic_access = "x2apic_apicv"
         timer = "tsc_deadline"
         clocksource = "hpet"
         delivery = "posted"
-        eoi = "pv_eoi"
+        eoi = "virtual"
         ipi = "ipiv"
         tpr = "cr8_shadow"
         mask = "shared_mem"

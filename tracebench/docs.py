@@ -9,6 +9,56 @@ from tracebench.backends import builtin_backends
 from tracebench.backends.costs import CYCLE_PARAMS, PROFILES
 from tracebench.backends.mechanisms import AXES, axis_options
 
+_MODEL_NOTES = """## APIC mode: the trace's and the backend's
+
+A trace shows its guest's APIC mode: an xAPIC guest polls ICR before each IPI
+(`apic_read`, `arg` = 0x300) and its register numbers are xAPIC offsets; an x2APIC guest's
+MSRs are recorded with the same offsets (MSR 0x800 + offset/16). An `ipi_send` is the
+whole send, whatever the mode: ingest folds an xAPIC ICR2 write into the ICR write that
+follows it (the destination), and `synth ipi-storm -p apic_mode=xapic` does the same. Each
+backend then charges the writes of *its* APIC mode: `xapic_mmio` and `hypercall` two
+register writes (ICR2, ICR), `xapic_apicv` one (ICR2 is virtualized), the x2APIC options
+one 64-bit ICR MSR write. So an xAPIC ICR2+ICR pair replays as one ICR MSR write under an
+x2APIC backend, and an x2APIC trace replays as ICR2+ICR under `full-virt`.
+
+The kernels charge an event by its kind, never by its register, so two things cannot be
+reconciled there: an `apic_write` of ICR2 given as its own event (no ingest or scenario
+writes one) is charged as a register write; and an xAPIC trace's ICR polls are register
+reads under every backend: exitless under APICv/AVIC and on bare metal, but MSR_READ exits
+under `x2apic_msr` backends (`x2apic-tscdeadline`, `svm`, `kvm-pv`), where an x2APIC guest
+would not poll at all.
+
+## What the tables cannot express yet
+
+These need per-event state in the replay kernel (model v2, kernel part), not a new table:
+
+- AVIC: an IPI to a halted vCPU makes the *sender* exit (AVIC_INCOMPLETE_IPI). The wake-up
+  latency includes that exit's handling; the exit itself is not counted.
+- IPIv and logical destinations: IPIv virtualizes only physical-mode fixed IPIs; a
+  logical-mode multicast (xAPIC flat mode with up to 8 CPUs, x2APIC cluster mode) traps as
+  one APIC_WRITE. A destination mask (`target` = -2) is charged as one physical unicast per
+  destination (physical destination mode), which IPIv sends without exits. All-but-self
+  shorthands trap as APIC_WRITE.
+- KVM PV EOI's exit when another interrupt is pending at the EOI.
+
+## Compositions that are refused
+
+`eoi = "pv_eoi"` with an APIC-virtualizing `apic_access` (`x2apic_apicv`, `xapic_apicv`,
+`x2avic`): KVM tracks no highest in-service vector while APICv/AVIC is active, so it never
+sets the PV EOI bit and the guest's EOI is the virtual EOI (use `eoi = "virtual"`).
+`ipi = "ipiv"` needs APICv (`x2apic_apicv`, `xapic_apicv`); `ipi = "avic"` needs `x2avic`.
+
+## Exit names on AMD
+
+Exit reasons are stored under their VMX (`perf kvm stat`) names; the SVM names the AMD
+presets (`svm`, `avic`) produce are aliases of the same codes (`tracebench.schema.ExitReason`):
+`intr` = EXTERNAL_INTERRUPT, `vintr` = PENDING_INTERRUPT, `npf` = EPT_MISCONFIG (KVM's
+emulated MMIO), `vmmcall` = VMCALL, `avic_incomplete_ipi` = APIC_WRITE,
+`avic_unaccelerated_access` = APIC_ACCESS; SVM's `msr` is MSR_WRITE or MSR_READ by
+direction.
+
+""".splitlines()
+
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
@@ -32,6 +82,7 @@ def backends_markdown() -> str:
     for b in backends.values():
         names = ", ".join(f"`{p.name}`" for p in b.param_specs())
         lines += [f"### `{b.name}`", "", b.description, "", f"Parameters: {names}", ""]
+    lines += _MODEL_NOTES
     lines += ["## Parameters (defaults: profile `skx-2020`)", "",
               "Sources: [C] read in a primary source, [D] derived from such figures, "
               "[U] an assumption still to be anchored (see ../shared/COSTS.md).", "",
@@ -39,6 +90,16 @@ def backends_markdown() -> str:
     for p in CYCLE_PARAMS:
         lines.append(f"| `{p.name}` | {p.default:g} | {p.unit} | {_md_escape(p.doc)} | "
                      f"{_md_escape(p.source)} |")
+    assumed = [p for p in CYCLE_PARAMS if p.source.startswith("[U]")]
+    lines += ["", "### Still assumptions", "",
+              "No primary source anchors these defaults yet; sweep them (`--param`, "
+              "`tracebench sweep`) before drawing a conclusion that depends on them:", ""]
+    lines += [f"- `{p.name}` ({p.default:g} {p.unit}): {_md_escape(p.source[4:])}"
+              for p in assumed]
+    swept = [p for p in CYCLE_PARAMS if p.source.startswith("[D]") and "sweep" in p.source]
+    lines += ["", "Derived from published figures, but through a stated split or scaling that "
+              "the figures do not fix (the source says which, and the range to sweep):", ""]
+    lines += [f"- `{p.name}` ({p.default:g} {p.unit})" for p in swept]
     lines += ["", "## CPU profiles (`--profile`)", ""]
     for prof in PROFILES.values():
         lines.append(f"- **{prof.name}**: {prof.description}.")

@@ -86,6 +86,14 @@ class ExitReason(CodeEnum):
     PREEMPTION_TIMER = 10, "VMX preemption timer expired"
     EOI_INDUCED = 11, "EOI of a level-triggered vector under APICv"
     PENDING_INTERRUPT = 12, "interrupt-window exit to inject a pending interrupt"
+    # SVM spellings of the same exits (``kvm_exit`` on AMD prints these): aliases, so a
+    # model or a reader can name them either way and results stay in one code space.
+    INTR = 9, "SVM: physical interrupt (EXTERNAL_INTERRUPT)"
+    VINTR = 12, "SVM: virtual interrupt window (PENDING_INTERRUPT)"
+    NPF = 6, "SVM: nested page fault, KVM's emulated MMIO (EPT_MISCONFIG)"
+    VMMCALL = 7, "SVM: hypercall (VMCALL)"
+    AVIC_INCOMPLETE_IPI = 2, "SVM AVIC: ICR write AVIC could not complete (APIC_WRITE)"
+    AVIC_UNACCELERATED_ACCESS = 1, "SVM AVIC: APIC register access not accelerated (APIC_ACCESS)"
 
 
 N_REASONS = len(ExitReason)

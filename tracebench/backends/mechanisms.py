@@ -21,9 +21,16 @@ options read (recorded while composing), so listings cannot drift from the model
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
+from tracebench.backends.access import (
+    APIC_ACCESS,
+    VIRTUALIZED_APIC,
+    Access,
+    Cost,
+    apic_write_trap,
+    hcall,
+)
 from tracebench.backends.layout import (
     IPI_CALL_COST,
     IPI_CALL_EXITS,
@@ -35,6 +42,7 @@ from tracebench.backends.layout import (
     IPI_TARGET_COST,
     IPI_TARGET_EXITS,
     IPI_USES_SHORTHAND,
+    IRQ_WAKE,
 )
 from tracebench.backends.model import CycleModel
 from tracebench.errors import ParamError
@@ -58,59 +66,6 @@ class RecordingParams:
         return value
 
 
-Cost = tuple[float, int, R]  # (cycles, exits, reason)
-
-
-@dataclasses.dataclass(frozen=True)
-class Access:
-    """How one local-APIC register access is virtualized (the ``apic_access`` axis)."""
-
-    doc: str
-    read: Callable[[RecordingParams, str], Cost]  # (params, handler-cost parameter name)
-    write: Callable[[RecordingParams, str], Cost]
-    icr_writes: int  # register writes per unicast IPI: xAPIC writes ICR2 then ICR
-
-
-def _native(p, _h):
-    return p.native_apic_access_cyc, 0, R.NONE
-
-
-def _mmio(p, h):
-    return p.exit_roundtrip_cyc + p.insn_emulation_cyc + getattr(p, h), 1, R.APIC_ACCESS
-
-
-def _mmio_apicv(p, h):
-    return p.exit_roundtrip_cyc + p.insn_emulation_cyc + getattr(p, h), 1, R.APIC_WRITE
-
-
-def _msr(reason):
-    return lambda p, h: (p.exit_roundtrip_cyc + getattr(p, h), 1, reason)
-
-
-def _hcall(p, h):
-    return p.exit_roundtrip_cyc + p.hypercall_handler_cyc + getattr(p, h), 1, R.VMCALL
-
-
-def _shared(p, _h):
-    return p.shared_mem_cyc, 0, R.NONE
-
-
-APIC_ACCESS = {
-    "native": Access("bare-metal APIC, no exit", _native, _native, 1),
-    "xapic_mmio": Access("xAPIC page trapped: APIC_ACCESS exit + instruction decode",
-                         _mmio, _mmio, 2),
-    "x2apic_msr": Access("x2APIC MSRs intercepted: MSR_READ/MSR_WRITE exit, no decode",
-                         _msr(R.MSR_READ), _msr(R.MSR_WRITE), 1),
-    "xapic_apicv": Access("xAPIC page with APIC-register virtualization: reads and ICR2 "
-                          "virtualized, other writes a decoded APIC_WRITE exit",
-                          _native, _mmio_apicv, 1),
-    "x2apic_apicv": Access("x2APIC with APIC-register virtualization: reads from the "
-                           "virtual-APIC page, writes exit", _native, _msr(R.MSR_WRITE), 1),
-    "hypercall": Access("apic_read/apic_write hooks become hypercalls (VMI style, xAPIC "
-                        "register layout)", _hcall, _hcall, 2),
-    "shared_mem": Access("no APIC: per-vCPU interrupt state in guest-host shared memory",
-                         _shared, _shared, 1),
-}
 
 
 def _irq_inject_cost(p, delivery: str) -> float:
@@ -131,7 +86,7 @@ def _timer(kind: str):
         if kind == "lapic_tmict":
             arm = acc.write(p, "timer_program_cyc")
         elif kind == "pv_alarm":
-            arm = _hcall(p, "timer_program_cyc")
+            arm = hcall(p, "timer_program_cyc")
         else:  # tsc_deadline, tsc_deadline_preemption
             arm = (p.exit_roundtrip_cyc + p.timer_program_cyc, 1, R.MSR_WRITE)
         m.action(K.TIMER_ARM, *arm)
@@ -168,22 +123,28 @@ def _clock(m: CycleModel, cost: Cost) -> None:
     m.action(K.CLOCK_READ, *cost)
 
 
+def _pio_in(p) -> float:
+    """A port read's exit: the qualification names port, size and direction, so no
+    instruction is decoded (``pio_in_emulation_cyc`` is 0 except for the 2012-era KVM)."""
+    return p.exit_roundtrip_cyc + p.pio_in_emulation_cyc
+
+
 CLOCKSOURCE = {
     "tsc": ("rdtsc, not intercepted",
             lambda m, p: _clock(m, (p.tsc_read_cyc, 0, R.NONE))),
     "pvclock": ("kvm-clock / pvclock page: rdtsc + scaling, no exit",
                 lambda m, p: _clock(m, (p.pvclock_read_cyc, 0, R.NONE))),
-    "acpi_pm": ("ACPI PM timer port read emulated in user space (IO_INSTRUCTION)",
-                lambda m, p: _clock(m, (p.exit_roundtrip_cyc + p.insn_emulation_cyc
-                                        + p.userspace_exit_cyc + p.pmtimer_device_cyc,
-                                        1, R.IO_INSTRUCTION))),
+    "acpi_pm": ("ACPI PM timer port read emulated in user space (IO_INSTRUCTION, no decode)",
+                lambda m, p: _clock(m, (_pio_in(p) + p.userspace_exit_cyc
+                                        + p.pmtimer_device_cyc, 1, R.IO_INSTRUCTION))),
     "hpet": ("HPET counter MMIO read emulated in user space (EPT_MISCONFIG)",
              lambda m, p: _clock(m, (p.exit_roundtrip_cyc + p.insn_emulation_cyc
                                      + p.userspace_exit_cyc + p.hpet_device_cyc,
                                      1, R.EPT_MISCONFIG))),
-    "pit": ("i8254 PIT read: latch + two byte reads, in-kernel PIO (3 IO_INSTRUCTION exits)",
-            lambda m, p: _clock(m, (3 * (p.exit_roundtrip_cyc + p.insn_emulation_cyc
-                                         + p.inkernel_pio_cyc), 3, R.IO_INSTRUCTION))),
+    "pit": ("i8254 PIT read: latch (OUT) + two byte reads (IN), in-kernel PIO "
+            "(3 IO_INSTRUCTION exits, no decode)",
+            lambda m, p: _clock(m, (p.exit_roundtrip_cyc + 2 * _pio_in(p)
+                                    + 3 * p.inkernel_pio_cyc, 3, R.IO_INSTRUCTION))),
 }
 
 
@@ -228,10 +189,10 @@ EOI = {
                lambda m, p, acc: m.action(K.EOI, p.native_apic_access_cyc)),
     "trap": ("EOI register write through apic_access (exits unless apic_access is exitless)",
              lambda m, p, acc: m.action(K.EOI, *acc.write(p, "eoi_handler_cyc"))),
-    "virtual": ("APICv virtual EOI on the virtual-APIC page, no exit (edge vectors)",
-                lambda m, p, acc: m.action(K.EOI, p.native_apic_access_cyc)),
-    "pv_eoi": ("KVM PV EOI: a bit in guest memory, no exit",
-               lambda m, p, acc: m.action(K.EOI, p.shared_mem_cyc)),
+    "virtual": ("APICv / AVIC virtual EOI on the virtual-APIC page, no exit (edge vectors)",
+                lambda m, p, acc: m.action(K.EOI, p.virtual_eoi_cyc)),
+    "pv_eoi": ("KVM PV EOI: a bit in guest memory, no exit (not with APICv/AVIC: see "
+               "check_mechanisms)", lambda m, p, acc: m.action(K.EOI, p.shared_mem_cyc)),
     "shared_mem": ("irq_chip EOI in shared memory (event channels), no exit",
                    lambda m, p, acc: m.action(K.EOI, p.shared_mem_cyc)),
 }
@@ -251,17 +212,32 @@ def _ipi(kind: str):
             t[IPI_TARGET_COST], t[IPI_TARGET_EXITS] = icr[0] + extra[0], icr[1] + extra[1]
             t[IPI_REASON] = icr[2]
         elif kind == "pv_multicast":
-            call = _hcall(p, "icr_handler_cyc")
+            call = hcall(p, "icr_handler_cyc")
             t[IPI_CALL_COST], t[IPI_CALL_EXITS], t[IPI_REASON] = call
             t[IPI_TARGET_COST] = p.pv_ipi_per_target_cyc
             return  # the all-but-self case is one multicast hypercall too
         elif kind == "pv_unicast":
-            send = _hcall(p, "icr_handler_cyc")
+            send = hcall(p, "icr_handler_cyc")
             t[IPI_TARGET_COST], t[IPI_TARGET_EXITS], t[IPI_REASON] = send
             return  # no shorthand: one send per destination
         elif kind == "ipiv":
-            # IPIv virtualizes physical-destination unicast only; shorthands still trap.
+            # IPIv sends physical-mode fixed IPIs itself, in xAPIC mode after a virtualized
+            # ICR2 write; what it cannot virtualize (shorthands) commits to the virtual-APIC
+            # page and exits trap-like as APIC_WRITE, no decode, in either APIC mode. A
+            # destination mask is taken as one physical unicast per destination (the
+            # kernel has no per-send mask column: see docs/backends.md).
             t[IPI_TARGET_COST] = p.ipiv_send_cyc
+            icr = apic_write_trap(p, "icr_handler_cyc")
+        elif kind == "avic":
+            # AVIC delivers to every running destination in hardware, shorthands included
+            # (one backing-page update and doorbell per destination): no sender exit.
+            t[IPI_TARGET_COST] = p.ipiv_send_cyc
+            # A halted destination is not running: its wake-up waits for the sender's
+            # AVIC_INCOMPLETE_IPI exit, whose handler kicks it. (The exit itself belongs to
+            # the sender and depends on the target's state, which these tables cannot
+            # express: see docs/backends.md.)
+            m.kind[K.IPI_IRQ, IRQ_WAKE] += p.exit_roundtrip_cyc + p.icr_handler_cyc
+            return
         t[IPI_USES_SHORTHAND] = 1
         t[IPI_SHORT_COST], t[IPI_SHORT_EXITS], t[IPI_SHORT_REASON] = icr
 
@@ -275,8 +251,11 @@ IPI = {
     "pv_multicast": ("one PV send-IPI hypercall for the whole destination mask "
                      "(KVM_HC_SEND_IPI, abstract irq_chip)", _ipi("pv_multicast")),
     "pv_unicast": ("one hypercall per destination (Xen EVTCHNOP_send)", _ipi("pv_unicast")),
-    "ipiv": ("IPI virtualization: unicast without exit on the sender; shorthands trap",
-             _ipi("ipiv")),
+    "ipiv": ("IPI virtualization: physical-mode unicast without a sender exit (xAPIC: ICR2 "
+             "virtualized); shorthands trap as APIC_WRITE", _ipi("ipiv")),
+    "avic": ("AMD AVIC: IPIs to running destinations without exit, shorthands included; "
+             "to a halted one the sender exits (AVIC_INCOMPLETE_IPI) and KVM wakes it",
+             _ipi("avic")),
 }
 
 TPR = {
@@ -352,8 +331,21 @@ def axis_options() -> dict[str, dict[str, str]]:
     return {axis: {name: _doc(opt) for name, opt in opts.items()} for axis, opts in AXES.items()}
 
 
+#: option pairs no real system has, and why (checked by :func:`check_mechanisms`)
+_NEEDS = (
+    ("eoi", "pv_eoi", "apic_access", tuple(a for a in APIC_ACCESS if a not in VIRTUALIZED_APIC),
+     "KVM never sets the PV EOI bit while APICv/AVIC is active (it tracks no highest ISR "
+     "then: apic_sync_pv_eoi_to_guest in arch/x86/kvm/lapic.c returns early), so the "
+     "guest's EOI is the virtual EOI: choose eoi = 'virtual'"),
+    ("ipi", "ipiv", "apic_access", ("x2apic_apicv", "xapic_apicv"),
+     "IPI virtualization is an extension of APICv's APIC-register virtualization"),
+    ("ipi", "avic", "apic_access", ("x2avic",), "AVIC IPIs need the AVIC backing page"),
+)
+
+
 def check_mechanisms(mech: Mapping[str, str], where: str) -> dict[str, str]:
-    """Reject missing axes, unknown axes and unknown options, naming the valid ones."""
+    """Reject missing axes, unknown axes and unknown options, naming the valid ones, and
+    compositions no hypervisor runs (:data:`_NEEDS`)."""
     unknown = set(mech) - set(AXES)
     if unknown:
         raise ParamError(f"{where}: unknown mechanism axis {sorted(unknown)[0]!r}; "
@@ -367,6 +359,10 @@ def check_mechanisms(mech: Mapping[str, str], where: str) -> dict[str, str]:
             raise ParamError(f"{where}: {axis} = {mech[axis]!r} is not an option; options: "
                              f"{', '.join(options)}")
         out[axis] = mech[axis]
+    for axis, option, other, allowed, why in _NEEDS:
+        if out[axis] == option and out[other] not in allowed:
+            raise ParamError(f"{where}: {axis} = {option!r} cannot go with {other} = "
+                             f"{out[other]!r}: {why}")
     return out
 
 

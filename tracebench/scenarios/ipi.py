@@ -7,7 +7,6 @@ import numpy as np
 from tracebench.errors import ParamError, TracebenchError
 from tracebench.scenarios.events import (
     APIC_ICR,
-    APIC_ICR2,
     CALL_FUNCTION_SINGLE_VECTOR,
     CALL_FUNCTION_VECTOR,
     RESCHEDULE_VECTOR,
@@ -73,9 +72,9 @@ IPI_PARAMS = (
         "apic_mode",
         "xapic",
         "choice",
-        "xapic: each IPI reads ICR (wait idle) and writes "
-        "ICR2 (destination) before the ICR write, as an MMIO LAPIC guest does; x2apic: "
-        "a single ICR MSR write",
+        "xapic: each IPI polls ICR (apic_read, wait idle) "
+        "before its ICR2 + ICR writes, as an MMIO LAPIC guest does (ICR2 is part of "
+        "ipi_send, as ingest records it); x2apic: a single ICR MSR write, no poll",
         choices=("xapic", "x2apic"),
     ),
 )
@@ -179,8 +178,9 @@ def build_ipi_storm(events: Events, rng: np.random.Generator, cpus: np.ndarray, 
     for ``broadcast_fraction`` of them, to all-but-self (``target=-1``; only when
     this scenario owns every vCPU of the trace). A single-target shootdown is a
     call-function-single IPI (vector 0xfb) to that vCPU. In ``apic_mode=xapic``
-    each send is preceded by ``apic_read`` of ICR (wait for idle) and, unless it
-    is a shorthand, ``apic_write`` of ICR2 (the destination).
+    each send is preceded by ``apic_read`` of ICR (wait for idle); its ICR2 write
+    (the destination) is part of the ``ipi_send``, as ingest folds it, so that each
+    backend charges the writes of its own APIC mode.
 
     Each target runs ``ipi_irq`` (same vector) ``delivery_ns`` after the send (a
     step later per extra target of a multicast) and ``eoi`` at the end of its
@@ -219,12 +219,6 @@ def build_ipi_storm(events: Events, rng: np.random.Generator, cpus: np.ndarray, 
     xapic = p["apic_mode"] == "xapic"
     tx = Episodes(cpus[ops["src"]], n_ops)
     tx.step(sent, EventKind.APIC_READ, arg=APIC_ICR, present=xapic)
-    tx.step(
-        sent + STEP_NS,
-        EventKind.APIC_WRITE,
-        arg=APIC_ICR2,
-        present=xapic & (ops["target"] != TARGET_ALL_BUT_SELF),
-    )
     tx.step(
         sent + send_offset,
         EventKind.IPI_SEND,

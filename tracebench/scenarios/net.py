@@ -77,10 +77,11 @@ NET_PARAMS = (
     ),
     Param(
         "mask_irq",
-        True,
+        False,
         "bool",
-        "mask the queue interrupt from the handler until the "
-        "poll completes (NAPI: irq_mask ... irq_unmask)",
+        "true: the IO-APIC level-triggered path (a legacy INTx NIC: the line is masked from "
+        "the handler until the poll completes, irq_mask ... irq_unmask); default false: "
+        "MSI-X (virtio-net), which NAPI quiesces in the device, never at the IO-APIC",
     ),
     Param(
         "tpr_raise",
@@ -140,11 +141,11 @@ def build_net_rr(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: 
     Requests arrive in bursts (Poisson bursts of geometric size, ``burst_gap_ns``
     apart) on a NIC queue, one per IRQ vCPU. On the IRQ vCPU each request is
     ``device_irq`` (IRQ 25 + queue, ``dur_ns`` = handler time), ``irq_mask`` of the
-    queue (``mask_irq``), ``eoi``, ``idle_exit`` if it was idle, ``tpr_write`` to
-    DISPATCH (``tpr_raise``), receive processing (``softirq_ns``), a wakeup
-    ``ipi_send`` (reschedule vector, unicast) to the application's vCPU, the TPR
-    lowered again and ``irq_unmask``. On the application vCPU: ``ipi_irq``,
-    ``eoi``, ``idle_exit`` if idle, then ``app_ns`` of work with
+    line (``mask_irq``: the IO-APIC level-triggered path; MSI-X by default), ``eoi``,
+    ``idle_exit`` if it was idle, ``tpr_write`` to DISPATCH (``tpr_raise``), receive
+    processing (``softirq_ns``), a wakeup ``ipi_send`` (reschedule vector, unicast)
+    to the application's vCPU, the TPR lowered again and ``irq_unmask``. On the
+    application vCPU: ``ipi_irq``, ``eoi``, ``idle_exit`` if idle, then ``app_ns`` of work with
     ``clock_reads_per_request`` clock reads. A vCPU with nothing to do for at
     least 1 us is idle (``idle_enter`` when its previous job ends). Interrupts on a
     vCPU are handled one at a time, in arrival order. With a single vCPU there is
@@ -152,7 +153,7 @@ def build_net_rr(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: 
 
     Expected: about ``requests_per_s * duration`` ``device_irq`` (and as many
     ``ipi_send``/``ipi_irq`` with two or more vCPUs), ``clock_reads_per_request``
-    clock reads, 2 TPR writes and one mask/unmask pair per request.
+    clock reads, 2 TPR writes and, with ``mask_irq``, one mask/unmask pair per request.
     """
     m = len(cpus)
     q, shared = _roles(p, m)

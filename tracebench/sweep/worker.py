@@ -102,7 +102,7 @@ def warm_up() -> None:
 
     from tracebench.backends import get_backend
     from tracebench.backends.configure import configure
-    from tracebench.backends.lanes import LANES
+    from tracebench.backends.layout import LANES
     from tracebench.replayer.driver import replay_file
     from tracebench.trace import TraceMeta, empty_columns
 

@@ -43,6 +43,8 @@ def choose(ev: Evidence) -> tuple[str, list[str]]:
     if apicv or avic:
         why.append("APIC virtualization: " + (", ".join(sorted(apicv)) + " exits" if apicv
                                               else "AVIC events"))
+        if avic or ev.isa == "svm":
+            return "avic", why
         ipis = ev.kinds.get("ipi_send", 0)
         if ipis and not ev.reasons & {"MSR_WRITE", "APIC_WRITE", "MSR"}:
             why.append(f"{ipis} IPIs sent without an ICR exit: IPI virtualization")
@@ -72,6 +74,9 @@ def choose(ev: Evidence) -> tuple[str, list[str]]:
         return "kvm-pv", why
     if x2apic or tscdl or ev.reasons:
         why.append("no PV EOI / PV IPI / kvm-clock evidence")
+        if ev.isa == "svm":
+            why.append("AMD without AVIC: no preemption timer")
+            return "svm", why
         return "x2apic-tscdeadline", why
     why.append("no host configuration visible: the KVM default of a modern guest")
     return "kvm-pv", why
