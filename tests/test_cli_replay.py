@@ -97,13 +97,13 @@ def test_params_override_and_errors(trace, tmp_path):
                                     "--params", str(toml)])
     assert json.loads(from_file.stdout) == json.loads(cheap.stdout)
     bad = runner.invoke(app, ["replay", str(trace), "--param", "exit_rt=5"])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # a usage error
     assert "unknown parameter 'exit_rt'" in bad.stderr and "exit_roundtrip_cyc" in bad.stderr
     assert "Traceback" not in bad.output
     bad = runner.invoke(app, ["replay", str(trace), "-b", "nosuch"])
-    assert bad.exit_code == 1 and "unknown backend 'nosuch'" in bad.stderr
+    assert bad.exit_code == 2 and "unknown backend 'nosuch'" in bad.stderr
     bad = runner.invoke(app, ["replay", str(trace), "--profile", "pentium4"])
-    assert bad.exit_code == 1 and "unknown CPU profile" in bad.stderr
+    assert bad.exit_code == 2 and "unknown CPU profile" in bad.stderr
 
 
 def test_bad_trace_files_give_one_line_and_exit_1(tmp_path):
@@ -162,7 +162,7 @@ def test_events_for_some_backends_only(trace, tmp_path):
     assert run["events"] == ["apicv", "native"]
     # a backend that is not selected is an error; so is asking for rows and refusing them
     bad = runner.invoke(app, base + ["-o", str(tmp_path / "bad"), "--events-for", "eli"])
-    assert bad.exit_code == 1 and "'eli'" in bad.output and not (tmp_path / "bad").exists()
+    assert bad.exit_code == 2 and "'eli'" in bad.output and not (tmp_path / "bad").exists()
     clash = runner.invoke(app, base + ["-o", str(tmp_path / "c"), "--events-for", "apicv",
                                        "--no-events"])
     assert clash.exit_code == 2 and "contradict" in clash.output

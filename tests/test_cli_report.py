@@ -117,7 +117,7 @@ def test_stat_keys_follow_perf(results):
     assert [r["event"] for r in by_time] != [r["event"] for r in by_sample] or \
         len(by_time) < 2
     bad = runner.invoke(app, ["stat", str(results / "a"), "--key", "bogus"])
-    assert bad.exit_code == 1 and "--key must be sample" in bad.stderr
+    assert bad.exit_code == 2 and "--key must be sample" in bad.stderr
 
 
 def test_stat_zero_exit_backend_is_a_row_of_zeros(results):
@@ -128,7 +128,7 @@ def test_stat_zero_exit_backend_is_a_row_of_zeros(results):
     assert "(no exits)" in table.stdout
     assert "Total Samples:0, Total events handled time:0.00us." in table.stdout
     bad = runner.invoke(app, ["stat", str(results / "a"), "-b", "nosuch"])
-    assert bad.exit_code == 1 and "no backend 'nosuch'" in bad.stderr
+    assert bad.exit_code == 2 and "no backend 'nosuch'" in bad.stderr
     assert "native" in bad.stderr  # names those present
     bad = runner.invoke(app, ["stat", str(results / "absent")])
     assert bad.exit_code == 1 and "no such results folder" in bad.stderr
@@ -166,7 +166,7 @@ def test_stat_event_families(results):
     none = _stat_json(str(results / "a"), "-b", "apicv", "--event", "ioport")
     assert [r["samples"] for r in none] == [0]
     bad = runner.invoke(app, ["stat", str(results / "a"), "--event", "irq"])
-    assert bad.exit_code == 1 and "--event must be one of vmexit, ioport, mmio" in bad.stderr
+    assert bad.exit_code == 2 and "--event must be one of vmexit, ioport, mmio" in bad.stderr
 
 
 def test_stat_says_when_measured_table_is_empty(results, tmp_path):
@@ -248,7 +248,7 @@ def test_compare_gate_covers_overhead_and_metric_picks(results):
     ok = runner.invoke(app, ["compare", a, b, "-m", "exits_per_s", "--fail-above", "0"])
     assert ok.exit_code == 0, ok.output
     bad = runner.invoke(app, ["compare", a, b, "-m", "p42"])
-    assert bad.exit_code == 1 and "unknown metric 'p42'" in bad.stderr
+    assert bad.exit_code == 2 and "unknown metric 'p42'" in bad.stderr
 
 
 def test_compare_one_folder_default_base(results):
@@ -261,7 +261,7 @@ def test_compare_one_folder_default_base(results):
     assert out.exit_code == 0, out.output
     assert {r["versus"] for r in rows} == {"full-virt"}
     bad = runner.invoke(app, ["compare", str(results / "two"), "--base", "native"])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # usage: a backend the results do not have
     assert "no backend 'native'" in bad.stderr and "apicv, full-virt" in bad.stderr
 
 

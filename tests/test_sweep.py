@@ -208,7 +208,7 @@ def test_failing_task_does_not_stop_the_others(traces, tmp_path):
     (["-t", "nothing-*.parquet", "--grid", "G", "-o", "O"], 1, "matches no file"),
     (["-t", "T", "--grid", "G", "-o", "O", "--scheduler", "tcp://x:1"], 1,
      "--scheduler needs --executor dask"),
-    (["-t", "T", "--grid", "BADNAME", "-o", "O"], 1,
+    (["-t", "T", "--grid", "BADNAME", "-o", "O"], 2,  # a usage error
      "unknown parameter 'exit_rountrip_cyc' for the selected backends; valid: "),
     (["--summary", "O"], 1, "not a sweep dataset"),
 ])

@@ -12,11 +12,11 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from tracebench.atomic import atomic_path
+from tracebench.atomic import atomic_dir
 from tracebench.backends import resolve_backends
 from tracebench.backends.configure import configure
 from tracebench.backends.params import param_values_from_toml
-from tracebench.errors import TracebenchError
+from tracebench.errors import TracebenchError, UsageError
 from tracebench.replayer.frames import ReplayResult
 from tracebench.replayer.session import replay_traces, rows_for, write_run_record
 from tracebench.trace import TraceFile
@@ -53,6 +53,10 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
     """
     if not traces:
         raise TracebenchError("no trace given")
+    for name, value, hi in (("chunk_rows", chunk_rows, 1 << 28), ("threads", threads, 1024)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 1 <= value <= hi):
+            raise UsageError(f"{name} must be a whole number in 1..{hi}, got {value!r}")
     files = [TraceFile(t) for t in traces]  # validate every input before writing anything
     chosen = resolve_backends(list(backends) if backends else None)
     overrides = dict(param_values_from_toml(params_file)) if params_file else {}
@@ -63,8 +67,9 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
     if out is None:
         return replay_traces(files, configured, None, profile, events, chunk_rows, threads,
                              progress)
-    with atomic_path(out, force=force) as tmp:
-        tmp.mkdir(parents=True)
+    inputs = [*traces, *([params_file] if params_file else []),
+              *(c.backend.origin for c in configured if c.backend.origin.endswith(".toml"))]
+    with atomic_dir(out, "results", force=force, inputs=inputs) as tmp:
         result = replay_traces(files, configured, tmp, profile, events, chunk_rows, threads,
                                progress)
         write_run_record(tmp, files, configured, profile, events)
@@ -80,8 +85,10 @@ def synth(scenario: str, out: str | os.PathLike, *, n_cpus: int, duration: str |
     Also reachable as ``tracebench.synth(...)``.
     """
     from tracebench.scenarios import synthesize_to_file
+    from tracebench.scenarios.limits import check_synth_request
     from tracebench.units import parse_duration_ns
 
     duration_ns = duration if isinstance(duration, int) else parse_duration_ns(duration)
+    check_synth_request(scenario, out, n_cpus, duration_ns, seed, params)
     synthesize_to_file(out, scenario, n_cpus, duration_ns, seed, params, force=force)
     return Path(out)

@@ -26,6 +26,9 @@ ParamsFileOpt = Annotated[Path | None, typer.Option(
 ProfileOpt = Annotated[str | None, typer.Option(
     "--profile", help="CPU cost profile: skx-2020 (default), nhm-2010, kvm-2012, modern-2024, "
     "or a PROFILE.toml written by `tracebench calibrate -o`.")]
+#: bounds of --chunk-rows and --threads (a chunk's arrays are allocated whole)
+MAX_CHUNK_ROWS = 1 << 28
+MAX_THREADS = 1024
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 
 
@@ -69,10 +72,11 @@ def replay(
         help="Store per-event rows for this backend (repeatable; with --out); the others "
              "get summaries, exit tables and checkpoints.")] = None,
     chunk_rows: Annotated[int | None, typer.Option(
-        "--chunk-rows", min=1, help="Rows per streamed chunk (results do not depend on it).")]
+        "--chunk-rows", min=1, max=MAX_CHUNK_ROWS,
+        help="Rows per streamed chunk (results do not depend on it).")]
     = None,
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="Worker threads (default: CPU count).")] = None,
+        "--threads", min=1, max=MAX_THREADS, help="Worker threads (default: CPU count).")] = None,
     fmt: FormatOpt = OutputFormat.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):

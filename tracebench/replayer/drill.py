@@ -23,6 +23,7 @@ from tracebench import hist
 from tracebench.errors import TracebenchError
 from tracebench.replayer.perevent import JOINED_COLUMNS, joined_table, trace_table
 from tracebench.schema import METADATA_KEY
+from tracebench.signals import quiet_thread
 from tracebench.trace import DEFAULT_ROW_GROUP, TraceFile
 
 
@@ -175,7 +176,8 @@ def read_events(root: Path, backend: str | None, trace: str | None,
 
     if not jobs:
         return None
-    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1),
+                            initializer=quiet_thread) as pool:
         frames = list(pool.map(one, jobs))
     return pl.concat(frames, how="vertical_relaxed")
 

@@ -29,6 +29,7 @@ from tracebench.backends.layout import COLUMN_DTYPES, LANES, N_OUT
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
 from tracebench.schema import N_KINDS
+from tracebench.signals import quiet_thread
 from tracebench.trace import TraceFile
 
 #: rows per block when per-event rows are discarded: 64 B/row of kernel outputs stay in L2
@@ -233,6 +234,7 @@ def prefetched(chunks: Iterable[dict[str, np.ndarray]], depth: int = 1
         return False
 
     def produce():
+        quiet_thread()
         try:
             for item in chunks:
                 if not put((item, None)):
@@ -345,7 +347,7 @@ def _pipelined(units, chunks, workers: int, progress) -> None:
 
     in_flight: list[tuple[int, list]] = []
     last = [None] * len(units)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers, initializer=quiet_thread) as pool:
         try:
             for cols in chunks:
                 last = [pool.submit(after, prev, unit, cols) for prev, unit in

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracebench.schema import METADATA_KEY, EventKind, ExitReason
+from tracebench.signals import uninterrupted
 
 REASON_TYPE = pa.dictionary(pa.int8(), pa.string())
 _REASON_DICT = pa.array([r.name for r in ExitReason])
@@ -119,10 +120,12 @@ class EventWriter:
         self.writer = pq.ParquetWriter(path, schema, **EVENT_WRITE_OPTIONS)
 
     def write(self, first_row: int, out) -> None:
-        self.writer.write_table(events_table(first_row, out))
+        with uninterrupted():
+            self.writer.write_table(events_table(first_row, out))
 
     def close(self) -> None:
-        self.writer.close()
+        with uninterrupted():
+            self.writer.close()
 
 
 CHECKPOINT_SCHEMA = pa.schema([pa.field("row", pa.int64(), nullable=False),
@@ -164,12 +167,14 @@ class Checkpoints:
 
     def _flush(self) -> None:
         if self.rows:
-            self._writer.write_table(pa.table({"row": pa.array(self.rows, pa.int64()),
-                                               "state": pa.array(self.states, pa.binary())},
-                                              schema=CHECKPOINT_SCHEMA))
+            with uninterrupted():
+                self._writer.write_table(pa.table({"row": pa.array(self.rows, pa.int64()),
+                                                   "state": pa.array(self.states, pa.binary())},
+                                                  schema=CHECKPOINT_SCHEMA))
         self.rows, self.states = [], []
 
     def close(self) -> None:
         if self._writer is not None:
             self._flush()
-            self._writer.close()
+            with uninterrupted():
+                self._writer.close()

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from tracebench import hist
 from tracebench._version import __version__
 from tracebench.backends.layout import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
+from tracebench.errors import TracebenchError
 from tracebench.schema import (
     INTERRUPT_KINDS,
     METADATA_KEY,
@@ -244,9 +245,25 @@ def params_hash(digest: str) -> str:
     return digest[:PARAMS_HASH_LEN]
 
 
+#: what a partition value may be: it becomes one path component, so no separator, no
+#: leading dot (``..``, hidden files), nothing a shell or Hive reader would misread
+SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
+
+
+def safe_component(value: str, what: str) -> str:
+    """``value`` if it is safe as one path component, else a :class:`TracebenchError`."""
+    if not isinstance(value, str) or not SAFE_COMPONENT.fullmatch(value):
+        raise TracebenchError(f"{what} {value!r} cannot name a results partition (letters, "
+                              "digits, _ . + - only, not starting with '.' or '-')")
+    return value
+
+
 def partition_dir(root: Path, table: str, backend: str, params_digest: str, tid: str) -> Path:
-    return (root / table / f"backend={backend}" / f"params={params_hash(params_digest)}"
-            / f"trace={tid}")
+    # Every value is checked again here, whatever validated it before: this is the one
+    # place names from files become paths.
+    return (root / safe_component(table, "table") / f"backend={safe_component(backend, 'backend')}"
+            / f"params={safe_component(params_hash(params_digest), 'parameter hash')}"
+            / f"trace={safe_component(tid, 'trace id')}")
 
 
 def write_aggregates(root: Path, run: BackendTotals, ctx: RunContext) -> None:
@@ -257,7 +274,7 @@ def write_aggregates(root: Path, run: BackendTotals, ctx: RunContext) -> None:
         d = partition_dir(root, name, who.name, who.params_sha256, ctx.trace_id)
         d.mkdir(parents=True, exist_ok=True)
         pq.write_table(rows_table(rows, schema, ctx.metadata(who, name)), d / "part-0.parquet")
-    cfg = root / "configs" / f"{who.name}-{who.params_hash}.json"
+    cfg = root / "configs" / f"{safe_component(who.name, 'backend')}-{who.params_hash}.json"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(json.dumps({"backend": who.name, "origin": who.origin,
                                "mechanisms": dict(who.mechanisms), "params": who.params,

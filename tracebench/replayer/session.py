@@ -18,7 +18,7 @@ import pyarrow as pa
 from tracebench._version import __version__
 from tracebench.backends.configure import Configured
 from tracebench.backends.layout import S_SHIFT
-from tracebench.errors import TracebenchError
+from tracebench.errors import UsageError
 from tracebench.replayer.driver import BackendRun, replay_file
 from tracebench.replayer.frames import ReplayResult
 from tracebench.replayer.perevent import Checkpoints, EventWriter, joined_table
@@ -36,6 +36,7 @@ from tracebench.replayer.results import (
     vcpu_rows,
     write_aggregates,
 )
+from tracebench.signals import quiet_thread
 from tracebench.trace import TraceFile
 
 
@@ -62,7 +63,7 @@ def rows_for(events: bool | Sequence[str] | None, names: list[str]
     wanted = frozenset(events)
     unknown = sorted(wanted - set(names))
     if unknown:
-        raise TracebenchError(f"per-event rows asked for {unknown[0]!r}, which is not among "
+        raise UsageError(f"per-event rows asked for {unknown[0]!r}, which is not among "
                               f"the selected backends ({', '.join(names)})")
     return wanted or False
 
@@ -83,7 +84,8 @@ def replay_traces(files: Sequence[TraceFile], configured: list[Configured], root
         events = True
     summaries, exits, vcpus, event_tables = [], [], [], []
     taken: set[str] = set()
-    hasher = ThreadPoolExecutor(max_workers=1) if root is not None else None
+    hasher = (ThreadPoolExecutor(max_workers=1, initializer=quiet_thread)
+              if root is not None else None)
     try:
         for tf in files:
             # results files carry the trace's digest: hashed beside the replay, not before

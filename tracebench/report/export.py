@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from tracebench.atomic import atomic_path
+from tracebench.atomic import atomic_path, mentions
 from tracebench.errors import TracebenchError
 from tracebench.report.load import Results, event_rows
 
@@ -334,7 +334,7 @@ def export_perfetto(source: str | Path, out: str | Path, *, backends: list[str] 
                          "made_by": f"tracebench {_version()}"}}
     data = json.dumps(doc, separators=(",", ":")).encode()
     out = Path(out)
-    with atomic_path(out, force=force) as tmp:
+    with atomic_path(out, force=force, owned=mentions(b'"made_by":"tracebench ', 1 << 40)) as tmp:
         if out.suffix == ".gz":
             with gzip.open(tmp, "wb", compresslevel=6) as fh:
                 fh.write(data)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tracebench.scenarios.events import Out
+from tracebench.signals import quiet_thread, uninterrupted
 from tracebench.trace import (
     COLUMNS,
     DEFAULT_ROW_GROUP,
@@ -176,6 +177,7 @@ def write_stream(path: Path, chunks: Iterator[dict[str, np.ndarray]], meta: Trac
     with TraceWriter(path, meta, force=force, row_group=row_group) as writer:
 
         def encode():
+            quiet_thread()
             while (chunk := todo.get()) is not done:
                 if failure:
                     continue  # drain: the producer must never block on a dead writer
@@ -202,9 +204,15 @@ def write_stream(path: Path, chunks: Iterator[dict[str, np.ndarray]], meta: Trac
                 todo.put(chunk)
                 if failure:
                     break
+        except BaseException as exc:
+            failure.append(exc)  # the writer stops writing: this file will not be kept
+            raise
         finally:
-            todo.put(done)
-            thread.join()
+            # The file closes only once its writer thread is done with it (closing under a
+            # running writer left columns of two lengths): a signal waits for the join.
+            with uninterrupted():
+                todo.put(done)
+                thread.join()
         if failure:
             raise failure[0]
         if before_close is not None:
