@@ -66,7 +66,7 @@ def test_profile_file_drives_replay(fresh_cache):
     prof.write_text("[params]\nexit_roundtrip = 3\n")
     bad = runner.invoke(app, ["replay", "traces/local-guest-record.parquet", "-b", "kvm-pv",
                               "--profile", str(prof)])
-    assert bad.exit_code == 1 and "unknown parameter 'exit_roundtrip'" in bad.stderr
+    assert bad.exit_code == 2 and "unknown parameter 'exit_roundtrip'" in bad.stderr  # usage
 
 
 def test_no_compiler_is_one_line(fresh_cache, monkeypatch):

@@ -99,7 +99,7 @@ TRACES = {
 def _sorted_events(frame) -> pl.DataFrame:
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     df = df.with_columns(pl.col("kind", "exit_reason").cast(pl.String))
-    return df.with_row_index("row").sort(["backend", "row"]).drop("row")
+    return df.sort(["backend", "row"])  # row: the event's row in the trace
 
 
 def _check_same(a, b) -> None:

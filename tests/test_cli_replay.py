@@ -43,7 +43,13 @@ def test_replay_writes_dataset_atomically_and_refuses_overwrite(trace, tmp_path)
     args = ["replay", str(trace), "-b", "full-virt", "-b", "irqchip", "-o", str(out), "-q"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    events = pl.scan_parquet(out / "events", hive_partitioning=True).collect()
+    # by default no per-event rows are stored, only checkpoints to make them again
+    assert not (out / "events").exists()
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"backend=full-virt",
+                                                                  "backend=irqchip"}
+    from tracebench.replayer.results import read_events
+
+    events = read_events(out)
     assert set(events["backend"].unique()) == {"full-virt", "irqchip"}
     summary = pl.read_parquet(out / "summary", hive_partitioning=True)
     assert {"p50_ns", "p99_9_ns", "hdr", "overhead_pct"} <= set(summary.columns)
@@ -67,7 +73,7 @@ def test_replay_writes_dataset_atomically_and_refuses_overwrite(trace, tmp_path)
     import pyarrow.parquet as pq
 
     digest = hashlib.sha256(trace.read_bytes()).hexdigest()
-    for f in (out / "events").rglob("*.parquet"):
+    for f in (out / "checkpoints").rglob("*.parquet"):
         meta = json.loads(pq.read_schema(f).metadata[b"tracebench"])
         assert meta["trace_sha256"] == digest and f.parts[-4] == f"backend={meta['backend']}"
         assert f.parts[-3] == f"params={meta['params_sha256'][:12]}"
@@ -91,13 +97,13 @@ def test_params_override_and_errors(trace, tmp_path):
                                     "--params", str(toml)])
     assert json.loads(from_file.stdout) == json.loads(cheap.stdout)
     bad = runner.invoke(app, ["replay", str(trace), "--param", "exit_rt=5"])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # a usage error
     assert "unknown parameter 'exit_rt'" in bad.stderr and "exit_roundtrip_cyc" in bad.stderr
     assert "Traceback" not in bad.output
     bad = runner.invoke(app, ["replay", str(trace), "-b", "nosuch"])
-    assert bad.exit_code == 1 and "unknown backend 'nosuch'" in bad.stderr
+    assert bad.exit_code == 2 and "unknown backend 'nosuch'" in bad.stderr
     bad = runner.invoke(app, ["replay", str(trace), "--profile", "pentium4"])
-    assert bad.exit_code == 1 and "unknown CPU profile" in bad.stderr
+    assert bad.exit_code == 2 and "unknown CPU profile" in bad.stderr
 
 
 def test_bad_trace_files_give_one_line_and_exit_1(tmp_path):
@@ -140,7 +146,7 @@ def test_events_for_some_backends_only(trace, tmp_path):
     some = runner.invoke(app, base + ["-o", str(tmp_path / "some"), "--events-for", "apicv",
                                       "--events-for", "native"])
     assert some.exit_code == 0, some.output
-    full = runner.invoke(app, base + ["-o", str(tmp_path / "all")])
+    full = runner.invoke(app, base + ["-o", str(tmp_path / "all"), "--events"])
     assert full.exit_code == 0, full.output
     written = {p.name for p in (tmp_path / "some" / "events").iterdir()}
     assert written == {"backend=apicv", "backend=native"}
@@ -156,9 +162,12 @@ def test_events_for_some_backends_only(trace, tmp_path):
     assert run["events"] == ["apicv", "native"]
     # a backend that is not selected is an error; so is asking for rows and refusing them
     bad = runner.invoke(app, base + ["-o", str(tmp_path / "bad"), "--events-for", "eli"])
-    assert bad.exit_code == 1 and "'eli'" in bad.output and not (tmp_path / "bad").exists()
+    assert bad.exit_code == 2 and "'eli'" in bad.output and not (tmp_path / "bad").exists()
     clash = runner.invoke(app, base + ["-o", str(tmp_path / "c"), "--events-for", "apicv",
                                        "--no-events"])
+    assert clash.exit_code == 2 and "contradict" in clash.output
+    clash = runner.invoke(app, base + ["-o", str(tmp_path / "c"), "--events-for", "apicv",
+                                       "--events"])
     assert clash.exit_code == 2 and "contradict" in clash.output
 
 

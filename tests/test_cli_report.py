@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 import tracebench
 from tracebench.cli import app
+from tracebench.replayer.results import read_events
 from tracebench.scenarios import generate
 from tracebench.trace import write_trace
 
@@ -29,13 +30,14 @@ BACKENDS = ["native", "full-virt", "apicv", "pv-clock"]
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     d = tmp_path_factory.mktemp("rep")
-    cols, meta = generate("mixed-server", n_cpus=2, duration_ns=40_000_000, seed=4)
+    # seed 3: ordering exits by count and by mean time differ (test_stat_keys_follow_perf)
+    cols, meta = generate("mixed-server", n_cpus=2, duration_ns=40_000_000, seed=3)
     write_trace(d / "t.parquet", cols, meta)
     cols, meta = generate("timer-heavy", n_cpus=2, duration_ns=20_000_000, seed=5)
     write_trace(d / "u.parquet", cols, meta)
-    tracebench.replay([d / "t.parquet"], BACKENDS, out=d / "a")
+    tracebench.replay([d / "t.parquet"], BACKENDS, out=d / "a", events=True)
     # B differs from A by one parameter: dearer VM exits
-    tracebench.replay([d / "t.parquet"], BACKENDS, out=d / "b",
+    tracebench.replay([d / "t.parquet"], BACKENDS, out=d / "b", events=True,
                       params={"exit_roundtrip_cyc": 3000})
     tracebench.replay([d / "t.parquet", d / "u.parquet"], ["full-virt", "apicv"],
                       out=d / "two", events=False)
@@ -50,7 +52,7 @@ def _stat_json(*args) -> list[dict]:
 
 def _expected_from_rows(folder: Path, backend: str) -> dict[str, dict]:
     """perf kvm stat's figures per exit reason, from the per-event rows, exit by exit."""
-    rows = pl.read_parquet(folder / "events" / f"backend={backend}", hive_partitioning=False)
+    rows = read_events(folder, backend=backend)
     rows = rows.filter(pl.col("exits") > 0).with_columns(pl.col("exit_reason").cast(pl.String))
     out = {}
     for (reason,), part in rows.group_by(["exit_reason"]):
@@ -115,7 +117,7 @@ def test_stat_keys_follow_perf(results):
     assert [r["event"] for r in by_time] != [r["event"] for r in by_sample] or \
         len(by_time) < 2
     bad = runner.invoke(app, ["stat", str(results / "a"), "--key", "bogus"])
-    assert bad.exit_code == 1 and "--key must be sample" in bad.stderr
+    assert bad.exit_code == 2 and "--key must be sample" in bad.stderr
 
 
 def test_stat_zero_exit_backend_is_a_row_of_zeros(results):
@@ -126,7 +128,7 @@ def test_stat_zero_exit_backend_is_a_row_of_zeros(results):
     assert "(no exits)" in table.stdout
     assert "Total Samples:0, Total events handled time:0.00us." in table.stdout
     bad = runner.invoke(app, ["stat", str(results / "a"), "-b", "nosuch"])
-    assert bad.exit_code == 1 and "no backend 'nosuch'" in bad.stderr
+    assert bad.exit_code == 2 and "no backend 'nosuch'" in bad.stderr
     assert "native" in bad.stderr  # names those present
     bad = runner.invoke(app, ["stat", str(results / "absent")])
     assert bad.exit_code == 1 and "no such results folder" in bad.stderr
@@ -155,8 +157,7 @@ def test_stat_keeps_traces_apart(results):
 
 def test_stat_event_families(results):
     io = _stat_json(str(results / "a"), "-b", "full-virt", "--event", "ioport")
-    rows = pl.read_parquet(results / "a" / "events" / "backend=full-virt",
-                           hive_partitioning=False).with_columns(
+    rows = read_events(results / "a", backend="full-virt").with_columns(
         pl.col("kind", "exit_reason").cast(pl.String))
     want = (rows.filter(pl.col("exit_reason") == "IO_INSTRUCTION").group_by("kind")
             .agg(pl.col("exits").cast(pl.Int64).sum()))
@@ -165,7 +166,7 @@ def test_stat_event_families(results):
     none = _stat_json(str(results / "a"), "-b", "apicv", "--event", "ioport")
     assert [r["samples"] for r in none] == [0]
     bad = runner.invoke(app, ["stat", str(results / "a"), "--event", "irq"])
-    assert bad.exit_code == 1 and "--event must be one of vmexit, ioport, mmio" in bad.stderr
+    assert bad.exit_code == 2 and "--event must be one of vmexit, ioport, mmio" in bad.stderr
 
 
 def test_stat_says_when_measured_table_is_empty(results, tmp_path):
@@ -248,7 +249,7 @@ def test_compare_gate_covers_overhead_and_metric_picks(results):
     ok = runner.invoke(app, ["compare", a, b, "-m", "exits_per_s", "--fail-above", "5"])
     assert ok.exit_code == 0, ok.output
     bad = runner.invoke(app, ["compare", a, b, "-m", "p42"])
-    assert bad.exit_code == 1 and "unknown metric 'p42'" in bad.stderr
+    assert bad.exit_code == 2 and "unknown metric 'p42'" in bad.stderr
 
 
 def test_compare_one_folder_default_base(results):
@@ -261,7 +262,7 @@ def test_compare_one_folder_default_base(results):
     assert out.exit_code == 0, out.output
     assert {r["versus"] for r in rows} == {"full-virt"}
     bad = runner.invoke(app, ["compare", str(results / "two"), "--base", "native"])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # usage: a backend the results do not have
     assert "no backend 'native'" in bad.stderr and "apicv, full-virt" in bad.stderr
 
 

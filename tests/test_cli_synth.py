@@ -105,20 +105,20 @@ def test_list_one_scenario_shows_its_doc():
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("ipi-storm: ") and "all-but-self" in r.stdout
     assert "shootdown_targets" in r.stdout and "hz-tick" not in r.stdout
-    one_line_error(synth("nope", "--list"), 1, "unknown scenario 'nope'")
+    one_line_error(synth("nope", "--list"), 2, "unknown scenario 'nope'")
 
 
 @pytest.mark.parametrize(
     ("args", "code", "fragments"),
     [
-        (("nope", "-o", "{out}"), 1, ("unknown scenario 'nope'", "hz-tick")),
-        (("hz-tick", "-o", "{out}", "-p", "hzz=3"), 1, ("unknown parameter 'hzz'", "valid: hz")),
-        (("hz-tick", "-o", "{out}", "-p", "hz=fast"), 1, ("hz='fast'",)),
-        (("hz-tick", "-o", "{out}", "-p", "hz"), 1, ("expected name=value",)),
-        (("hz-tick", "-o", "{out}", "--duration", "ten"), 1, ("cannot parse duration 'ten'",)),
-        (("hz-tick", "-o", "{out}", "--duration", "0s"), 1, ("duration must be positive",)),
-        (("ipi-storm", "-o", "{out}", "--cpus", "1"), 1, ("needs 2..65535 vCPUs",)),
-        (("net-rr", "-o", "{out}", "-p", "requests_per_s=5M"), 1, ("busy",)),
+        (("nope", "-o", "{out}"), 2, ("unknown scenario 'nope'", "hz-tick")),
+        (("hz-tick", "-o", "{out}", "-p", "hzz=3"), 2, ("unknown parameter 'hzz'", "valid: hz")),
+        (("hz-tick", "-o", "{out}", "-p", "hz=fast"), 2, ("hz='fast'",)),
+        (("hz-tick", "-o", "{out}", "-p", "hz"), 2, ("expected name=value",)),
+        (("hz-tick", "-o", "{out}", "--duration", "ten"), 2, ("cannot parse duration 'ten'",)),
+        (("hz-tick", "-o", "{out}", "--duration", "0s"), 2, ("duration must be positive",)),
+        (("ipi-storm", "-o", "{out}", "--cpus", "1"), 2, ("needs 2..65535 vCPUs",)),
+        (("net-rr", "-o", "{out}", "-p", "requests_per_s=5M"), 2, ("busy",)),
         (("hz-tick",), 2, ("-o/--output",)),
         ((), 2, ("SCENARIO",)),
     ],

@@ -17,6 +17,7 @@ from tracebench import dataset
 from tracebench.cli import app
 from tracebench.dataset import DatasetError
 from tracebench.replayer.results import params_hash
+from tracebench.schema import RESULTS_SCHEMA_VERSION
 from tracebench.trace import file_sha256
 
 runner = CliRunner()
@@ -58,9 +59,11 @@ def test_pack_layout_manifest_and_traces_found_by_digest(built):
     facts = doc["tracebench"]
     assert {t["id"]: t["method"] for t in facts["traces"]} == {"ipis": "synth",
                                                                "timers": "synth"}
-    assert len(facts["results"]) == 3 and facts["results_schema_version"] == 3
+    assert len(facts["results"]) == 3
+    assert facts["results_schema_version"] == RESULTS_SCHEMA_VERSION
     meta = json.loads(pq.read_schema(ds / "summary/_common_metadata").metadata[b"tracebench"])
-    assert meta == {"table": "summary", "results_schema_version": 3, "schema_version": 1}
+    assert meta == {"table": "summary", "results_schema_version": RESULTS_SCHEMA_VERSION,
+                    "schema_version": 1}
     assert "vcpus/_common_metadata" in paths
     card = (ds / "README.md").read_text()
     assert "synthesized with scenario `ipi-storm`, seed 7" in card
@@ -223,7 +226,7 @@ def test_older_results_are_upgraded_when_packed(built, tmp_path, version):
     meta = json.loads(pq.read_schema(sorted(up.glob("summary/**/*.parquet"))[0])
                       .metadata[b"tracebench"])
     assert meta["upgraded_from_results_schema_version"] == version
-    assert meta["results_schema_version"] == 3
+    assert meta["results_schema_version"] == RESULTS_SCHEMA_VERSION
     n_events = len(list(up.glob("events/backend=*/params=*/trace=*/part-0.parquet")))
     assert n_events == len(list(inp["res"].glob("events/**/part-0.parquet")))
     # an upgraded dataset merges with a current one: the schemas agree
@@ -244,7 +247,7 @@ def test_newer_versions_are_named(built, tmp_path):
     out = runner.invoke(app, ["dataset", "verify", str(bad)])
     assert out.exit_code == 1
     assert ("tracebench.results_schema_version 9 is newer than this tracebench (0.1.0) reads "
-            "(up to 3); it was written by tracebench 7.0.0") in out.stderr
+            f"(up to {RESULTS_SCHEMA_VERSION}); it was written by tracebench 7.0.0") in out.stderr
 
 
 def test_merge_deduplicates_and_combines(built, tmp_path):

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import tracebench
 from tests.trace_event_checker import check
 from tracebench.cli import app
+from tracebench.replayer.results import read_events
 from tracebench.scenarios import generate
 from tracebench.trace import write_trace
 
@@ -80,8 +81,7 @@ def test_export_from_results_is_valid_and_matches_rows(replayed, tmp_path):
     pid = next(e["pid"] for e in ev if e.get("name") == "process_name"
                and e["args"]["name"].startswith("full-virt"))
     mine = [e for e in ev if e["pid"] == pid]
-    rows = pl.read_parquet(replayed / "r" / "events" / "backend=full-virt",
-                           hive_partitioning=False).with_columns(
+    rows = read_events(replayed / "r", backend="full-virt").with_columns(
         pl.col("kind", "exit_reason").cast(pl.String))
     irq = rows.filter(pl.col("kind").is_in(["timer_irq", "device_irq", "ipi_irq"]))
     assert sum(e["ph"] == "B" for e in mine) == irq.height  # one handler per interrupt

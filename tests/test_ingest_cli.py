@@ -158,12 +158,16 @@ def test_ingested_trace_replays_through_every_backend(tmp_path):
     ],
 )
 def test_field_out_of_range_names_the_line(tmp_path, payload, value):
-    """A value too wide for its column is a one-line error at its line, not a traceback."""
+    """A value too wide for its column is a one-line error at its line under --strict, not
+    a traceback; without --strict the line is skipped, counted and reported."""
     good = (DATA / "fc-guest-mixed/trace-head.txt").read_bytes().splitlines(keepends=True)
     bad = b"            bash-14674   [000] d.h..   648.914888: " + payload + b"\n"
     src = tmp_path / "wide.txt"
     src.write_bytes(b"".join(good[:60] + [bad] + good[60:80]))
-    res = runner.invoke(app, ["ingest", str(src), "-o", str(tmp_path / "o.parquet")])
+    res = runner.invoke(app, ["ingest", str(src), "-o", str(tmp_path / "skip.parquet")])
+    assert res.exit_code == 0, res.output
+    assert "skipped 1 malformed lines (first at lines 61" in " ".join(res.stderr.split())
+    res = runner.invoke(app, ["ingest", str(src), "-o", str(tmp_path / "o.parquet"), "--strict"])
     assert res.exit_code == 1, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("tracebench: error:"), res.output

@@ -242,7 +242,9 @@ def test_generated_traces_fast_equals_rules(seed, msr, perf, chunk, tmp_path, mo
     fast, slow = _ingest_both(src, tmp_path, monkeypatch, **kw)
     _assert_same(fast, slow)
     meta = fast[1]["source"]
-    assert fast[2] > 5_000 and 0 < meta["malformed_lines"] < 500
+    # malformed: the garbage lines, the late ones, and the 20-digit irq= / state= fields
+    # (numbers no column holds: skipped and counted, never a silent -1)
+    assert fast[2] > 5_000 and 0 < meta["malformed_lines"] < 1000
     assert perf or meta["events_without_cpu"] > 0
     if msr:
         assert meta["calibration"]["method"] == "hrtimer"

@@ -208,7 +208,7 @@ def test_failing_task_does_not_stop_the_others(traces, tmp_path):
     (["-t", "nothing-*.parquet", "--grid", "G", "-o", "O"], 1, "matches no file"),
     (["-t", "T", "--grid", "G", "-o", "O", "--scheduler", "tcp://x:1"], 1,
      "--scheduler needs --executor dask"),
-    (["-t", "T", "--grid", "BADNAME", "-o", "O"], 1,
+    (["-t", "T", "--grid", "BADNAME", "-o", "O"], 2,  # a usage error
      "unknown parameter 'exit_rountrip_cyc' for the selected backends; valid: "),
     (["--summary", "O"], 1, "not a sweep dataset"),
 ])
@@ -333,8 +333,9 @@ def test_per_event_rows_when_asked(traces, tmp_path):
     assert "events" in result_tables(out)
     doc = json.loads((out / "sweep.json").read_text())
     task = doc["tasks"][-1]
-    mine = (pl.read_parquet(out / "events", hive_partitioning=True)
-            .filter(pl.col("backend") == task["backend"], pl.col("params") == task["params"]))
+    from tracebench.replayer.results import read_events  # the one reader of per-event rows
+
+    mine = read_events(out, backend=task["backend"], params=task["params"])
     ref = tracebench.replay(traces[:1], [task["backend"]], params=task["values"]).events
     cols = ["ts_ns", "cpu", "latency_ns", "stall_ns", "exits", "exit_ns"]
     assert mine.height == TraceFile(traces[0]).num_rows

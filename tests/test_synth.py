@@ -23,8 +23,9 @@ from tracebench.scenarios import (
     parse_assignments,
     synthesize_to_file,
 )
-from tracebench.scenarios.events import Events, serve_fifo, serve_per_cpu
+from tracebench.scenarios.events import Out, Poisson, serve_fifo, serve_per_cpu
 from tracebench.scenarios.mixed import allocate
+from tracebench.scenarios.stream import _take_before
 from tracebench.schema import TARGET_ALL_BUT_SELF, TARGET_MASK, ClockSource, EventKind
 from tracebench.trace import read_trace
 
@@ -368,10 +369,58 @@ def test_serve_per_cpu_is_fifo_per_cpu_in_input_order(jobs):
         assert got[idx].tolist() == _serve_naive(arrival[idx], service[idx])
 
 
-def test_events_sort_is_stable_and_cut_at_the_end():
-    ev = Events(2, 100)
-    ev.add([5, 5, 100], 1, K.CLOCK_READ, arg=[1, 2, 3])
-    ev.add([5, 4], 0, K.CLOCK_READ, arg=[4, 5])
-    cols = ev.columns()
-    assert cols["ts_ns"].tolist() == [4, 5, 5, 5]
-    assert cols["arg"].tolist() == [5, 1, 2, 4]
+def test_window_rows_sort_by_time_cpu_stream_and_are_cut_at_the_end():
+    out = Out(2, 100)
+    out.add(1, [5, 5, 100], 1, K.CLOCK_READ, arg=[1, 2, 3])
+    out.add(0, [5, 4], 1, K.CLOCK_READ, arg=[4, 5])
+    out.add(0, [5, 60], 0, K.CLOCK_READ, arg=[6, 7])
+    cols, later = _take_before(out.parts, 50, 0)
+    assert cols["ts_ns"].tolist() == [4, 5, 5, 5, 5]
+    # time, then vCPU, then stream; within a stream the order it was added in
+    assert cols["arg"].tolist() == [5, 6, 4, 1, 2]
+    assert [c["arg"].tolist() for _, c in later] == [[7]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 500)), max_size=60),
+       st.integers(0, 60), st.integers(0, 5000))
+def test_serve_fifo_in_two_calls_equals_one(jobs, cut, free):
+    jobs.sort(key=lambda j: j[0])
+    arrival = np.array([a for a, _ in jobs], dtype=np.int64)
+    service = np.array([s for _, s in jobs], dtype=np.int64)
+    whole = serve_fifo(arrival, service, free)
+    first = serve_fifo(arrival[:cut], service[:cut], free)
+    rest_free = first[-1] + service[len(first) - 1] if len(first) else free
+    second = serve_fifo(arrival[cut:], service[cut:], int(rest_free))
+    assert np.concatenate([first, second]).tolist() == whole.tolist()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 3_000_000), min_size=1, max_size=6), st.integers(0, 2**40))
+def test_poisson_arrivals_do_not_depend_on_the_windows(ends, key):
+    ends = sorted(ends)
+    whole = Poisson(key, 2_000_000).until(ends[-1])
+    p = Poisson(key, 2_000_000)
+    parts = [p.until(e) for e in ends]
+    for a, b in zip((np.concatenate([t for t, _ in parts]), np.concatenate([i for _, i in parts])),
+                    whole, strict=True):
+        assert a.tolist() == b.tolist()
+    assert (np.diff(whole[0]) >= 0).all()
+    assert len(whole[0]) == 0 or whole[0][-1] < ends[-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "n_cpus", "params", "smallest"),
+    [*((name, 5, None, 40) for name in SCENARIOS),
+     # no masks above vCPU 62: one send per target
+     ("ipi-storm", 66, {"resched_per_s": 2000, "shootdown_per_s": 500}, 2000),
+     ("net-rr", 1, None, 40),  # one vCPU does both jobs
+     ("hz-tick", 3, {"skew_tick": "true", "idle": "true", "mode": "periodic"}, 40)],
+)
+def test_bytes_do_not_depend_on_the_window_size(tmp_path, name, n_cpus, params, smallest):
+    """Streaming: windows of a few dozen events, ~5000 and the default give the same file."""
+    files = [synthesize_to_file(tmp_path / f"{chunk}.parquet", name, n_cpus, SEC // 20, 7,
+                                params, chunk_events=chunk)[0]
+             for chunk in (smallest, 5000, 1 << 19)]
+    assert files[0].read_bytes() == files[1].read_bytes() == files[2].read_bytes()
+    assert read_trace(files[0])[0]["ts_ns"].size > 50

@@ -12,11 +12,11 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from tracebench.atomic import atomic_path
+from tracebench.atomic import atomic_dir
 from tracebench.backends import resolve_backends
 from tracebench.backends.configure import configure
 from tracebench.backends.params import param_values_from_toml
-from tracebench.errors import TracebenchError
+from tracebench.errors import TracebenchError, UsageError
 from tracebench.replayer.frames import ReplayResult
 from tracebench.replayer.session import replay_traces, rows_for, write_run_record
 from tracebench.trace import TraceFile
@@ -28,7 +28,7 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
            out: str | os.PathLike | None = None, force: bool = False,
            params: Mapping[str, float] | None = None,
            params_file: str | os.PathLike | None = None, profile: str | None = None,
-           events: bool | Sequence[str] = True, chunk_rows: int | None = None,
+           events: bool | Sequence[str] | None = None, chunk_rows: int | None = None,
            threads: int | None = None,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay traces through backends.
@@ -42,13 +42,21 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
     params, params_file : cost overrides (``name -> value``; a TOML file), applied to every
         selected backend that has the parameter; a name none has is an error.
     profile : CPU cost profile name (``skx-2020``, ``nhm-2010``, ``kvm-2012``, ``modern-2024``).
-    events : also produce per-event rows (off: only summaries and exit tables); or the
-        names of the backends to produce them for (the others: summaries and exit tables).
+    events : per-event rows. Default (``None``): in memory, every backend's; with ``out``,
+        none are stored but checkpoints are, so ``result.events`` and
+        ``tracebench.replayer.results.read_events`` make any backend's rows again on
+        demand (exactly, a window at a time). ``True``: store every backend's rows (compact
+        layout, README "Per-event results"); names: store those backends' rows; ``False``:
+        summaries and exit tables only.
     chunk_rows : rows per streamed chunk (results do not depend on it).
     threads : worker threads for the backends (default: CPU count).
     """
     if not traces:
         raise TracebenchError("no trace given")
+    for name, value, hi in (("chunk_rows", chunk_rows, 1 << 28), ("threads", threads, 1024)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 1 <= value <= hi):
+            raise UsageError(f"{name} must be a whole number in 1..{hi}, got {value!r}")
     files = [TraceFile(t) for t in traces]  # validate every input before writing anything
     chosen = resolve_backends(list(backends) if backends else None)
     overrides = dict(param_values_from_toml(params_file)) if params_file else {}
@@ -59,8 +67,9 @@ def replay(traces: Sequence[str | os.PathLike], backends: Sequence[str] | None =
     if out is None:
         return replay_traces(files, configured, None, profile, events, chunk_rows, threads,
                              progress)
-    with atomic_path(out, force=force) as tmp:
-        tmp.mkdir(parents=True)
+    inputs = [*traces, *([params_file] if params_file else []),
+              *(c.backend.origin for c in configured if c.backend.origin.endswith(".toml"))]
+    with atomic_dir(out, "results", force=force, inputs=inputs) as tmp:
         result = replay_traces(files, configured, tmp, profile, events, chunk_rows, threads,
                                progress)
         write_run_record(tmp, files, configured, profile, events)
@@ -76,8 +85,10 @@ def synth(scenario: str, out: str | os.PathLike, *, n_cpus: int, duration: str |
     Also reachable as ``tracebench.synth(...)``.
     """
     from tracebench.scenarios import synthesize_to_file
+    from tracebench.scenarios.limits import check_synth_request
     from tracebench.units import parse_duration_ns
 
     duration_ns = duration if isinstance(duration, int) else parse_duration_ns(duration)
+    check_synth_request(scenario, out, n_cpus, duration_ns, seed, params)
     synthesize_to_file(out, scenario, n_cpus, duration_ns, seed, params, force=force)
     return Path(out)

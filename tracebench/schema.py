@@ -17,9 +17,10 @@ SCHEMA_VERSION = 1
 #: results folder schema (summary/exits/events/vcpus/configs): 1 = ``backend=/trace=``
 #: partitions without a ``params`` column; 2 = ``backend=/params=HASH12/trace=`` partitions
 #: and a ``params`` column in summary and exits; 3 = the ``vcpus`` table and the summary's
-#: ``max_lag_ns`` and ``saturated_vcpus``. Older folders are upgraded when packed;
-#: docs/schema.md describes each version.
-RESULTS_SCHEMA_VERSION = 3
+#: ``max_lag_ns`` and ``saturated_vcpus``; 4 = ``checkpoints`` table, compact ``events``
+#: (``row`` joined to the trace, no trace columns) written on request only. Older folders
+#: are upgraded when packed; docs/schema.md describes each version.
+RESULTS_SCHEMA_VERSION = 4
 METADATA_KEY = b"tracebench"
 
 

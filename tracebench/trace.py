@@ -7,9 +7,7 @@ the trace length. Every check names the file, row and column it failed on.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +16,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tracebench._version import __version__
 from tracebench.atomic import atomic_path
 from tracebench.errors import TraceError
 from tracebench.schema import (
     METADATA_KEY,
-    SCHEMA_VERSION,
     TARGET_MASK,
     TRACE_NUMPY_DTYPES,
     TRACE_SCHEMA,
     EventKind,
 )
+from tracebench.signals import uninterrupted
+from tracebench.tracemeta import TraceMeta as TraceMeta
 
 #: rows per Parquet row group; also the unit of streaming replay
 DEFAULT_ROW_GROUP = 1 << 20
@@ -43,46 +41,6 @@ TRACE_WRITE_OPTIONS = dict(
     column_encoding={"ts_ns": "DELTA_BINARY_PACKED", "arg": "DELTA_BINARY_PACKED"},
     compression={name: "none" if name == "ts_ns" else "zstd" for name in TRACE_NUMPY_DTYPES},
 )
-
-
-@dataclasses.dataclass
-class TraceMeta:
-    """File-level metadata of a canonical trace (stored as JSON under the ``tracebench`` key).
-
-    Attributes
-    ----------
-    n_cpus : number of vCPUs; every ``cpu`` value is below it.
-    duration_ns : length of the traced interval, ns.
-    method : how it was made: ``record``, ``ingest`` or ``synth``.
-    source : details of the method (scenario + seed + parameters, or source
-        format, file names and sha256, unmapped event counts).
-    clock : clock domain of ``ts_ns`` (e.g. ``local``, ``mono``, ``x86-tsc``, ``synthetic``).
-    environment : where the trace was taken: ``{"platform": "bare-metal"|"guest"|"synthetic",
-        "hypervisor": ..., "features": [...]}``.
-    attribution : who recorded it, licence, provenance text.
-    """
-
-    n_cpus: int
-    duration_ns: int
-    method: str
-    source: dict = dataclasses.field(default_factory=dict)
-    clock: str = "unknown"
-    environment: dict = dataclasses.field(default_factory=dict)
-    attribution: str = ""
-    schema_version: int = SCHEMA_VERSION
-    tracebench_version: str = __version__
-
-    def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes, where: str) -> TraceMeta:
-        try:
-            data = json.loads(raw)
-            known = {f.name for f in dataclasses.fields(cls)}
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except (ValueError, TypeError) as exc:
-            raise TraceError(f"{where}: unreadable tracebench metadata ({exc})") from None
 
 
 def empty_columns(n: int = 0) -> dict[str, np.ndarray]:
@@ -141,6 +99,11 @@ class TraceWriter:
         self._writer = pq.ParquetWriter(self._tmp, TRACE_SCHEMA, **TRACE_WRITE_OPTIONS)
         return self
 
+    @property
+    def last_ts_ns(self) -> int | None:
+        """``ts_ns`` of the last row written so far (None before the first)."""
+        return self._last_ts
+
     def write(self, cols: dict[str, np.ndarray]) -> None:
         n = len(cols["ts_ns"])
         if n == 0:
@@ -149,16 +112,18 @@ class TraceWriter:
         if self._last_ts is not None and ts[0] < self._last_ts:
             raise TraceError(f"{self.path}: chunk starting at row {self.rows} goes back in time")
         self._last_ts = int(ts[-1])
-        self._writer.write_table(columns_to_table(cols), row_group_size=self.row_group)
+        with uninterrupted():
+            self._writer.write_table(columns_to_table(cols), row_group_size=self.row_group)
         self.rows += n
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            if exc_type is None:
-                # File-level key-value metadata can be added at close, once the
-                # duration and counts of a streamed trace are known.
-                self._writer.add_key_value_metadata({METADATA_KEY: self.meta.to_json()})
-            self._writer.close()
+            with uninterrupted():
+                if exc_type is None:
+                    # File-level key-value metadata can be added at close, once the
+                    # duration and counts of a streamed trace are known.
+                    self._writer.add_key_value_metadata({METADATA_KEY: self.meta.to_json()})
+                self._writer.close()
         finally:
             self._ctx.__exit__(exc_type, exc, tb)
         return False
@@ -211,9 +176,26 @@ class TraceFile:
                              "use `tracebench ingest` for text traces)")
         self.meta = TraceMeta.from_json(raw, where)
         _check_schema(schema, where)
-        if self.meta.n_cpus < 1 or self.meta.n_cpus > 65535:
-            raise TraceError(f"{where}: metadata n_cpus={self.meta.n_cpus} is out of range")
         self.num_rows = self._pf.metadata.num_rows
+        last_ts = self._last_ts_from_footer()
+        if last_ts is not None and last_ts > self.meta.duration_ns:
+            # summaries divide by the duration: a short one makes absurd rates and overheads
+            raise TraceError(f"{where}: metadata duration_ns={self.meta.duration_ns} is shorter "
+                             f"than the last event's ts_ns {last_ts}")
+
+    def _last_ts_from_footer(self) -> int | None:
+        """The last row group's largest ``ts_ns`` from the footer statistics, if written."""
+        md = self._pf.metadata
+        if md.num_row_groups == 0:
+            return None
+        try:
+            col = self._pf.schema_arrow.get_field_index("ts_ns")
+            stats = md.row_group(md.num_row_groups - 1).column(col).statistics
+        except (IndexError, pa.ArrowException):
+            return None
+        if stats is None or not stats.has_min_max or not isinstance(stats.max, int):
+            return None
+        return stats.max
 
     def chunks(self, rows: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Yield validated numpy column chunks in file order (kind as int8 code)."""
@@ -241,6 +223,57 @@ class TraceFile:
 
     def sha256(self) -> str:
         return file_sha256(self.path)
+
+    # Random access (per-event drill-down, ``replayer/drill.py``): only the row groups that
+    # hold the rows asked for are decoded.
+
+    def _group_starts(self) -> np.ndarray:
+        md = self._pf.metadata
+        sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+        return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+
+    def read_rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Validated columns of rows ``start`` (inclusive) to ``stop`` (exclusive)."""
+        where = str(self.path)
+        start, stop = max(0, int(start)), min(int(stop), self.num_rows)
+        if stop <= start:
+            return empty_columns(0)
+        bounds = self._group_starts()
+        first = int(np.searchsorted(bounds, start, side="right")) - 1
+        last = int(np.searchsorted(bounds, stop, side="left"))
+        try:
+            table = self._pf.read_row_groups(list(range(first, last)), columns=list(COLUMNS))
+        except (pa.ArrowException, OSError) as exc:
+            raise TraceError(f"{where}: corrupt or truncated Parquet data near row {start} "
+                             f"({_one_line(exc)})") from None
+        batch = table.slice(start - int(bounds[first]), stop - start).combine_chunks()
+        cols = _batch_to_numpy(batch.to_batches()[0] if batch.num_rows else
+                               pa.RecordBatch.from_pylist([], schema=batch.schema), where, start)
+        validate_columns(cols, self.meta.n_cpus, where, start)
+        return cols
+
+    def rows_between(self, start_ns: int, end_ns: int) -> tuple[int, int]:
+        """The row range ``[first, stop)`` of the events with ``start_ns <= ts_ns < end_ns``.
+
+        Row-group statistics pick the groups to decode; rows are sorted by ``ts_ns``.
+        """
+        bounds = self._group_starts()
+        md = self._pf.metadata
+        col = self._pf.schema_arrow.get_field_index("ts_ns")
+
+        def row_at(t: int) -> int:  # first row with ts_ns >= t
+            for g in range(md.num_row_groups):
+                stats = md.row_group(g).column(col).statistics
+                if stats is not None and stats.has_min_max and stats.max < t:
+                    continue
+                ts = self._pf.read_row_group(g, columns=["ts_ns"]).column(0).to_numpy()
+                k = int(np.searchsorted(ts, t, side="left"))
+                if k < len(ts):
+                    return int(bounds[g]) + k
+            return self.num_rows
+
+        first = row_at(int(start_ns))
+        return first, max(first, row_at(int(end_ns)))
 
 
 def read_trace(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], TraceMeta]:

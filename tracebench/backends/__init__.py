@@ -17,15 +17,18 @@ A plug-in package declares ``[project.entry-points."tracebench.backends"]``
 from __future__ import annotations
 
 import importlib
+import os
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from tracebench.backends.base import Backend
-from tracebench.backends.params import load_toml
+from tracebench.backends.tomlfile import backend_spec, check_name
 from tracebench.errors import ParamError
 
 ENTRY_POINT_GROUP = "tracebench.backends"
+#: how deep ``base = "other.toml"`` chains may go
+MAX_BASE_DEPTH = 16
 
 _BUILTIN_MODULES = (
     "native", "full_virt", "apic_hooks", "pv_clock", "irqchip",  # the 2007 design space
@@ -57,6 +60,7 @@ def plugin_backends() -> dict[str, Backend]:
                              f"{exc}") from None
         if not isinstance(backend, Backend):
             raise ParamError(f"backend plug-in {ep.name!r} ({ep.value}) is not a Backend")
+        check_name(backend.name, f"backend plug-in {ep.name!r} ({ep.value})")
         if backend.name in builtin_backends():
             raise ParamError(f"backend plug-in {ep.name!r} reuses built-in name {backend.name!r}")
         out[backend.name] = backend
@@ -68,38 +72,48 @@ def registered_backends() -> dict[str, Backend]:
     return {**builtin_backends(), **plugin_backends()}
 
 
-def backend_from_toml(path: str | Path) -> Backend:
-    """Compose a backend from a TOML file (see module docstring)."""
+def backend_from_toml(path: str | Path, _chain: tuple[str, ...] = ()) -> Backend:
+    """Compose a backend from a TOML file (see module docstring).
+
+    ``base`` may name a registered backend or another ``.toml`` file (relative to the
+    current folder, else to this file's folder); a chain of bases that comes back to a
+    file already in it is an error."""
     p = Path(path)
-    data = load_toml(p)
     where = str(p)
-    unknown = set(data) - {"name", "description", "base", "mechanisms", "params"}
-    if unknown:
-        raise ParamError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected name, "
-                         "description, base, [mechanisms], [params]")
-    name = data.get("name") or p.stem
+    key = os.path.realpath(p)
+    if key in _chain:
+        loop = " -> ".join([*_chain[_chain.index(key):], key])
+        raise ParamError(f"{where}: base refers back to itself ({loop})")
+    if len(_chain) >= MAX_BASE_DEPTH:
+        raise ParamError(f"{where}: more than {MAX_BASE_DEPTH} nested bases")
+    spec = backend_spec(p)
     mech: dict = {}
     params: dict = {}
-    if "base" in data:
-        base = get_backend(str(data["base"]))
+    if spec["base"] is not None:
+        base_spec = spec["base"]
+        if base_spec.endswith(".toml") and not Path(base_spec).is_absolute() \
+                and not Path(base_spec).exists() and (p.parent / base_spec).exists():
+            base_spec = str(p.parent / base_spec)
+        try:
+            base = get_backend(base_spec, (*_chain, key))
+        except ParamError as exc:
+            msg = str(exc)
+            raise ParamError(msg if msg.startswith(where) else f"{where}: base: {msg}") from None
         mech.update(base.mechanisms)
         params.update(base.param_defaults)
-    mech.update(data.get("mechanisms", {}))
-    for k, v in data.get("params", {}).items():
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ParamError(f"{where}: parameter {k} must be a number, got {v!r}")
-        params[k] = v
+    mech.update(spec["mechanisms"])
+    params.update(spec["params"])
     try:
-        return Backend(name=name, description=data.get("description", f"user backend from {p}"),
-                       mechanisms=mech, param_defaults=params, origin=where)
+        return Backend(name=spec["name"], description=spec["description"], mechanisms=mech,
+                       param_defaults=params, origin=where)
     except ParamError as exc:
         raise ParamError(f"{where}: {exc}") from None
 
 
-def get_backend(spec: str) -> Backend:
+def get_backend(spec: str, _chain: tuple[str, ...] = ()) -> Backend:
     """A registered name, or the path of a ``.toml`` backend file."""
     if spec.endswith(".toml"):
-        return backend_from_toml(spec)
+        return backend_from_toml(spec, _chain)
     found = registered_backends().get(spec)
     if found is None:
         raise ParamError(f"unknown backend {spec!r}; known: {', '.join(registered_backends())} "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -106,21 +105,19 @@ def parse_assignments(items: Iterable[str]) -> dict[str, float]:
 
 
 def load_toml(path: str | Path) -> dict:
-    """Read a TOML file; syntax errors name the file and line."""
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ParamError(f"{p}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ParamError(f"{p}: {exc}") from None
+    """Read a TOML file; every failure (missing, folder, unreadable, not UTF-8, syntax) is
+    one line naming the file (and the line, for syntax)."""
+    from tracebench.backends.tomlfile import read_toml
+
+    return read_toml(path)
 
 
 def param_values_from_toml(path: str | Path) -> dict[str, float]:
     """Parameter overrides from a TOML file: top-level keys or a ``[params]`` table."""
     data = load_toml(path)
     table = data.get("params", data)
+    if not isinstance(table, dict):
+        raise ParamError(f"{path}: params must be a table, got {table!r}"[:200])
     out = {}
     for k, v in table.items():
         if isinstance(v, dict):

@@ -57,17 +57,61 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+class Terminated(TracebenchError):
+    """SIGTERM or SIGHUP arrived: raised in the main thread so that every ``finally`` and
+    every atomic writer removes its temporaries (Python's default would just exit)."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.exit_code = 128 + signum
+        super().__init__(f"terminated by {signal.Signals(signum).name}: nothing written, "
+                         "temporaries removed")
+
+
+def _terminate(signum, frame) -> None:
+    from tracebench.signals import hold
+
+    if not hold(signum):  # inside a writer's critical call: raised when it returns
+        raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def user_errors(func):
-    """Turn :class:`TracebenchError` (a user mistake or bad input) into one line + exit 1."""
+    """Turn :class:`TracebenchError` (a user mistake or bad input) into one line and its
+    exit code (1 data/runtime, 2 usage); an OS failure or exhausted memory into one line
+    and exit 1."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with _terminate_cleanly():
+                return func(*args, **kwargs)
         except TracebenchError as exc:
-            fail(str(exc))
+            fail(" ".join(str(exc).splitlines()), code=exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", code=130)
+        except OSError as exc:  # the environment failed (disk, permissions), not the code
+            from tracebench.atomic import os_error
+
+            fail(str(os_error(exc, "output")).replace("cannot write", "I/O error"))
+        except MemoryError:
+            fail("out of memory (try a shorter trace, fewer vCPUs or --chunk-rows)")
 
     return wrapper
 

@@ -103,8 +103,10 @@ def ingest_cmd(
     clock: Annotated[str, typer.Option(help="trace_clock the text was written with.")] = "unknown",
 ) -> None:
     """Turn ftrace / trace-cmd / perf script / KVM host text into a canonical trace."""
+    from tracebench.atomic import check_output_path
     from tracebench.ingest import ingest
 
+    check_output_path(output, files)  # before reading a byte: never over an input
     bar, cb = _progress()
     try:
         if bar is not None:
@@ -146,7 +148,9 @@ def record_cmd(
     keep_text: Annotated[
         Path | None, typer.Option(help="Also keep the raw ftrace text here.")
     ] = None,
-    buffer_kb: Annotated[int, typer.Option(help="Per-CPU ring buffer size, KiB.")] = 8192,
+    buffer_kb: Annotated[
+        int, typer.Option(min=1, max=1 << 22, help="Per-CPU ring buffer size, KiB.")
+    ] = 8192,
     list_presets: Annotated[
         bool, typer.Option("--list-presets", help="Print the event presets and exit.")
     ] = False,
@@ -162,6 +166,11 @@ def record_cmd(
         for name, evs in record.PRESETS.items():
             print(f"{name}: {','.join(evs)}")
         return
+    from tracebench.atomic import check_output_path
+
+    check_output_path(output, [keep_text] if keep_text else [])
+    if keep_text is not None:
+        check_output_path(keep_text, [output])
     command = list(ctx.args)
     console = stderr_console()
     result = record.record(

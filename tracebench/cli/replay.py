@@ -26,6 +26,9 @@ ParamsFileOpt = Annotated[Path | None, typer.Option(
 ProfileOpt = Annotated[str | None, typer.Option(
     "--profile", help="CPU cost profile: skx-2020 (default), nhm-2010, kvm-2012, modern-2024, "
     "or a PROFILE.toml written by `tracebench calibrate -o`.")]
+#: bounds of --chunk-rows and --threads (a chunk's arrays are allocated whole)
+MAX_CHUNK_ROWS = 1 << 28
+MAX_THREADS = 1024
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 
 
@@ -57,32 +60,38 @@ def replay(
     param: ParamOpt = None,
     params: ParamsFileOpt = None,
     profile: ProfileOpt = None,
-    events: Annotated[bool, typer.Option(
-        "--events/--no-events", help="Write per-event rows (with --out).")] = True,
+    events: Annotated[bool | None, typer.Option(
+        "--events/--no-events",
+        help="With --out: --events stores every backend's per-event rows (compact, joined "
+             "to the trace by row; large: ~5 B a row per backend); --no-events stores "
+             "summaries and exit tables only. Default: no rows, but checkpoints from which "
+             "`read_events` makes any backend's rows again, exactly.",
+        show_default=False)] = None,
     events_for: Annotated[list[str] | None, typer.Option(
         "--events-for", metavar="BACKEND",
-        help="Write per-event rows only for this backend (repeatable; with --out): the "
-             "others get summaries and exit tables. Per-event rows cost far more than "
-             "the replay (Parquet encoding).")] = None,
+        help="Store per-event rows for this backend (repeatable; with --out); the others "
+             "get summaries, exit tables and checkpoints.")] = None,
     chunk_rows: Annotated[int | None, typer.Option(
-        "--chunk-rows", min=1, help="Rows per streamed chunk (results do not depend on it).")]
+        "--chunk-rows", min=1, max=MAX_CHUNK_ROWS,
+        help="Rows per streamed chunk (results do not depend on it).")]
     = None,
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="Worker threads (default: CPU count).")] = None,
+        "--threads", min=1, max=MAX_THREADS, help="Worker threads (default: CPU count).")] = None,
     fmt: FormatOpt = OutputFormat.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """Replay traces through every backend (or -b ...) and print the comparison table.
 
-    Without --out nothing is written; with it, the results dataset (per-event rows,
-    exit reasons, summaries with HdrHistograms) goes to that folder.
+    Without --out nothing is written; with it, the results dataset (summaries with
+    HdrHistograms, exit reasons, checkpoints for per-event drill-down, per-event rows
+    with --events/--events-for) goes to that folder.
     """
     from tracebench.api import replay as run_replay
     from tracebench.backends.params import parse_assignments
 
     overrides = parse_assignments(param or [])
-    if events_for and not events:
-        raise typer.BadParameter("--events-for and --no-events contradict each other",
+    if events_for and events is not None:
+        raise typer.BadParameter("--events-for and --events/--no-events contradict each other",
                                  param_hint="--events-for")
     wanted_rows = events_for if events_for else events
     prog, advance = _progress_bar(traces, quiet)
@@ -107,8 +116,8 @@ def replay(
     print_rows(rows, fmt, title=title)
     _warn_saturated(result.saturated())
     if out is not None and not quiet:
-        stderr_console().print(f"results written to {out}/ (events, exits, summary, vcpus, "
-                               "configs)", markup=False)
+        stderr_console().print(f"results written to {out}/ (summary, exits, vcpus, "
+                               "checkpoints, configs; events with --events)", markup=False)
 
 
 def _warn_saturated(rows: list[dict]) -> None:

@@ -74,6 +74,9 @@ def synth(
 
     duration_ns = parse_duration_ns(duration)
     params = lib.parse_assignments(param)
+    from tracebench.scenarios.limits import check_synth_request
+
+    check_synth_request(scenario, output, cpus, duration_ns, seed, params)
     started = time.perf_counter()
     path, meta, n_events = lib.synthesize_to_file(
         output, scenario, cpus, duration_ns, seed, params, force=force

@@ -22,7 +22,7 @@ from tracebench.schema import METADATA_KEY, RESULTS_SCHEMA_VERSION
 #: largest tracebench footer / config JSON read from an input
 META_MAX_BYTES = 4 << 20
 #: the results tables a dataset may hold (``replay -o`` writes them)
-TABLES = ("summary", "exits", "events", "vcpus")
+TABLES = ("summary", "exits", "events", "vcpus", "checkpoints")
 
 
 def sha256_bytes(raw: bytes) -> str:

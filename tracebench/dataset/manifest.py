@@ -82,8 +82,10 @@ _TABLE_TEXT = {
                "overhead %, p50/p90/p99/p99.9/max and the HdrHistogram (base64 V2, column hdr)",
     "exits": "per vCPU x exit reason: count, samples %, time %, total/min/max/mean ns "
              "(perf kvm stat report columns)",
-    "events": "per input event: start, latency, stall, exits, exit reason, exit time, "
-              "timer error (ns)",
+    "events": "per input event (row: its row in the trace file, to join on): start, latency, "
+              "stall, exits, exit reason, exit time, timer error (ns)",
+    "checkpoints": "replay state (every vCPU's, kernel layout) at chunk starts: what "
+                   "tracebench.read_events replays a window again from",
     "vcpus": "per vCPU: exits, exit time, overhead %, final lag behind the trace, lag %, "
              "saturated flag",
 }

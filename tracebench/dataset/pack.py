@@ -86,6 +86,14 @@ def pack(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                          licenses=licenses, force=force)
 
 
+def _replaceable(out: Path) -> bool:
+    try:
+        _check_replaceable(out, True)
+    except DatasetError:
+        return False
+    return True
+
+
 def _check_replaceable(out: Path, force: bool) -> None:
     if not out.exists() and not out.is_symlink():
         return
@@ -114,7 +122,8 @@ def write_dataset(members: dict[str, Member], facts: dict, out: Path, *, title: 
             raise DatasetError(f"{rel}: an input file would overwrite a generated file")
     facts = {**facts, "trace_schema_version": SCHEMA_VERSION,
              "results_schema_version": RESULTS_SCHEMA_VERSION}
-    with atomic_path(out, force=force) as tmp:
+    # a dataset lists every file it holds: no marker file; _check_replaceable decided
+    with atomic_path(out, force=force, owned=_replaceable) as tmp:
         tmp.mkdir(parents=True)
         entries: dict[str, tuple[int, str, pa.Schema | None]] = {}
         for rel in sorted(members):

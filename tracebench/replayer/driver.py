@@ -29,6 +29,7 @@ from tracebench.backends.layout import COLUMN_DTYPES, LANES, N_OUT
 from tracebench.backends.model import CompiledModel
 from tracebench.backends.params import ParamSet
 from tracebench.schema import N_KINDS
+from tracebench.signals import quiet_thread
 from tracebench.trace import TraceFile
 
 #: rows per block when per-event rows are discarded: 64 B/row of kernel outputs stay in L2
@@ -233,6 +234,7 @@ def prefetched(chunks: Iterable[dict[str, np.ndarray]], depth: int = 1
         return False
 
     def produce():
+        quiet_thread()
         try:
             for item in chunks:
                 if not put((item, None)):
@@ -261,7 +263,9 @@ def replay_file(trace: TraceFile, configured: list[Configured],
                 threads: int | None = None,
                 progress: Callable[[int], None] | None = None,
                 sink_copies: bool = False,
-                rows_for: Collection[str] | None = None) -> list[BackendRun]:
+                rows_for: Collection[str] | None = None,
+                checkpoint: Callable[[BackendRun, int], None] | None = None
+                ) -> list[BackendRun]:
     """Replay one trace through every configured backend; ``sink`` receives each output chunk.
 
     Parameters
@@ -275,6 +279,9 @@ def replay_file(trace: TraceFile, configured: list[Configured],
         copies them), so each unit reuses one set of arrays for every chunk.
     rows_for : names of the backends whose rows go to the sink (default: all); the
         others keep their aggregates only.
+    checkpoint : called with each run and a row number before the run replays the chunk
+        that starts at that row (its ``state`` is then the state at that row), so that a
+        stretch of the trace can be replayed again exactly from there (``drill.py``).
 
     Without a sink only the aggregates are kept, and the kernels run in cache-sized
     blocks. The next chunk is read on a background thread while the kernels run.
@@ -295,9 +302,22 @@ def replay_file(trace: TraceFile, configured: list[Configured],
                 sink(member, cols, out)
         return run
 
+    def checkpointed(unit: BackendRun | LaneGroup, fn):
+        if checkpoint is None:
+            return fn
+        members = unit.runs if isinstance(unit, LaneGroup) else [unit]
+        done = [0]  # rows this unit has replayed: it takes the chunks in order
+
+        def run(cols):
+            for member in members:
+                checkpoint(member, done[0])
+            fn(cols)
+            done[0] += len(cols["ts_ns"])
+        return run
+
     units: list[Callable[[dict[str, np.ndarray]], None]] = [
-        rows_kept(u) for u in replay_units([r for r in runs if keeps_rows(r)])]
-    units += [(lambda cols, u=u: u.run_aggregates(cols, hdr))
+        checkpointed(u, rows_kept(u)) for u in replay_units([r for r in runs if keeps_rows(r)])]
+    units += [checkpointed(u, lambda cols, u=u: u.run_aggregates(cols, hdr))
               for u in replay_units([r for r in runs if not keeps_rows(r)])]
     workers = max(1, min(len(units), threads or os.cpu_count() or 1))
     with contextlib.closing(prefetched(trace.chunks(chunk_rows))) as chunks:
@@ -327,7 +347,7 @@ def _pipelined(units, chunks, workers: int, progress) -> None:
 
     in_flight: list[tuple[int, list]] = []
     last = [None] * len(units)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers, initializer=quiet_thread) as pool:
         try:
             for cols in chunks:
                 last = [pool.submit(after, prev, unit, cols) for prev, unit in

@@ -19,7 +19,8 @@ class ReplayResult:
     The frames are built on first access: importing polars costs ~0.2 s, which the CLI's
     comparison table, read from the Arrow tables, does not pay. ``events`` is given as
     the in-memory row tables, ``(backend, params hash, trace id, chunks)`` per run, or
-    ``None`` when no rows were made; with ``out`` set the rows are read back from there.
+    ``None`` when no rows were made (``events=False``); with ``out`` set the rows are read
+    back from there, or made again from its checkpoints.
     """
 
     def __init__(self, summary: pa.Table, exits: pa.Table,
@@ -56,16 +57,23 @@ class ReplayResult:
         return [r for r in self._vcpus.to_pylist() if r["saturated"]]
 
     @functools.cached_property
-    def events(self) -> pl.DataFrame | pl.LazyFrame | None:
+    def events(self) -> pl.DataFrame | None:
+        """Every per-event row, joined to its trace (``perevent.JOINED_COLUMNS``); from a
+        results folder through ``results.read_events`` (stored rows, or rows made again
+        from checkpoints)."""
         import polars as pl
+
+        from tracebench.replayer.perevent import JOINED_COLUMNS
 
         if self._events is None:
             return None
         if self.out is not None:
-            return pl.scan_parquet(self.out / "events", hive_partitioning=True)
+            from tracebench.replayer.results import read_events
+
+            return read_events(self.out)
         frames = [pl.from_arrow(pa.concat_tables(tables))
                   .with_columns(backend=pl.lit(backend), params=pl.lit(phash),
-                                trace=pl.lit(trace))
+                                trace=pl.lit(trace)).select(JOINED_COLUMNS)
                   for backend, phash, trace, tables in self._events]
         return pl.concat(frames, how="vertical_relaxed") if frames else None
 

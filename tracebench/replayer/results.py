@@ -2,7 +2,8 @@
 
 Layout under the output folder (Hive partitions, readable by polars, pyarrow, DuckDB)::
 
-    events/backend=NAME/params=HASH/trace=ID/part-0.parquet
+    checkpoints/backend=NAME/params=HASH/trace=ID/part-0.parquet   (perevent.py)
+    events/backend=NAME/params=HASH/trace=ID/part-0.parquet        (on request; perevent.py)
     exits/backend=NAME/params=HASH/trace=ID/part-0.parquet
     summary/backend=NAME/params=HASH/trace=ID/part-0.parquet
     vcpus/backend=NAME/params=HASH/trace=ID/part-0.parquet
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq
 from tracebench import hist
 from tracebench._version import __version__
 from tracebench.backends.layout import A_COUNT, E_COUNT, E_MAX, E_MIN, E_TOTAL
+from tracebench.errors import TracebenchError
 from tracebench.schema import (
     INTERRUPT_KINDS,
     METADATA_KEY,
@@ -41,37 +43,6 @@ from tracebench.schema import (
     ExitReason,
 )
 from tracebench.trace import TraceFile
-
-REASON_TYPE = pa.dictionary(pa.int8(), pa.string())
-_REASON_DICT = pa.array([r.name for r in ExitReason])
-_KIND_DICT = pa.array(EventKind.labels())
-
-# Only the timer error can be missing; declaring the other columns required spares the
-# Parquet writer a definition level per value.
-EVENT_SCHEMA = pa.schema([
-    pa.field("ts_ns", pa.int64(), nullable=False), pa.field("cpu", pa.uint16(), nullable=False),
-    pa.field("kind", pa.dictionary(pa.int8(), pa.string()), nullable=False),
-    pa.field("start_ns", pa.int64(), nullable=False),
-    pa.field("latency_ns", pa.int64(), nullable=False),
-    pa.field("stall_ns", pa.int64(), nullable=False),
-    pa.field("exits", pa.uint16(), nullable=False),
-    pa.field("exit_reason", REASON_TYPE, nullable=False),
-    pa.field("exit_ns", pa.int64(), nullable=False), ("timer_error_ns", pa.int64()),
-])
-#: How per-event columns are stored (measured on 1 Mi-row chunks: ~2x faster than zstd +
-#: dictionary + statistics on every column, same size). Sorted or small-step columns are
-#: delta-packed and left uncompressed (zstd gains ~5% there at a third of the write time);
-#: few-valued columns are dictionary-encoded and zstd-compressed; ``exit_ns`` (idle times
-#: make it many-valued: the dictionary overflowed and fell back to plain after being built)
-#: is plain + zstd, 27 -> 20 ns a row for +0.06 B; min/max statistics are kept where
-#: filters use them. No BYTE_STREAM_SPLIT on integers: DuckDB reads it only since mid-2026.
-_DELTA_COLUMNS = ("ts_ns", "start_ns", "cpu", "exits")
-EVENT_WRITE_OPTIONS = dict(
-    use_dictionary=["kind", "exit_reason", "stall_ns", "latency_ns", "timer_error_ns"],
-    column_encoding={c: "DELTA_BINARY_PACKED" for c in _DELTA_COLUMNS},
-    compression={f.name: "none" if f.name in _DELTA_COLUMNS else "zstd" for f in EVENT_SCHEMA},
-    write_statistics=["ts_ns", "start_ns", "latency_ns"],
-)
 
 
 def trace_id(path: Path, taken: set[str]) -> str:
@@ -137,26 +108,15 @@ class RunContext:
             "table": table, "schema_version": SCHEMA_VERSION, "tracebench_version": __version__,
             "results_schema_version": RESULTS_SCHEMA_VERSION,
             "trace_id": self.trace_id, "trace_file": str(self.trace.path),
+            # where per-event drill-down finds the trace again, and how it checks it
+            "trace_path": str(self.trace.path.resolve()), "trace_rows": self.trace.num_rows,
+            "trace_bytes": self.trace.path.stat().st_size,
             "trace_sha256": self.trace_sha256, "trace": dataclasses.asdict(self.trace.meta),
             "backend": who.name, "backend_origin": who.origin,
             "mechanisms": dict(who.mechanisms), "profile": self.profile,
             "params": who.params, "params_sha256": who.params_sha256,
             "model_ns": who.model_ns,
         }
-
-
-def events_table(cols, out) -> pa.Table:
-    """One chunk's rows: trace columns and a kernel's typed output columns."""
-    terr = out["timer_error_ns"]
-    arrays = [
-        pa.array(cols["ts_ns"]), pa.array(cols["cpu"]),
-        pa.DictionaryArray.from_arrays(pa.array(cols["kind"], pa.int8()), _KIND_DICT),
-        pa.array(out["start_ns"]), pa.array(out["latency_ns"]), pa.array(out["stall_ns"]),
-        pa.array(out["exits"]),
-        pa.DictionaryArray.from_arrays(pa.array(out["exit_reason"], pa.int8()), _REASON_DICT),
-        pa.array(out["exit_ns"]), pa.array(terr, mask=terr < 0),
-    ]
-    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
 def _pct_row(counts: np.ndarray) -> dict:
@@ -285,24 +245,25 @@ def params_hash(digest: str) -> str:
     return digest[:PARAMS_HASH_LEN]
 
 
+#: what a partition value may be: it becomes one path component, so no separator, no
+#: leading dot (``..``, hidden files), nothing a shell or Hive reader would misread
+SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
+
+
+def safe_component(value: str, what: str) -> str:
+    """``value`` if it is safe as one path component, else a :class:`TracebenchError`."""
+    if not isinstance(value, str) or not SAFE_COMPONENT.fullmatch(value):
+        raise TracebenchError(f"{what} {value!r} cannot name a results partition (letters, "
+                              "digits, _ . + - only, not starting with '.' or '-')")
+    return value
+
+
 def partition_dir(root: Path, table: str, backend: str, params_digest: str, tid: str) -> Path:
-    return (root / table / f"backend={backend}" / f"params={params_hash(params_digest)}"
-            / f"trace={tid}")
-
-
-class EventWriter:
-    """Streams one (backend, trace)'s per-event chunks into ``events/.../part-0.parquet``."""
-
-    def __init__(self, path: Path, meta: dict):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        schema = EVENT_SCHEMA.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
-        self.writer = pq.ParquetWriter(path, schema, **EVENT_WRITE_OPTIONS)
-
-    def write(self, cols, out) -> None:
-        self.writer.write_table(events_table(cols, out))
-
-    def close(self) -> None:
-        self.writer.close()
+    # Every value is checked again here, whatever validated it before: this is the one
+    # place names from files become paths.
+    return (root / safe_component(table, "table") / f"backend={safe_component(backend, 'backend')}"
+            / f"params={safe_component(params_hash(params_digest), 'parameter hash')}"
+            / f"trace={safe_component(tid, 'trace id')}")
 
 
 def write_aggregates(root: Path, run: BackendTotals, ctx: RunContext) -> None:
@@ -313,9 +274,43 @@ def write_aggregates(root: Path, run: BackendTotals, ctx: RunContext) -> None:
         d = partition_dir(root, name, who.name, who.params_sha256, ctx.trace_id)
         d.mkdir(parents=True, exist_ok=True)
         pq.write_table(rows_table(rows, schema, ctx.metadata(who, name)), d / "part-0.parquet")
-    cfg = root / "configs" / f"{who.name}-{who.params_hash}.json"
+    cfg = root / "configs" / f"{safe_component(who.name, 'backend')}-{who.params_hash}.json"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(json.dumps({"backend": who.name, "origin": who.origin,
                                "mechanisms": dict(who.mechanisms), "params": who.params,
                                "params_sha256": who.params_sha256}, indent=2, sort_keys=True)
                    + "\n")
+
+
+def read_events(root, backend: str | None = None, trace: str | None = None,
+                window: tuple[int, int] | None = None, trace_file=None, *,
+                params: str | None = None, made_again: bool = True, missing_ok: bool = False):
+    """Per-event rows of a results folder, joined to their trace: a polars DataFrame.
+
+    The one reader of per-event results (reports, exports and the API go through it).
+    Rows written with ``--events`` / ``--events-for`` are read back; for any other
+    backend the rows are made again by replaying the stretch asked for from the
+    checkpoint before it: exactly the rows a full replay writes, in the time of a chunk.
+
+    Parameters
+    ----------
+    root : results folder (``replay -o``).
+    backend, trace : a backend name and a trace id (partition values); ``None``: all.
+    window : ``(start_ns, end_ns)``: only events with ``start_ns <= ts_ns < end_ns``.
+    trace_file : where the trace is now, if it moved since the replay (checked by size
+        and row count against what the results recorded).
+    params : a parameter-set hash (``params=`` partition); ``None``: all.
+    made_again : replay from checkpoints where no rows are stored (``False``: stored rows
+        only; what a whole-folder summary such as ``stat`` wants on a long trace).
+    missing_ok : no replay matching the selection gives ``None`` instead of an error.
+
+    Returns
+    -------
+    One row per (backend, params, trace, event), columns
+    :data:`~tracebench.replayer.perevent.JOINED_COLUMNS` (``row``: the event's row in
+    its trace), in partition order then row order; ``None`` if ``made_again`` is off and
+    no rows are stored for the selection, or nothing matches and ``missing_ok``.
+    """
+    from tracebench.replayer.drill import read_events as read
+
+    return read(Path(root), backend, trace, window, trace_file, params, made_again, missing_ok)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tracebench.errors import TracebenchError
+from tracebench.errors import TracebenchError, UsageError
 from tracebench.report.load import Results, param_differences, select
 
 #: metric name -> (summary metric, column) it reads; latency rows give every kind's
@@ -35,7 +35,7 @@ def _long(summary: pl.DataFrame, kinds: list[str]) -> pl.DataFrame:
     known = set(lat["kind"].unique().to_list()) | {TIMER_ERROR}
     missing = [k for k in kinds if k not in known]
     if missing:
-        raise TracebenchError(f"no event kind {missing[0]!r} in the results; present: "
+        raise UsageError(f"no event kind {missing[0]!r} in the results; present: "
                               f"{', '.join(sorted(known))}")
     keys = ["trace", "backend", "params", "kind"]
     parts = [
@@ -85,7 +85,7 @@ def compare(results: str | Path | Results, other: str | Path | Results | None = 
     metrics = list(metrics or LATENCY_METRICS)
     unknown = [m for m in metrics if m not in LATENCY_METRICS]
     if unknown:
-        raise TracebenchError(f"unknown metric {unknown[0]!r}; known: "
+        raise UsageError(f"unknown metric {unknown[0]!r}; known: "
                               f"{', '.join(LATENCY_METRICS)}")
     la = _long(a.summary, kinds)
     if other is None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from tracebench.atomic import atomic_path
+from tracebench.atomic import atomic_path, mentions
 from tracebench.errors import TracebenchError
 from tracebench.report.load import Results, event_rows
 
@@ -40,6 +40,10 @@ DEFAULT_LIMIT = 2_000_000
 #: of memory
 MEMORY_ROWS = 40_000_000
 SOURCES_TID = 100_000
+#: how long before --from an event may have been traced and still run in the window: the
+#: rows of that stretch are read too (a vCPU lagging the trace by more is a saturated one;
+#: its later rows then miss from the window's start)
+LAG_SLACK_NS = 1_000_000_000
 
 
 def _window(df: pl.LazyFrame, start_ns: int | None, end_ns: int | None,
@@ -76,13 +80,20 @@ def rows_from_results(results: str | Path, backends: list[str] | None, start_ns,
     for part in res.parts:
         if backends and part.backend not in backends:
             continue
-        rows = event_rows(res.root, part.backend, part.params, part.trace)
+        # stored rows, or rows made again from the checkpoints (exact) for the trace-time
+        # window that holds the replayed-time window (a vCPU runs late, never early)
+        window = None
+        if start_ns is not None or end_ns is not None:
+            window = (0 if start_ns is None else max(0, start_ns - LAG_SLACK_NS),
+                      end_ns if end_ns is not None else 1 << 62)
+        rows = event_rows(res.root, part.backend, part.params, part.trace, window=window,
+                          made_again=True)
         if rows is None:
             continue
-        rows = rows.with_row_index("row")
         trace_file = Path(part.meta.get("trace_file", ""))
         if trace_file.is_file() and _same_digest(trace_file, part.meta.get("trace_sha256")):
-            rows = rows.join(_trace_columns(trace_file, None), on="row", how="left")
+            rows = rows.join(_trace_columns(trace_file, None)
+                             .with_columns(pl.col("row").cast(pl.Int64)), on="row", how="left")
         else:
             rows = rows.with_columns(dur_ns=pl.lit(0, pl.Int64), vector=pl.lit(-1, pl.Int16))
         frames.append(_window(rows, start_ns, end_ns, vcpu)
@@ -149,7 +160,7 @@ def rows_from_trace(trace: str | Path, backends: list[str] | None, start_ns, end
         "row")
     frames = []
     for (backend, params), part in events.group_by(["backend", "params"], maintain_order=True):
-        part = part.with_row_index("row").join(extra, on="row", how="left")
+        part = part.drop("row").with_row_index("row").join(extra, on="row", how="left")
         frames.append(_window(part.lazy(), start_ns, end_ns, vcpu)
                       .with_columns(series=pl.lit(f"{backend} ({params})")).collect())
     return pl.concat(frames, how="vertical_relaxed")
@@ -323,7 +334,7 @@ def export_perfetto(source: str | Path, out: str | Path, *, backends: list[str] 
                          "made_by": f"tracebench {_version()}"}}
     data = json.dumps(doc, separators=(",", ":")).encode()
     out = Path(out)
-    with atomic_path(out, force=force) as tmp:
+    with atomic_path(out, force=force, owned=mentions(b'"made_by":"tracebench ', 1 << 40)) as tmp:
         if out.suffix == ".gz":
             with gzip.open(tmp, "wb", compresslevel=6) as fh:
                 fh.write(data)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tracebench.atomic import atomic_path
+from tracebench.atomic import atomic_path, mentions
 from tracebench.report.figures import ReportData, chart_specs, report_data
 
 CSS = """
@@ -172,6 +172,6 @@ def write_html(results: list[str | Path], out: str | Path, *, command: str | Non
     """
     data = report_data(results, command)
     page = render_html(data, title)
-    with atomic_path(out, force=force) as tmp:
+    with atomic_path(out, force=force, owned=mentions(b"tracebench-report")) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return data

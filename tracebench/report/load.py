@@ -5,9 +5,9 @@ A results folder is what ``tracebench replay -o`` writes (``summary/``, ``exits/
 files at its top (``traces/``, ``datapackage.json``, ``README.md``, ``SHA256SUMS``), so
 everything here reads ``DIR/{summary,exits,events}`` and ignores what else is there.
 
-Per-event rows are read through :func:`event_rows` only: if the per-event layout changes
-(e.g. to compact rows joined to the trace by row position), that function is the one to
-change; stat, export and the reports see the same columns either way.
+Per-event rows are read through :func:`event_rows` only, which goes through
+:func:`tracebench.replayer.results.read_events` (compact stored rows joined to the trace,
+or rows made again from checkpoints); stat, export and the reports see the same columns.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from tracebench.errors import TracebenchError
+from tracebench.errors import TracebenchError, UsageError
 from tracebench.schema import METADATA_KEY
 
 #: the columns :func:`event_rows` returns (trace columns first, then the replay's outputs)
@@ -45,9 +45,42 @@ def load_table(results: str | Path, table: str) -> pl.DataFrame:
         raise TracebenchError(f"{path}: no Parquet files (an empty or interrupted run?)")
     try:
         # summary and exits store backend/params/trace as columns: no need to parse paths
-        return pl.read_parquet(files, hive_partitioning=False, glob=False)
+        df = pl.read_parquet(files, hive_partitioning=False, glob=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise TracebenchError(f"{path}: unreadable ({_oneline(exc)})") from None
+    _check_columns(df, table, path)
+    return df
+
+
+_S, _I, _F = "string", "integer", "float"
+#: the columns ``replay -o`` writes (replayer/results.py) that reading relies on, by class
+COLUMNS = {
+    "summary": {"backend": _S, "params": _S, "trace": _S, "kind": _S, "metric": _S,
+                "count": _I, "exits": _I, "exits_per_s": _F, "stall_ns": _I,
+                "overhead_pct": _F, "p50_ns": _I, "p90_ns": _I, "p99_ns": _I, "p99_9_ns": _I,
+                "max_ns": _I, "hdr": _S},
+    "exits": {"backend": _S, "params": _S, "trace": _S, "cpu": _I, "reason": _S, "count": _I,
+              "samples_pct": _F, "time_pct": _F, "total_ns": _I, "min_ns": _I, "max_ns": _I,
+              "mean_ns": _F},
+}
+#: columns that may be null (a percentile of an empty histogram)
+_NULLABLE = {"p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns", "hdr"}
+
+
+def _check_columns(df: pl.DataFrame, table: str, path: Path) -> None:
+    """A results table with a missing column, a column of the wrong type or a missing value
+    where one is needed is refused in one line (another tool, or a damaged copy, wrote it)."""
+    for name, cls in COLUMNS.get(table, {}).items():
+        if name not in df.columns:
+            raise TracebenchError(f"{path}: not a tracebench {table} table (no column "
+                                  f"{name!r})")
+        dtype = df.schema[name]
+        ok = {_S: dtype == pl.String, _I: dtype.is_integer(),
+              _F: dtype.is_float() or dtype.is_integer()}[cls]
+        if not ok:
+            raise TracebenchError(f"{path}: column {name!r} is {dtype}, expected {cls}")
+        if name not in _NULLABLE and df[name].null_count():
+            raise TracebenchError(f"{path}: column {name!r} has missing values")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,27 +172,24 @@ class Results:
 
 
 def event_rows(results: str | Path, backend: str | None = None, params: str | None = None,
-               trace: str | None = None) -> pl.LazyFrame | None:
+               trace: str | None = None, window: tuple[int, int] | None = None,
+               made_again: bool = False) -> pl.LazyFrame | None:
     """Per-event rows of a results folder (``None`` if it has none for the selection).
 
-    Columns: :data:`EVENT_COLUMNS` plus ``backend``, ``params``, ``trace``. The only reader
-    of ``events/``: a change of the per-event layout changes this function alone.
+    Columns: :data:`EVENT_COLUMNS` plus ``backend``, ``params``, ``trace`` and ``row`` (the
+    event's row in its trace). Read through :func:`tracebench.replayer.results.read_events`,
+    the one reader of per-event results: stored rows (``--events``), and with
+    ``made_again`` the rows of any other backend replayed again from the folder's
+    checkpoints (exact; use a ``window`` on long traces).
     """
-    root = Path(results) / "events"
-    pattern = f"backend={backend or '*'}/params={params or '*'}/trace={trace or '*'}/*.parquet"
-    files = sorted(root.glob(pattern))
-    if not files:
+    from tracebench.replayer.results import read_events
+
+    rows = read_events(results, backend, trace, window, params=params, made_again=made_again,
+                       missing_ok=True)
+    if rows is None:
         return None
-    frames = []
-    for f in files:
-        keys = dict(p.split("=", 1) for p in f.parent.relative_to(root).parts)
-        frames.append(pl.scan_parquet(f, hive_partitioning=False, glob=False)
-                      .select(EVENT_COLUMNS)
-                      .with_columns(kind=pl.col("kind").cast(pl.String),
-                                    exit_reason=pl.col("exit_reason").cast(pl.String),
-                                    backend=pl.lit(keys["backend"]),
-                                    params=pl.lit(keys["params"]), trace=pl.lit(keys["trace"])))
-    return pl.concat(frames, how="vertical")
+    return rows.lazy().select(*EVENT_COLUMNS, "backend", "params", "trace", "row").with_columns(
+        kind=pl.col("kind").cast(pl.String), exit_reason=pl.col("exit_reason").cast(pl.String))
 
 
 def select(df: pl.DataFrame, column: str, values: list[str] | None, what: str) -> pl.DataFrame:
@@ -170,7 +200,7 @@ def select(df: pl.DataFrame, column: str, values: list[str] | None, what: str) -
     known = set(df[column].unique().to_list())
     missing = [v for v in values if v not in known]
     if missing:
-        raise TracebenchError(f"no {what} {missing[0]!r} in the results; present: "
+        raise UsageError(f"no {what} {missing[0]!r} in the results; present: "
                               f"{', '.join(sorted(known)) or 'none'}")
     return df.filter(pl.col(column).is_in(values))
 

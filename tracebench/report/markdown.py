@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tracebench.atomic import atomic_path
+from tracebench.atomic import atomic_path, mentions
 from tracebench.errors import TracebenchError
 from tracebench.report.figures import ReportData, chart_specs, report_data
 
@@ -109,11 +109,11 @@ def write_markdown(results: list[str | Path], out: str | Path, *, command: str |
     data = report_data(results, command)
     specs = chart_specs(data)
     text = render_markdown(data, figdir.name, title, figure_format)
-    with atomic_path(figdir, force=True) as tmp:
+    with atomic_path(figdir, force=True, kind="report-figures") as tmp:
         tmp.mkdir(parents=True)
         for name, spec in specs.items():
             (tmp / f"{_slug(name)}.{figure_format}").write_bytes(
                 render_figure(spec, figure_format))
-    with atomic_path(out, force=True) as tmp:
+    with atomic_path(out, force=True, owned=mentions(b"; made by: ")) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return data

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tracebench.errors import TracebenchError
+from tracebench.errors import TracebenchError, UsageError
 from tracebench.report.load import Results, event_rows, select
 
 #: perf's ``--event`` families and the exit reasons each covers (``None``: every reason)
@@ -94,9 +94,9 @@ def kvm_stat(results: str | Path | Results, backends: list[str] | None = None,
     is null without per-event rows.
     """
     if key not in KEYS:
-        raise TracebenchError(f"--key must be sample (samples) or time, not {key!r}")
+        raise UsageError(f"--key must be sample (samples) or time, not {key!r}")
     if event not in EVENT_FAMILIES:
-        raise TracebenchError(f"--event must be one of {', '.join(EVENT_FAMILIES)}, "
+        raise UsageError(f"--event must be one of {', '.join(EVENT_FAMILIES)}, "
                               f"not {event!r}")
     res = results if isinstance(results, Results) else Results(results)
     present = select(res.summary, "backend", backends, "backend")

@@ -1,12 +1,14 @@
 """Synthesized traces (`tracebench synth`): seeded generators of guest interrupt/timer behaviour.
 
 Every scenario is a :class:`~tracebench.scenarios.spec.Scenario` (stable name,
-parameter spec with units and defaults, documented builder) registered in
-:data:`SCENARIOS`. :func:`generate` runs one into canonical columns plus a
-:class:`~tracebench.trace.TraceMeta` whose ``source`` holds the scenario, seed
+parameter spec with units and defaults, documented generator) registered in
+:data:`SCENARIOS`. :func:`synthesize_to_file` streams one to a trace file window by
+window (``stream.py``: memory bounded by the window, not the trace);
+:func:`generate` gives it in memory. The trace's ``source`` holds the scenario, seed
 and the full parameter set, so a trace can be made again from its own metadata.
-Same inputs, same bytes: the only randomness is ``Generator(PCG64(seed))`` and
-ties in time keep their generation order.
+Same inputs, same bytes, whatever the window size: every random number is drawn by
+index from streams keyed by (seed, part, vCPU, quantity) (``draws.py``), and rows
+are ordered by time, vCPU, then the stream that made them.
 
 Example
 -------
@@ -23,16 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from tracebench.errors import ParamError, TracebenchError
-from tracebench.scenarios.events import Events
+from tracebench.scenarios import draws
 from tracebench.scenarios.ipi import IPI_STORM
 from tracebench.scenarios.mixed import MIXED_SERVER
 from tracebench.scenarios.net import NET_RR
 from tracebench.scenarios.spec import Param as Param
 from tracebench.scenarios.spec import Scenario as Scenario
 from tracebench.scenarios.spec import parse_assignments as parse_assignments
+from tracebench.scenarios.stream import DEFAULT_CHUNK_EVENTS, TraceShape, windows, write_stream
 from tracebench.scenarios.tick import CLOCK_HEAVY, HZ_TICK
 from tracebench.scenarios.timers import IDLE_NOHZ, TIMER_HEAVY
-from tracebench.trace import TraceMeta, write_trace
+from tracebench.trace import COLUMNS, TraceMeta, empty_columns
 
 #: every scenario by its stable name; listings use this order
 SCENARIOS: dict[str, Scenario] = {
@@ -57,26 +60,9 @@ def describe_scenarios() -> list[dict]:
     return [s.describe() for s in SCENARIOS.values()]
 
 
-def generate(
-    scenario: str, n_cpus: int, duration_ns: int, seed: int, params: Mapping | None = None
-) -> tuple[dict[str, np.ndarray], TraceMeta]:
-    """Synthesize a trace in memory.
-
-    Parameters
-    ----------
-    scenario : a name from :data:`SCENARIOS`.
-    n_cpus : vCPUs of the guest (1..65535; some scenarios need more).
-    duration_ns : length of the trace, ns; every event is before it.
-    seed : non-negative integer seed of ``numpy.random.Generator(PCG64(seed))``.
-    params : overrides of the scenario's parameters by name (typed values, or
-        strings as on the command line: ``{"hz": "250"}``).
-
-    Returns
-    -------
-    cols : canonical numpy columns, sorted by ``ts_ns`` (ties in generation order).
-    meta : metadata with ``method="synth"``, ``clock="synthetic"``,
-        ``environment={"platform": "synthetic"}`` and ``source`` = scenario, seed,
-        full parameter set (and layout notes, where the scenario makes any).
+def start(scenario: str, n_cpus: int, duration_ns: int, seed: int,
+          params: Mapping | None = None):
+    """Check the inputs and set a scenario up: ``(generator part, shape, meta)``.
 
     Raises
     ------
@@ -86,21 +72,53 @@ def generate(
     spec = get_scenario(scenario)
     n_cpus, duration_ns, seed = _check_run(spec, n_cpus, duration_ns, seed)
     values = spec.resolve(params, n_cpus=n_cpus)
-    events = Events(n_cpus, duration_ns)
-    rng = np.random.Generator(np.random.PCG64(seed))
-    spec.build(events, rng, np.arange(n_cpus, dtype=np.int64), values)
-    cols = events.columns()
-    source = {"scenario": spec.name, "seed": seed, "params": values, **events.notes}
+    shape = TraceShape(n_cpus, duration_ns)
+    part = spec.part(draws.stream_key(seed), np.arange(n_cpus, dtype=np.int64), values, shape)
     meta = TraceMeta(
         n_cpus=n_cpus,
         duration_ns=duration_ns,
         method="synth",
-        source=source,
+        source={"scenario": spec.name, "seed": seed, "params": values, **shape.notes},
         clock="synthetic",
         environment={"platform": "synthetic"},
         attribution=ATTRIBUTION,
     )
-    return cols, meta
+    return part, shape, meta
+
+
+def generate(
+    scenario: str, n_cpus: int, duration_ns: int, seed: int, params: Mapping | None = None,
+    chunk_events: int = DEFAULT_CHUNK_EVENTS,
+) -> tuple[dict[str, np.ndarray], TraceMeta]:
+    """Synthesize a trace in memory.
+
+    Parameters
+    ----------
+    scenario : a name from :data:`SCENARIOS`.
+    n_cpus : vCPUs of the guest (1..65535; some scenarios need more).
+    duration_ns : length of the trace, ns; every event is before it.
+    seed : non-negative integer, the root of every random stream.
+    params : overrides of the scenario's parameters by name (typed values, or
+        strings as on the command line: ``{"hz": "250"}``).
+    chunk_events : events per generation window aimed at (the result does not depend on it).
+
+    Returns
+    -------
+    cols : canonical numpy columns, sorted by ``ts_ns``, then ``cpu``.
+    meta : metadata with ``method="synth"``, ``clock="synthetic"``,
+        ``environment={"platform": "synthetic"}`` and ``source`` = scenario, seed,
+        full parameter set (and layout notes, where the scenario makes any).
+
+    Raises
+    ------
+    ParamError
+        unknown scenario or parameter, bad value, too few vCPUs, bad seed/duration.
+    """
+    part, shape, meta = start(scenario, n_cpus, duration_ns, seed, params)
+    chunks = list(windows(part, shape, chunk_events))
+    if not chunks:
+        return empty_columns(0), meta
+    return {k: np.concatenate([c[k] for c in chunks]) for k in COLUMNS}, meta
 
 
 def synthesize_to_file(
@@ -111,18 +129,22 @@ def synthesize_to_file(
     seed: int,
     params: Mapping | None = None,
     force: bool = False,
+    chunk_events: int = DEFAULT_CHUNK_EVENTS,
 ) -> tuple[Path, TraceMeta, int]:
-    """:func:`generate` and write the trace to ``path`` (atomically; ``force`` overwrites).
+    """Stream a scenario into the trace file ``path`` (atomically; ``force`` overwrites).
 
+    Generation and Parquet encoding overlap (the writer has its own thread); memory is
+    bounded by ``chunk_events``, and the bytes written do not depend on it.
     Returns ``(path, meta, n_events)``.
     """
     path = Path(path)
     if path.exists() and not force:
         # Checked before generating, so a long synth does not fail at the very end.
         raise TracebenchError(f"{path}: already exists (use --force to overwrite)")
-    cols, meta = generate(scenario, n_cpus, duration_ns, seed, params)
-    write_trace(path, cols, meta, force=force)
-    return path, meta, len(cols["ts_ns"])
+    part, shape, meta = start(scenario, n_cpus, duration_ns, seed, params)
+    rows = write_stream(path, windows(part, shape, chunk_events), meta, force=force,
+                        before_close=lambda: meta.source.update(shape.notes))
+    return path, meta, rows
 
 
 def _check_run(spec: Scenario, n_cpus, duration_ns, seed) -> tuple[int, int, int]:
@@ -146,6 +168,7 @@ __all__ = [
     "Scenario",
     "describe_scenarios",
     "generate",
+    "start",
     "get_scenario",
     "parse_assignments",
     "synthesize_to_file",

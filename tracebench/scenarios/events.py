@@ -3,20 +3,23 @@
 Scenarios describe guest behaviour as *episodes*: a fixed sequence of steps
 (``timer_irq``, ``eoi``, ``idle_exit`` ...) repeated ``n`` times with per-episode
 times held in numpy arrays. :class:`Episodes` lays them out as an ``(n, steps)``
-grid flattened row-major, so each episode's events keep their order under the
-final stable sort by time. Nothing loops per event; loops run per vCPU or per
-step.
+grid flattened row-major, so each episode's events keep their order. Nothing
+loops per event; loops run per vCPU or per step.
 
-Also here: a single-server FIFO queue (:func:`serve_fifo`) that serialises
-interrupt handlers on a vCPU without nesting, and Poisson arrival times.
+Every scenario part is generated window by window (``stream.py``): each call adds the
+episodes that start before the window's end. An episode is complete when it is made
+(its last step may lie in a later window) and is dropped whole when any of its steps
+falls at or after the end of the trace. Also here: a single-server FIFO queue
+(:func:`serve_fifo`) carried from window to window, and Poisson arrivals drawn by index.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from tracebench.scenarios import draws
 from tracebench.schema import EventKind
-from tracebench.trace import TRACE_NUMPY_DTYPES, empty_columns, sort_columns
+from tracebench.trace import TRACE_NUMPY_DTYPES
 
 # Linux x86 IDT vectors (arch/x86/include/asm/irq_vectors.h): what a guest trace shows.
 LOCAL_TIMER_VECTOR = 0xEC
@@ -36,56 +39,41 @@ APIC_TMICT = 0x380
 STEP_NS = 50
 
 
-class Events:
-    """Accumulates event columns from the scenarios; :meth:`columns` sorts them once.
+class Out:
+    """What one window of one scenario part adds: typed columns, each tagged with a stream.
+
+    ``stream`` numbers order events that tie in time on one vCPU (lower first); within a
+    stream, ties keep the order in which they were added. A part's streams are numbered
+    from ``stream_base`` (parts of a blend get disjoint ranges).
 
     Parameters
     ----------
-    n_cpus : vCPUs of the whole trace (an all-but-self IPI reaches all of them).
     duration_ns : events at or after this time are dropped, a whole episode at a time.
     """
 
     def __init__(self, n_cpus: int, duration_ns: int):
         self.n_cpus = int(n_cpus)
         self.duration_ns = int(duration_ns)
-        self._parts: list[dict[str, np.ndarray]] = []
-        #: facts a builder chose that the parameters alone do not show (e.g. which
-        #: vCPUs run which part of a blend); recorded in the trace's ``source``
-        self.notes: dict = {}
+        self.stream_base = 0
+        self.parts: list[tuple[int, dict[str, np.ndarray]]] = []
 
-    def add(self, ts, cpu, kind: EventKind, vector=-1, target=-1, arg=0, dur_ns=0) -> None:
+    def add(self, stream: int, ts, cpu, kind: EventKind, vector=-1, target=-1, arg=0,
+            dur_ns=0) -> None:
         """Add point events (arrays broadcast to ``ts``); those at/after the end are dropped."""
         ts = np.asarray(ts, dtype=np.int64).ravel()
         keep = ts < self.duration_ns
-        values = {
-            "ts_ns": ts,
-            "cpu": cpu,
-            "kind": np.asarray(kind, np.int8),
-            "vector": vector,
-            "target": target,
-            "arg": arg,
-            "dur_ns": dur_ns,
-        }
+        values = {"ts_ns": ts, "cpu": cpu, "kind": np.asarray(kind, np.int8),
+                  "vector": vector, "target": target, "arg": arg, "dur_ns": dur_ns}
         part = {}
         for name, dtype in TRACE_NUMPY_DTYPES.items():
             col = np.broadcast_to(np.asarray(values[name]), ts.shape).astype(dtype)
             part[name] = col[keep]
-        self._parts.append(part)
+        self.add_columns(stream, part)
 
-    def add_columns(self, part: dict[str, np.ndarray]) -> None:
+    def add_columns(self, stream: int, part: dict[str, np.ndarray]) -> None:
         """Add ready-made columns (already typed, already cut at the end)."""
-        self._parts.append(part)
-
-    def columns(self) -> dict[str, np.ndarray]:
-        """All events as canonical numpy columns, stably sorted by ``ts_ns``.
-
-        Ties keep the order in which they were added (parts in call order, episodes
-        row-major), never broken by chance.
-        """
-        if not self._parts:
-            return empty_columns(0)
-        cols = {name: np.concatenate([p[name] for p in self._parts]) for name in TRACE_NUMPY_DTYPES}
-        return sort_columns(cols)
+        if len(part["ts_ns"]):
+            self.parts.append((self.stream_base + stream, part))
 
 
 class Episodes:
@@ -102,9 +90,8 @@ class Episodes:
         self.cpu = np.broadcast_to(np.asarray(cpu, dtype=np.int64), (self.n,))
         self._steps: list[tuple] = []
 
-    def step(
-        self, ts, kind, vector=-1, target=-1, arg=0, dur_ns=0, present=True, cpu=None
-    ) -> np.ndarray:
+    def step(self, ts, kind, vector=-1, target=-1, arg=0, dur_ns=0, present=True,
+             cpu=None) -> np.ndarray:
         """Append a step; returns its times (int64 array of ``n``) for later steps to use.
 
         ``present`` (bool array or scalar) leaves the step out of some episodes, e.g.
@@ -113,22 +100,12 @@ class Episodes:
         ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), (self.n,))
         # kind may be an array: one step that is a timer_irq in some episodes and a
         # device_irq in others (whichever woke the vCPU).
-        self._steps.append(
-            (
-                ts,
-                np.asarray(kind, dtype=np.int8),
-                vector,
-                target,
-                arg,
-                dur_ns,
-                present,
-                self.cpu if cpu is None else cpu,
-            )
-        )
+        self._steps.append((ts, np.asarray(kind, dtype=np.int8), vector, target, arg, dur_ns,
+                            present, self.cpu if cpu is None else cpu))
         return ts
 
-    def emit(self, events: Events, keep=None) -> np.ndarray:
-        """Write the present steps of the kept episodes into ``events``.
+    def emit(self, out: Out, stream: int, keep=None) -> np.ndarray:
+        """Add the present steps of the kept episodes to ``out`` under ``stream``.
 
         An episode is dropped whole when any of its present steps falls at or after
         the end of the trace, so a handler never loses its ``eoi`` at the cut.
@@ -142,34 +119,29 @@ class Episodes:
         grid = {name: np.empty((k, n), dtype=dtype) for name, dtype in TRACE_NUMPY_DTYPES.items()}
         present = np.empty((k, n), dtype=bool)
         for j, (ts, kind, vector, target, arg, dur, pres, cpu) in enumerate(self._steps):
-            row = {
-                "ts_ns": ts,
-                "cpu": cpu,
-                "kind": kind,
-                "vector": vector,
-                "target": target,
-                "arg": arg,
-                "dur_ns": dur,
-            }
+            row = {"ts_ns": ts, "cpu": cpu, "kind": kind, "vector": vector, "target": target,
+                   "arg": arg, "dur_ns": dur}
             for name, col in grid.items():
                 col[j] = row[name]
             present[j] = pres
-        late = present & (grid["ts_ns"] >= events.duration_ns)
+        late = present & (grid["ts_ns"] >= out.duration_ns)
         kept = ~late.any(axis=0)
         if keep is not None:
             kept &= np.asarray(keep, dtype=bool)
         take = np.flatnonzero((present & kept[None, :]).T)  # episode-major positions i*k + j
         take = (take % k) * n + take // k  # the same cells in the step-major grid
-        events.add_columns({name: col.ravel().take(take) for name, col in grid.items()})
+        out.add_columns(stream, {name: col.ravel().take(take) for name, col in grid.items()})
         return kept
 
 
-def serve_fifo(arrival_ns: np.ndarray, service_ns: np.ndarray) -> np.ndarray:
+def serve_fifo(arrival_ns: np.ndarray, service_ns: np.ndarray, free_ns: int = 0) -> np.ndarray:
     """Start times of jobs on one non-preemptive FIFO server (one vCPU's interrupt path).
 
-    ``start[i] = max(arrival[i], start[i-1] + service[i-1])`` (Lindley's recursion),
-    solved without a loop: with ``c[i]`` the service before job ``i``,
-    ``start[i] - c[i] = max over k <= i of (arrival[k] - c[k])``.
+    ``start[i] = max(arrival[i], start[i-1] + service[i-1])`` (Lindley's recursion) with
+    the server busy until ``free_ns`` before the first job, solved without a loop: with
+    ``c[i]`` the service before job ``i``, ``start[i] - c[i] = max over k <= i of
+    (arrival[k] - c[k])``. Integer arithmetic: the same whether the jobs come in one
+    call or in several, each starting where the last one left the server.
 
     Parameters
     ----------
@@ -180,58 +152,84 @@ def serve_fifo(arrival_ns: np.ndarray, service_ns: np.ndarray) -> np.ndarray:
     arrival_ns = np.asarray(arrival_ns, dtype=np.int64)
     service_ns = np.asarray(service_ns, dtype=np.int64)
     before = np.cumsum(service_ns) - service_ns
-    return before + np.maximum.accumulate(arrival_ns - before)
+    lead = arrival_ns - before
+    if len(lead):
+        lead[0] = max(lead[0], free_ns)
+    return before + np.maximum.accumulate(lead)
 
 
-def serve_per_cpu(cpu: np.ndarray, arrival_ns: np.ndarray, service_ns: np.ndarray) -> np.ndarray:
+def serve_per_cpu(cpu: np.ndarray, arrival_ns: np.ndarray, service_ns: np.ndarray,
+                  free_ns: np.ndarray | None = None, order: np.ndarray | None = None
+                  ) -> np.ndarray:
     """:func:`serve_fifo` on each vCPU separately; results in the input order.
 
-    Jobs arriving at the same time on one vCPU are served in input order.
+    ``free_ns[c]`` (updated in place) is when vCPU ``c`` finishes the jobs of earlier
+    calls. Jobs arriving at the same time on one vCPU are served in input order, or in
+    the order ``order`` (a permutation sorting the jobs by vCPU, then service order).
     """
     cpu = np.asarray(cpu)
     arrival_ns = np.asarray(arrival_ns, dtype=np.int64)
     service_ns = np.broadcast_to(np.asarray(service_ns, dtype=np.int64), arrival_ns.shape)
-    order = np.lexsort((arrival_ns, cpu))  # stable: ties stay in input order
+    if order is None:
+        order = np.lexsort((arrival_ns, cpu))  # stable: ties stay in input order
     cpu_sorted = cpu[order]
     bounds = np.flatnonzero(np.diff(cpu_sorted)) + 1
     start = np.empty_like(arrival_ns)
     for seg in np.split(order, bounds):
         if len(seg):
-            start[seg] = serve_fifo(arrival_ns[seg], service_ns[seg])
+            c = int(cpu[seg[0]])
+            s = serve_fifo(arrival_ns[seg], service_ns[seg], 0 if free_ns is None else free_ns[c])
+            start[seg] = s
+            if free_ns is not None:
+                free_ns[c] = s[-1] + service_ns[seg[-1]]
     return start
 
 
-def poisson_times(
-    rng: np.random.Generator, rate_per_s: float, end_ns: int, start_ns: int = 0
-) -> np.ndarray:
-    """Arrival times (int64 ns, sorted) of a Poisson process in ``[start_ns, end_ns)``.
+def periodic_due(first_ns: np.ndarray, period_ns: int, count: int, next_k: np.ndarray,
+                 until_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Occurrences ``k`` of periodic events (``first_ns[i] + k * period_ns``, ``k < count``)
+    at or after ``next_k[i]`` and before ``until_ns``, for every vCPU position ``i``.
 
-    Exponential gaps are drawn in chunks sized from the expected count, so the
-    number of draws (and hence the stream) depends only on the inputs.
+    Returns ``(i, k, next)``: positions and indices, position-major, and the new ``next_k``.
     """
-    span = end_ns - start_ns
-    if rate_per_s <= 0 or span <= 0:
-        return np.zeros(0, dtype=np.int64)
-    mean_gap_ns = 1e9 / rate_per_s
-    expect = span / mean_gap_ns
-    chunk = int(expect + 6 * np.sqrt(expect) + 16)
-    parts = []
-    t = float(start_ns)
-    while t < end_ns:
-        times = t + np.cumsum(rng.exponential(mean_gap_ns, chunk))
-        parts.append(times)
-        t = float(times[-1])
-    times = np.concatenate(parts)
-    return np.floor(times[times < end_ns]).astype(np.int64)
+    hi = np.where(until_ns > first_ns, (until_ns - first_ns - 1) // period_ns + 1, 0)
+    hi = np.maximum(np.minimum(hi, count), next_k)
+    due = hi - next_k
+    n = int(due.sum())
+    i = np.repeat(np.arange(len(first_ns)), due)
+    k = np.arange(n) - np.repeat(np.cumsum(due) - due, due) + next_k[i]
+    return i, k, hi
 
 
-def uniform_around(
-    rng: np.random.Generator, mean_ns: int, n: int, spread: float = 0.5
-) -> np.ndarray:
-    """``n`` int64 times uniform in ``mean * [1 - spread, 1 + spread]`` (at least 1 ns).
+class Poisson:
+    """A Poisson process drawn by index: arrival ``j`` = arrival ``j-1`` + exponential gap ``j``.
 
-    Handler and work times vary from one run to the next; a bounded spread keeps
-    the mean exact and the worst case predictable for the parameter checks.
+    Gaps are whole ns (rounded, so the mean is kept) and summed as integers, so
+    :meth:`until` gives the same arrivals whatever the windows it is called with.
     """
-    lo, hi = mean_ns * (1 - spread), mean_ns * (1 + spread)
-    return np.maximum(1, np.rint(rng.uniform(lo, hi, n))).astype(np.int64)
+
+    def __init__(self, key: int, rate_per_s: float, start_ns: int = 0):
+        self.key = key
+        self.mean_ns = 1e9 / rate_per_s if rate_per_s > 0 else np.inf
+        self.next = 0  # index of the first arrival not yet handed out
+        self.last_ns = int(start_ns)  # time of arrival next - 1 (or the start)
+
+    def until(self, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Arrivals before ``end_ns`` not handed out yet: ``(times, indices)``."""
+        if not np.isfinite(self.mean_ns) or self.last_ns >= end_ns:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        times, idx = [], []
+        while True:
+            expect = (end_ns - self.last_ns) / self.mean_ns
+            n = int(expect + 4 * np.sqrt(expect) + 16)
+            j = np.arange(self.next, self.next + n, dtype=np.int64)
+            t = self.last_ns + np.cumsum(draws.exponential_ns(self.key, j, self.mean_ns))
+            k = int(np.searchsorted(t, end_ns))
+            times.append(t[:k])
+            idx.append(j[:k])
+            self.next += k
+            if k:
+                self.last_ns = int(t[k - 1])
+            if k < n:
+                break
+        return np.concatenate(times), np.concatenate(idx)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from tracebench.errors import ParamError
-from tracebench.scenarios.events import Events
+from tracebench.scenarios import draws
+from tracebench.scenarios.events import Out
 from tracebench.scenarios.ipi import IPI_STORM
 from tracebench.scenarios.net import NET_RR
 from tracebench.scenarios.spec import Param, Scenario
@@ -96,7 +97,11 @@ def allocate(p: dict, n_cpus: int) -> dict[str, int]:
     return {s.name: int(c) for s, c in zip(PARTS, count, strict=True)}
 
 
-def build_mixed_server(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
+#: stream numbers per part of the blend (a part uses fewer than this many)
+STREAMS_PER_PART = 8
+
+
+class MixedServer:
     """A blend of the other scenarios on disjoint groups of vCPUs, each with its defaults.
 
     vCPUs are shared out by the ``*_weight`` parameters (largest remainder, in the
@@ -106,26 +111,36 @@ def build_mixed_server(events: Events, rng: np.random.Generator, cpus: np.ndarra
     group runs its scenario exactly as alone, with default parameters, except that
     the IPI storm does not broadcast beyond its own group (an all-but-self IPI
     would reach the other workloads; those shootdowns use a mask instead). Each part
-    draws from its own child random stream, so changing one weight does not
-    reshuffle the others. The vCPU ranges chosen are written to the trace's
-    ``source.layout``.
+    draws from its own random streams (keyed by its position in that order), so
+    changing one weight does not reshuffle the others. The vCPU ranges chosen are
+    written to the trace's ``source.layout``.
 
     Expected: each group's counts as documented for its scenario, scaled to its
     vCPUs.
     """
-    counts = allocate(p, len(cpus))
-    streams = rng.spawn(len(PARTS))
-    layout = {}
-    first = 0
-    for part, stream in zip(PARTS, streams, strict=True):
-        k = counts[part.name]
-        if not k:
-            continue
-        group = cpus[first : first + k]
-        layout[part.name] = [int(group[0]), int(group[-1])]
-        part.build(events, stream, group, part.resolve(None, n_cpus=k))
-        first += k
-    events.notes["layout"] = layout
+
+    def __init__(self, key: int, cpus: np.ndarray, p: dict, shape):
+        counts = allocate(p, len(cpus))
+        self.parts = []
+        layout = {}
+        first = 0
+        for index, part in enumerate(PARTS):
+            k = counts[part.name]
+            if not k:
+                continue
+            group = cpus[first:first + k]
+            layout[part.name] = [int(group[0]), int(group[-1])]
+            gen = part.part(draws.stream_key(key, index), group, part.resolve(None, n_cpus=k),
+                            shape)
+            self.parts.append((index * STREAMS_PER_PART, gen))
+            first += k
+        shape.notes["layout"] = layout
+
+    def advance(self, out: Out, until_ns: int) -> None:
+        for base, gen in self.parts:
+            out.stream_base = base
+            gen.advance(out, until_ns)
+        out.stream_base = 0
 
 
 MIXED_SERVER = Scenario(
@@ -133,5 +148,5 @@ MIXED_SERVER = Scenario(
     summary="a blend on disjoint vCPU groups: net-rr, clock-heavy, timer-heavy, ipi-storm, "
     "idle-nohz",
     params=MIXED_PARAMS,
-    build=build_mixed_server,
+    part=MixedServer,
 )

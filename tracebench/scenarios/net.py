@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from tracebench.errors import ParamError
+from tracebench.scenarios import draws
 from tracebench.scenarios.events import (
     RESCHEDULE_VECTOR,
     STEP_NS,
     Episodes,
-    Events,
-    poisson_times,
+    Out,
+    Poisson,
     serve_per_cpu,
-    uniform_around,
 )
 from tracebench.scenarios.spec import Param, Scenario
 from tracebench.schema import ClockSource, EventKind
@@ -115,17 +115,8 @@ def check_net(p: dict, n_cpus: int, where: str) -> None:
         )
 
 
-def _idle_before(
-    cpu: np.ndarray, start: np.ndarray, end: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per job: did its vCPU idle before it, and since when (end of the previous job)."""
-    order = np.lexsort((start, cpu))
-    prev_end = np.empty_like(end)
-    prev_end[order[1:]] = end[order[:-1]]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = cpu[order[1:]] != cpu[order[:-1]]
-    prev_end[order[first]] = 0
-    return start - prev_end >= IDLE_MIN_NS, prev_end
+# random streams (draws.stream_key(part key, 0, stream)): per burst b, per request n
+_BURSTS, _SIZE, _QUEUE, _APP, _H, _SOFT, _HW, _WORK = range(1, 9)
 
 
 def _app_steps(ep: Episodes, base, work, p: dict, present=True) -> None:
@@ -135,7 +126,67 @@ def _app_steps(ep: Episodes, base, work, p: dict, present=True) -> None:
         ep.step(base + (j * work) // max(c - 1, 1), EventKind.CLOCK_READ, arg=TSC, present=present)
 
 
-def build_net_rr(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
+def _cat(parts: list[dict]) -> dict:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+class Queue:
+    """Jobs of a group of vCPUs served in order of arrival (ties: request number), window by
+    window; jobs arriving after the window wait for the next one. Tracks, per vCPU, when
+    its last job ended and whether the idle period after it has been written yet."""
+
+    def __init__(self, cpus: np.ndarray):
+        self.cpus = cpus
+        self.free_ns = np.zeros(len(cpus), dtype=np.int64)
+        self.prev_end = np.zeros(len(cpus), dtype=np.int64)
+        self.idle_written = np.zeros(len(cpus), dtype=bool)
+        self.waiting: dict | None = None
+
+    def serve(self, jobs: dict | None, horizon_ns: int) -> dict | None:
+        """Serve the waiting jobs and ``jobs`` that arrive before ``horizon_ns``; adds
+        ``start``, ``idle`` (the vCPU idled before it) and ``idle_since``."""
+        parts = [j for j in (self.waiting, jobs) if j is not None and len(j["arrive"])]
+        if not parts:
+            return None
+        jobs = _cat(parts)
+        now = jobs["arrive"] < horizon_ns
+        later = {k: v[~now] for k, v in jobs.items()}
+        self.waiting = later if len(later["arrive"]) else None
+        jobs = {k: v[now] for k, v in jobs.items()}
+        if not len(jobs["arrive"]):
+            return None
+        pos = jobs["pos"]
+        order = np.lexsort((jobs["n"], jobs["arrive"], pos))
+        jobs["start"] = serve_per_cpu(pos, jobs["arrive"], jobs["service"], self.free_ns, order)
+        # the end of the job before each one on its vCPU (or of the last window's last job)
+        sp = pos[order]
+        first = np.ones(len(order), bool)
+        first[1:] = sp[1:] != sp[:-1]
+        end = jobs["start"] + jobs["service"]
+        prev = np.empty_like(end)
+        prev[order[1:]] = end[order[:-1]]
+        prev[order[first]] = self.prev_end[sp[first]]
+        jobs["idle_since"] = prev
+        jobs["idle"] = jobs["start"] - prev >= IDLE_MIN_NS
+        # an idle period already written when the last window found the vCPU free
+        jobs["idle_new"] = jobs["idle"].copy()
+        jobs["idle_new"][order[first]] &= ~self.idle_written[sp[first]]
+        last = np.ones(len(order), bool)
+        last[:-1] = sp[1:] != sp[:-1]
+        self.prev_end[sp[last]] = end[order[last]]
+        self.idle_written[sp[last]] = False
+        return jobs
+
+    def idle_now(self, out: Out, stream: int, until_ns: int, horizon_ns: int) -> None:
+        """Write the ``idle_enter`` of each vCPU free since before ``until_ns``: its next
+        job arrives at or after ``horizon_ns`` (>= ``IDLE_MIN_NS`` later), so it idles."""
+        due = ~self.idle_written & (self.prev_end < until_ns)
+        assert (self.prev_end[due] + IDLE_MIN_NS <= horizon_ns).all()
+        out.add(stream, self.prev_end[due], self.cpus[due], EventKind.IDLE_ENTER)
+        self.idle_written |= due
+
+
+class NetRR:
     """Request/response serving: NIC interrupt bursts on IRQ vCPUs wake the application.
 
     Requests arrive in bursts (Poisson bursts of geometric size, ``burst_gap_ns``
@@ -143,10 +194,10 @@ def build_net_rr(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: 
     ``device_irq`` (IRQ 25 + queue, ``dur_ns`` = handler time), ``irq_mask`` of the
     line (``mask_irq``: the IO-APIC level-triggered path; MSI-X by default), ``eoi``,
     ``idle_exit`` if it was idle, ``tpr_write`` to DISPATCH (``tpr_raise``), receive
-    processing (``softirq_ns``), a wakeup ``ipi_send`` (reschedule vector, unicast)
-    to the application's vCPU, the TPR lowered again and ``irq_unmask``. On the
-    application vCPU: ``ipi_irq``, ``eoi``, ``idle_exit`` if idle, then ``app_ns`` of work with
-    ``clock_reads_per_request`` clock reads. A vCPU with nothing to do for at
+    processing (``softirq_ns``), a wakeup ``ipi_send`` (reschedule vector, unicast) to
+    the application's vCPU, the TPR lowered again and ``irq_unmask``. On the
+    application vCPU: ``ipi_irq``, ``eoi``, ``idle_exit`` if idle, then ``app_ns`` of work
+    with ``clock_reads_per_request`` clock reads. A vCPU with nothing to do for at
     least 1 us is idle (``idle_enter`` when its previous job ends). Interrupts on a
     vCPU are handled one at a time, in arrival order. With a single vCPU there is
     no IPI: the application runs right after the receive processing.
@@ -154,65 +205,96 @@ def build_net_rr(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: 
     Expected: about ``requests_per_s * duration`` ``device_irq`` (and as many
     ``ipi_send``/``ipi_irq`` with two or more vCPUs), ``clock_reads_per_request``
     clock reads, 2 TPR writes and, with ``mask_irq``, one mask/unmask pair per request.
+
+    Random streams: burst ``b``'s gap, size and queue are draw ``b`` of streams ``(0,
+    1..3)``; request ``n``'s application vCPU, handler, softirq, wakeup handler and work
+    times draw ``n`` of ``(0, 4..8)``.
     """
-    m = len(cpus)
-    q, shared = _roles(p, m)
-    app_cpus = cpus if shared else cpus[q:]
-    bursts = poisson_times(rng, p["requests_per_s"] / p["burst_mean"], events.duration_ns)
-    size = rng.geometric(1 / p["burst_mean"], len(bursts))
-    n = int(size.sum())
-    index_in_burst = np.arange(n) - np.repeat(np.cumsum(size) - size, size)
-    arrive = np.repeat(bursts, size) + index_in_burst * p["burst_gap_ns"]
-    queue = np.repeat(rng.integers(0, q, len(bursts)), size)
-    app = rng.integers(0, len(app_cpus), n)
-    h = uniform_around(rng, p["irq_handler_ns"], n, HANDLER_SPREAD)
-    soft = uniform_around(rng, p["softirq_ns"], n, HANDLER_SPREAD) if p["softirq_ns"] else 0
-    hw = uniform_around(rng, p["wake_handler_ns"], n, HANDLER_SPREAD)
-    work = uniform_around(rng, p["app_ns"], n, WORK_SPREAD)
 
-    irq_len = h + soft + 6 * STEP_NS
-    irq_cpu = cpus[queue]
-    irq_service = irq_len + (work + STEP_NS if shared else 0)
-    s = serve_per_cpu(irq_cpu, arrive, irq_service)
-    idle, idle_since = _idle_before(irq_cpu, s, s + irq_service)
-    irq = NET_IRQ_BASE + queue
-    send = s + h + soft + 3 * STEP_NS
-    ep = Episodes(irq_cpu, n)
-    ep.step(idle_since, EventKind.IDLE_ENTER, present=idle)
-    ep.step(s, EventKind.DEVICE_IRQ, vector=irq, dur_ns=h)
-    ep.step(s + STEP_NS, EventKind.IRQ_MASK, vector=irq, present=p["mask_irq"])
-    ep.step(s + h, EventKind.EOI, vector=irq)
-    ep.step(s + h + STEP_NS, EventKind.IDLE_EXIT, present=idle)
-    ep.step(s + h + 2 * STEP_NS, EventKind.TPR_WRITE, arg=TPR_DISPATCH, present=p["tpr_raise"])
-    ep.step(
-        send, EventKind.IPI_SEND, vector=RESCHEDULE_VECTOR, target=app_cpus[app], present=not shared
-    )
-    ep.step(send + STEP_NS, EventKind.TPR_WRITE, arg=0, present=p["tpr_raise"])
-    ep.step(send + 2 * STEP_NS, EventKind.IRQ_UNMASK, vector=irq, present=p["mask_irq"])
-    if shared:
-        # Local wakeup: the application thread runs once the receive path is done.
-        _app_steps(ep, s + irq_len, work, p)
-    kept = ep.emit(events)
-    if shared:
-        return
+    def __init__(self, key: int, cpus: np.ndarray, p: dict, shape):
+        self.p, self.cpus = p, cpus
+        self.q, self.shared = _roles(p, len(cpus))
+        self.app_cpus = cpus if self.shared else cpus[self.q:]
+        self.keys = [draws.stream_key(key, 0, s) for s in range(9)]
+        self.bursts = Poisson(self.keys[_BURSTS], p["requests_per_s"] / p["burst_mean"])
+        self.n_requests = 0
+        self.irq = Queue(cpus[:self.q])
+        self.app = None if self.shared else Queue(self.app_cpus)
 
-    app_cpu = app_cpus[app]
-    app_service = hw + work + 3 * STEP_NS
-    b = serve_per_cpu(app_cpu, send + p["wake_delivery_ns"], app_service)
-    idle, idle_since = _idle_before(app_cpu, b, b + app_service)
-    ep = Episodes(app_cpu, n)
-    ep.step(idle_since, EventKind.IDLE_ENTER, present=idle)
-    ep.step(b, EventKind.IPI_IRQ, vector=RESCHEDULE_VECTOR, dur_ns=hw)
-    ep.step(b + hw, EventKind.EOI, vector=RESCHEDULE_VECTOR)
-    ep.step(b + hw + STEP_NS, EventKind.IDLE_EXIT, present=idle)
-    _app_steps(ep, b + hw + 2 * STEP_NS, work, p)
-    ep.emit(events, keep=kept)
+    def _requests(self, horizon_ns: int) -> dict | None:
+        p, keys = self.p, self.keys
+        bursts, b = self.bursts.until(horizon_ns)
+        if not len(b):
+            return None
+        size = draws.geometric(keys[_SIZE], b, 1 / p["burst_mean"])
+        total = int(size.sum())
+        n = self.n_requests + np.arange(total, dtype=np.int64)
+        self.n_requests += total
+        index_in_burst = np.arange(total) - np.repeat(np.cumsum(size) - size, size)
+        queue = np.repeat(draws.integers(keys[_QUEUE], b, 0, self.q), size)
+        work = draws.uniform_around(keys[_WORK], n, p["app_ns"], WORK_SPREAD)
+        h = draws.uniform_around(keys[_H], n, p["irq_handler_ns"], HANDLER_SPREAD)
+        soft = (draws.uniform_around(keys[_SOFT], n, p["softirq_ns"], HANDLER_SPREAD)
+                if p["softirq_ns"] else np.zeros(total, np.int64))
+        irq_len = h + soft + 6 * STEP_NS
+        return {"arrive": np.repeat(bursts, size) + index_in_burst * p["burst_gap_ns"],
+                "n": n, "pos": queue, "h": h, "soft": soft, "work": work,
+                "app": draws.integers(keys[_APP], n, 0, len(self.app_cpus)),
+                "hw": draws.uniform_around(keys[_HW], n, p["wake_handler_ns"], HANDLER_SPREAD),
+                "service": irq_len + (work + STEP_NS if self.shared else 0)}
+
+    def advance(self, out: Out, until_ns: int) -> None:
+        p = self.p
+        horizon = until_ns + IDLE_MIN_NS  # jobs arriving later cannot end an idle before until
+        jobs = self.irq.serve(self._requests(horizon), horizon)
+        app_jobs = None
+        if jobs is not None:
+            s, h, soft = jobs["start"], jobs["h"], jobs["soft"]
+            irq = NET_IRQ_BASE + jobs["pos"]
+            send = s + h + soft + 3 * STEP_NS
+            ep = Episodes(self.cpus[jobs["pos"]], len(s))
+            ep.step(s, EventKind.DEVICE_IRQ, vector=irq, dur_ns=h)
+            ep.step(s + STEP_NS, EventKind.IRQ_MASK, vector=irq, present=p["mask_irq"])
+            ep.step(s + h, EventKind.EOI, vector=irq)
+            ep.step(s + h + STEP_NS, EventKind.IDLE_EXIT, present=jobs["idle"])
+            ep.step(s + h + 2 * STEP_NS, EventKind.TPR_WRITE, arg=TPR_DISPATCH,
+                    present=p["tpr_raise"])
+            ep.step(send, EventKind.IPI_SEND, vector=RESCHEDULE_VECTOR,
+                    target=self.app_cpus[jobs["app"]], present=not self.shared)
+            ep.step(send + STEP_NS, EventKind.TPR_WRITE, arg=0, present=p["tpr_raise"])
+            ep.step(send + 2 * STEP_NS, EventKind.IRQ_UNMASK, vector=irq, present=p["mask_irq"])
+            if self.shared:
+                # Local wakeup: the application thread runs once the receive path is done.
+                _app_steps(ep, s + h + soft + 6 * STEP_NS, jobs["work"], p)
+            kept = ep.emit(out, 1)
+            sel = jobs["idle_new"]
+            out.add(0, jobs["idle_since"][sel], self.cpus[jobs["pos"][sel]], EventKind.IDLE_ENTER)
+            if not self.shared:
+                app_jobs = {"arrive": send + p["wake_delivery_ns"], "n": jobs["n"],
+                            "pos": jobs["app"], "hw": jobs["hw"], "work": jobs["work"],
+                            "service": jobs["hw"] + jobs["work"] + 3 * STEP_NS, "kept": kept}
+        self.irq.idle_now(out, 0, until_ns, horizon)
+        if self.shared:
+            return
+        jobs = self.app.serve(app_jobs, horizon)
+        if jobs is not None:
+            b, hw = jobs["start"], jobs["hw"]
+            ep = Episodes(self.app_cpus[jobs["pos"]], len(b))
+            ep.step(b, EventKind.IPI_IRQ, vector=RESCHEDULE_VECTOR, dur_ns=hw)
+            ep.step(b + hw, EventKind.EOI, vector=RESCHEDULE_VECTOR)
+            ep.step(b + hw + STEP_NS, EventKind.IDLE_EXIT, present=jobs["idle"])
+            _app_steps(ep, b + hw + 2 * STEP_NS, jobs["work"], p)
+            ep.emit(out, 3, keep=jobs["kept"])
+            sel = jobs["idle_new"]
+            out.add(2, jobs["idle_since"][sel], self.app_cpus[jobs["pos"][sel]],
+                    EventKind.IDLE_ENTER)
+        self.app.idle_now(out, 2, until_ns, horizon)
 
 
 NET_RR = Scenario(
     name="net-rr",
     summary="NIC interrupt bursts, request/response: device IRQ, mask/EOI, wakeup IPI, clock reads",
     params=NET_PARAMS,
-    build=build_net_rr,
+    part=NetRR,
     check=check_net,
 )

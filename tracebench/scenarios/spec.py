@@ -1,9 +1,10 @@
 """Declarative scenario specs: each parameter is declared once with its unit, default and doc.
 
-A :class:`Scenario` pairs a stable name with its :class:`Param` list and a builder
-function; :func:`Scenario.resolve` turns user values (strings from the command
-line or typed values from Python) into the full, checked parameter set that is
-also written into the trace metadata, so a trace says exactly how it was made.
+A :class:`Scenario` pairs a stable name with its :class:`Param` list and its generator
+(a class that ``stream.py`` drives window by window); :func:`Scenario.resolve` turns user
+values (strings from the command line or typed values from Python) into the full, checked
+parameter set that is also written into the trace metadata, so a trace says exactly how it
+was made.
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ def _parse_bool(value) -> bool:
     raise ValueError("expected true/false (or 1/0)")
 
 
-#: builder(events, rng, cpus, params) adds a scenario's events for the vCPUs in ``cpus``
-Builder = Callable[..., None]
+#: ``part(key, cpus, params, shape)`` makes a scenario's generator for the vCPUs in ``cpus``:
+#: an object whose ``advance(out, until_ns)`` adds every event before ``until_ns`` (stream.py)
+PartFactory = Callable[..., object]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +121,9 @@ class Scenario:
     name : stable string name (``hz-tick``); what ``tracebench synth NAME`` takes.
     summary : one line for listings.
     params : the parameter spec, in display order.
-    build : ``build(events, rng, cpus, params)``; its docstring is the scenario's full doc.
+    part : ``part(key, cpus, params, shape)``, the generator of the scenario's events on
+        ``cpus`` (a class; its docstring is the scenario's full doc). ``key`` is the root
+        of its random streams (``draws.stream_key``).
     min_cpus : fewest vCPUs it can run on (an IPI storm needs two).
     check : optional ``check(params, n_cpus, where)`` for constraints across parameters;
         raises :class:`ParamError`.
@@ -128,7 +132,7 @@ class Scenario:
     name: str
     summary: str
     params: tuple[Param, ...]
-    build: Builder
+    part: PartFactory
     min_cpus: int = 1
     check: Callable[[dict, int, str], None] | None = None
 
@@ -142,7 +146,7 @@ class Scenario:
 
     @property
     def doc(self) -> str:
-        return inspect.cleandoc(self.build.__doc__ or self.summary)
+        return inspect.cleandoc(self.part.__doc__ or self.summary)
 
     def defaults(self) -> dict:
         return {p.name: p.default for p in self.params}

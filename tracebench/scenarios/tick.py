@@ -6,15 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from tracebench.errors import ParamError
+from tracebench.scenarios import draws
 from tracebench.scenarios.events import (
     APIC_LVTT,
     APIC_TMICT,
     LOCAL_TIMER_VECTOR,
     STEP_NS,
     Episodes,
-    Events,
-    poisson_times,
-    uniform_around,
+    Out,
+    Poisson,
+    periodic_due,
 )
 from tracebench.scenarios.spec import Param, Scenario
 from tracebench.schema import ClockSource, EventKind
@@ -91,54 +92,81 @@ def check_tick(p: dict, n_cpus: int, where: str) -> None:
         )
 
 
-def add_ticks(
-    events: Events,
-    rng: np.random.Generator,
-    cpus: np.ndarray,
-    p: dict,
-    clock: ClockSource = ClockSource.TSC,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Add the tick of ``p`` (the :data:`HZ_PARAMS` set) on ``cpus``.
+# random streams of a tick generator (draws.stream_key(part key, vCPU position, stream))
+_HANDLER, _READS = 1, 2
 
-    Returns ``(first_tick_ns, handler_ns, period_ns)``: per vCPU (rows, in ``cpus``
-    order) the first tick time, and an ``(n_cpus, n_ticks)`` grid of handler times,
-    so that callers can keep their own events out of the handlers.
+
+class Ticks:
+    """The tick of ``p`` (the :data:`HZ_PARAMS` set) on ``cpus``, window by window.
+
+    Tick ``k`` of the vCPU at position ``i`` is at ``first[i] + k * period`` with handler
+    time ``handler_ns(i, k)``, a function of ``(i, k)`` alone, so callers can keep their
+    own events out of any handler (:meth:`inside`).
     """
-    period = _period_ns(p["hz"])
-    m = len(cpus)
-    n_ticks = max(0, events.duration_ns // period + 1)
-    offset = (np.arange(m) * period) // m if p["skew_tick"] else np.zeros(m, dtype=np.int64)
-    first = offset + period
-    # Setup: LVT timer mode, then either the first deadline (one-shot) or the initial
-    # count that starts the periodic countdown. A trace starts with the clockevent
-    # programmed, so each timer_irq has a visible cause.
-    setup_t = np.full(m, STEP_NS, dtype=np.int64)
-    events.add(setup_t, cpus, EventKind.APIC_WRITE, arg=APIC_LVTT)
-    if p["mode"] == "oneshot":
-        events.add(setup_t + STEP_NS, cpus, EventKind.TIMER_ARM, arg=first)
-    else:
-        events.add(setup_t + STEP_NS, cpus, EventKind.APIC_WRITE, arg=APIC_TMICT)
-    if p["idle"]:
-        events.add(setup_t + 2 * STEP_NS, cpus, EventKind.IDLE_ENTER)
 
-    t = (first[:, None] + np.arange(n_ticks, dtype=np.int64)[None, :] * period).ravel()
-    h = uniform_around(rng, p["handler_ns"], m * n_ticks, HANDLER_SPREAD)
-    ep = Episodes(np.repeat(cpus, n_ticks), m * n_ticks)
-    ep.step(t, EventKind.TIMER_IRQ, vector=LOCAL_TIMER_VECTOR, dur_ns=h)
-    for j in range(p["clock_reads_per_tick"]):
-        ep.step(t + (j + 1) * STEP_NS, EventKind.CLOCK_READ, arg=int(clock))
-    if p["mode"] == "oneshot":
-        # Re-programmed at the end of hrtimer_interrupt, before the handler returns.
-        ep.step(t + h - STEP_NS, EventKind.TIMER_ARM, arg=t + period)
-    eoi = ep.step(t + h, EventKind.EOI, vector=LOCAL_TIMER_VECTOR)
-    if p["idle"]:
-        ep.step(eoi + STEP_NS, EventKind.IDLE_EXIT)
-        ep.step(eoi + 2 * STEP_NS, EventKind.IDLE_ENTER)
-    ep.emit(events)
-    return first, h.reshape(m, n_ticks), period
+    def __init__(self, key: int, cpus: np.ndarray, p: dict, shape, clock=ClockSource.TSC):
+        self.cpus, self.p, self.clock = cpus, p, clock
+        self.period = _period_ns(p["hz"])
+        m = len(cpus)
+        self.n_ticks = max(0, shape.duration_ns // self.period + 1)
+        offset = ((np.arange(m) * self.period) // m if p["skew_tick"]
+                  else np.zeros(m, dtype=np.int64))
+        self.first = offset + self.period
+        self.keys = np.array([draws.stream_key(key, i, _HANDLER) for i in range(m)], np.uint64)
+        self.next_k = np.zeros(m, dtype=np.int64)
+        self.started = False
+
+    def handler_ns(self, i: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return draws.uniform_around(self.keys[i], k, self.p["handler_ns"], HANDLER_SPREAD)
+
+    def inside(self, i: int, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For times ``t`` on the vCPU at position ``i``: which fall in a tick handler
+        (tick start to its ``eoi``), and that handler's ``eoi`` time."""
+        k = (t - self.first[i]) // self.period  # the last tick at or before t
+        inside = (k >= 0) & (k < self.n_ticks)
+        kk = np.clip(k, 0, max(self.n_ticks - 1, 0))
+        eoi = self.first[i] + kk * self.period + self.handler_ns(np.full(len(t), i), kk)
+        return inside & (t <= eoi), eoi
+
+    def advance(self, out: Out, until_ns: int) -> None:
+        p, cpus, period = self.p, self.cpus, self.period
+        if not self.started:
+            # Setup: LVT timer mode, then either the first deadline (one-shot) or the
+            # initial count that starts the periodic countdown. A trace starts with the
+            # clockevent programmed, so each timer_irq has a visible cause.
+            self.started = True
+            setup_t = np.full(len(cpus), STEP_NS, dtype=np.int64)
+            steps = [(EventKind.APIC_WRITE, APIC_LVTT),
+                     (EventKind.TIMER_ARM, self.first) if p["mode"] == "oneshot"
+                     else (EventKind.APIC_WRITE, APIC_TMICT)]
+            if p["idle"]:
+                steps.append((EventKind.IDLE_ENTER, 0))
+            ep = Episodes(cpus, len(cpus))
+            for j, (kind, arg) in enumerate(steps):
+                ep.step(setup_t + j * STEP_NS, kind, arg=arg)
+            ep.emit(out, 0)
+        i, k, self.next_k = periodic_due(self.first, period, self.n_ticks, self.next_k,
+                                         until_ns)
+        n = len(k)
+        if n == 0:
+            return
+        t = self.first[i] + k * period
+        h = self.handler_ns(i, k)
+        ep = Episodes(cpus[i], n)
+        ep.step(t, EventKind.TIMER_IRQ, vector=LOCAL_TIMER_VECTOR, dur_ns=h)
+        for j in range(p["clock_reads_per_tick"]):
+            ep.step(t + (j + 1) * STEP_NS, EventKind.CLOCK_READ, arg=int(self.clock))
+        if p["mode"] == "oneshot":
+            # Re-programmed at the end of hrtimer_interrupt, before the handler returns.
+            ep.step(t + h - STEP_NS, EventKind.TIMER_ARM, arg=t + period)
+        eoi = ep.step(t + h, EventKind.EOI, vector=LOCAL_TIMER_VECTOR)
+        if p["idle"]:
+            ep.step(eoi + STEP_NS, EventKind.IDLE_EXIT)
+            ep.step(eoi + 2 * STEP_NS, EventKind.IDLE_ENTER)
+        ep.emit(out, 1)
 
 
-def build_hz_tick(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
+class HzTick(Ticks):
     """Periodic scheduler tick on every vCPU: the timer path at a fixed, known rate.
 
     Each tick is ``timer_irq`` (vector 0xec, ``dur_ns`` = handler time) then
@@ -153,15 +181,17 @@ def build_hz_tick(events: Events, rng: np.random.Generator, cpus: np.ndarray, p:
     tick is one period in), as many ``timer_arm`` (+1 setup) in one-shot mode.
     With ``idle=true`` each tick is also an ``idle_exit`` / ``idle_enter`` pair:
     the classic idle guest that a 1000 Hz tick keeps waking 1000 times a second.
+
+    Random streams: handler time of tick ``k`` on the vCPU at position ``i`` is draw
+    ``k`` of stream ``(i, 1)``; tick times are fixed.
     """
-    add_ticks(events, rng, cpus, p)
 
 
 HZ_TICK = Scenario(
     name="hz-tick",
     summary="periodic tick at HZ on every vCPU (one-shot re-arm or LAPIC periodic mode)",
     params=HZ_PARAMS,
-    build=build_hz_tick,
+    part=HzTick,
     check=check_tick,
 )
 
@@ -206,7 +236,7 @@ def check_clock(p: dict, n_cpus: int, where: str) -> None:
     check_tick(_tick_params(p), n_cpus, where)
 
 
-def build_clock_heavy(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
+class ClockHeavy:
     """A database that reads the clock at a high rate on busy vCPUs, plus the normal tick.
 
     Each vCPU reads the clock (``clock_read``, ``arg`` = the ``clocksource`` code)
@@ -219,26 +249,32 @@ def build_clock_heavy(events: Events, rng: np.random.Generator, cpus: np.ndarray
     reads, ``hz * duration`` ``timer_irq``. This is the workload where the
     clocksource choice matters most: an emulated ACPI PM timer costs one trap per
     read (~25k cycles), a TSC or pvclock read none.
+
+    Random streams: the tick's (see ``hz-tick``); the gap before read ``j`` of the vCPU
+    at position ``i`` is draw ``j`` of stream ``(i, 2)``.
     """
-    clock = ClockSource.from_label(p["clocksource"])
-    first, handler, period = add_ticks(events, rng, cpus, _tick_params(p), clock)
-    n_ticks = handler.shape[1]
-    for i, cpu in enumerate(cpus):
-        reads = poisson_times(rng, p["reads_per_s"], events.duration_ns)
-        k = (reads - first[i]) // period  # index of the last tick at or before the read
-        inside = k >= 0
-        kk = np.clip(k, 0, max(n_ticks - 1, 0))
-        if n_ticks:
-            eoi = first[i] + kk * period + handler[i, kk]
-            inside &= reads <= eoi
-            reads = np.where(inside, eoi + 1, reads)
-        events.add(reads, cpu, EventKind.CLOCK_READ, arg=int(clock))
+
+    def __init__(self, key: int, cpus: np.ndarray, p: dict, shape):
+        self.clock = ClockSource.from_label(p["clocksource"])
+        self.cpus = cpus
+        self.ticks = Ticks(key, cpus, _tick_params(p), shape, self.clock)
+        self.reads = [Poisson(draws.stream_key(key, i, _READS), p["reads_per_s"])
+                      for i in range(len(cpus))]
+
+    def advance(self, out: Out, until_ns: int) -> None:
+        self.ticks.advance(out, until_ns)
+        for i, cpu in enumerate(self.cpus):
+            reads, _ = self.reads[i].until(until_ns)
+            if len(reads) and self.ticks.n_ticks:
+                inside, eoi = self.ticks.inside(i, reads)
+                reads = np.where(inside, eoi + 1, reads)
+            out.add(2, reads, cpu, EventKind.CLOCK_READ, arg=int(self.clock))
 
 
 CLOCK_HEAVY = Scenario(
     name="clock-heavy",
     summary="clock reads at a high rate (a database) on busy vCPUs, plus the tick",
     params=CLOCK_PARAMS,
-    build=build_clock_heavy,
+    part=ClockHeavy,
     check=check_clock,
 )

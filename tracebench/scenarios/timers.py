@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from tracebench.errors import ParamError
+from tracebench.scenarios import draws
 from tracebench.scenarios.events import (
     LOCAL_TIMER_VECTOR,
     STEP_NS,
     Episodes,
-    Events,
-    uniform_around,
+    Out,
+    periodic_due,
 )
 from tracebench.scenarios.spec import Param, Scenario
 from tracebench.schema import ClockSource, EventKind
@@ -53,67 +54,12 @@ IDLE_PARAMS = (
 )
 
 
-def _chain(rng: np.random.Generator, p: dict, duration_ns: int) -> dict[str, np.ndarray]:
-    """Draw one vCPU's wakeup episodes until they pass the end of the trace.
-
-    The idle time before episode ``k`` is ``min(S, E)``: ``S`` the programmed sleep,
-    ``E`` the next device interrupt. Device arrivals are Poisson, hence memoryless,
-    so the gap to the next one is exponential whenever the vCPU goes idle and the
-    episodes are independent: their start times are a cumulative sum, no loop per
-    wakeup. A device interrupt wins only if its handler and the timer cancel finish
-    before the timer deadline, so a timer never fires unseen.
-    """
-    mean_sleep = 1e9 / p["timer_wakeups_per_s"]
-    mean_dev = 1e9 / p["device_irq_per_s"] if p["device_irq_per_s"] else np.inf
-    mean_len = 1 / (1 / mean_sleep + 1 / mean_dev) + p["busy_ns"] + p["device_handler_ns"]
-    chunk = int(duration_ns / mean_len * 1.25) + 16
-    parts: list[dict[str, np.ndarray]] = []
-    while True:
-        parts.append(
-            {
-                "sleep": rng.exponential(mean_sleep, chunk),
-                "dev": rng.exponential(mean_dev, chunk)
-                if np.isfinite(mean_dev)
-                else np.full(chunk, np.inf),
-                "busy": rng.exponential(p["busy_ns"], chunk) if p["busy_ns"] else np.zeros(chunk),
-                "h_timer": uniform_around(rng, p["timer_handler_ns"], chunk, HANDLER_SPREAD),
-                "h_dev": uniform_around(rng, p["device_handler_ns"], chunk, HANDLER_SPREAD),
-            }
-        )
-        c = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
-        out = _episodes(c, duration_ns)
-        # Draw on until the last wakeup is past the end; the estimate above makes
-        # a second round rare, and the draws stay a function of the seed alone.
-        if out["wake"][-1] >= duration_ns:
-            return out
+# random streams (draws.stream_key(part key, vCPU position, stream))
+_SLEEP, _DEV, _BUSY, _H_TIMER, _H_DEV = 1, 2, 3, 4, 5
+_PHASE, _WORK, _CANCEL = 6, 7, 8
 
 
-def _episodes(c: dict[str, np.ndarray], duration_ns: int) -> dict[str, np.ndarray]:
-    """Episode times from the drawn sleeps, device gaps, busy and handler times."""
-    n = len(c["sleep"])
-    sleep = np.rint(c["sleep"]).astype(np.int64) + STEP_NS  # a deadline is never "now"
-    h_dev = c["h_dev"]
-    dev = np.where(np.isfinite(c["dev"]), np.minimum(c["dev"], 4.0 * duration_ns), 0)
-    dev = np.rint(dev).astype(np.int64)
-    by_timer = ~np.isfinite(c["dev"]) | (sleep <= dev + h_dev + 4 * STEP_NS)
-    by_timer[0] = True  # episode 0 starts busy; its "wake" fields are unused
-    h = np.where(by_timer, c["h_timer"], h_dev)
-    idle = np.where(by_timer, sleep, dev)  # idle time before episode k
-    pre = h + 4 * STEP_NS  # irq ... eoi, idle_exit, clock_read, cancel
-    pre[0] = 0
-    busy = np.rint(c["busy"]).astype(np.int64) + STEP_NS
-    wake = np.empty(n, dtype=np.int64)
-    wake[0] = STEP_NS
-    # wake[k+1] = wake[k] + pre[k] + busy[k] + STEP (idle_enter) + idle[k+1]
-    wake[1:] = STEP_NS + np.cumsum(pre[:-1] + busy[:-1] + STEP_NS + idle[1:])
-    arm = wake + pre + busy
-    deadline = np.empty(n, dtype=np.int64)
-    deadline[:-1] = arm[:-1] + STEP_NS + sleep[1:]
-    deadline[-1] = arm[-1] + STEP_NS + sleep[-1]  # never reached: past the end
-    return {"wake": wake, "by_timer": by_timer, "h": h, "arm": arm, "deadline": deadline}
-
-
-def build_idle_nohz(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
+class IdleNohz:
     """Tickless idle: vCPUs sleep in HLT with one sparse one-shot timer armed.
 
     Each vCPU repeats: ``timer_arm`` (``arg`` = deadline) and ``idle_enter``; then
@@ -130,32 +76,91 @@ def build_idle_nohz(events: Events, rng: np.random.Generator, cpus: np.ndarray, 
     interrupt just before the deadline is absorbed by the timer's). One
     ``timer_arm`` per episode, one ``timer_cancel`` per device wakeup. This is the
     workload where idle costs (HLT exits, wakeup IPIs from the host) dominate.
+
+    The idle time before episode ``k`` is ``min(S, E)``: ``S`` the programmed sleep,
+    ``E`` the next device interrupt. Device arrivals are Poisson, hence memoryless,
+    so the gap to the next one is exponential whenever the vCPU goes idle and the
+    episodes are independent: their start times are an integer cumulative sum. A
+    device interrupt wins only if its handler and the timer cancel finish before the
+    timer deadline, so a timer never fires unseen. Random streams: episode ``k`` of the
+    vCPU at position ``i`` takes draw ``k`` of its streams ``(i, 1..5)``: sleep, device
+    gap, busy time, timer and device handler times.
     """
-    blocks = [(cpu, _chain(rng, p, events.duration_ns)) for cpu in cpus]
-    cpu = np.concatenate([np.full(len(c["wake"]), cpu) for cpu, c in blocks])
-    c = {k: np.concatenate([b[k] for _, b in blocks]) for k in blocks[0][1]}
-    first = np.concatenate([np.arange(len(b["wake"])) == 0 for _, b in blocks])
-    woke = ~first
-    by_timer = c["by_timer"]
-    w, h = c["wake"], c["h"]
-    ep = Episodes(cpu, len(w))
-    kind = np.where(by_timer, EventKind.TIMER_IRQ, EventKind.DEVICE_IRQ)
-    vector = np.where(by_timer, LOCAL_TIMER_VECTOR, IDLE_DEVICE_IRQ)
-    ep.step(w, kind, vector=vector, dur_ns=h, present=woke)
-    ep.step(w + h, EventKind.EOI, vector=vector, present=woke)
-    ep.step(w + h + STEP_NS, EventKind.IDLE_EXIT, present=woke)
-    ep.step(w + h + 2 * STEP_NS, EventKind.CLOCK_READ, arg=TSC, present=woke)
-    ep.step(w + h + 3 * STEP_NS, EventKind.TIMER_CANCEL, present=woke & ~by_timer)
-    ep.step(c["arm"], EventKind.TIMER_ARM, arg=c["deadline"])
-    ep.step(c["arm"] + STEP_NS, EventKind.IDLE_ENTER)
-    ep.emit(events)
+
+    def __init__(self, key: int, cpus: np.ndarray, p: dict, shape):
+        self.cpus, self.p, self.duration_ns = cpus, p, shape.duration_ns
+        self.key = key
+        self.mean_sleep = 1e9 / p["timer_wakeups_per_s"]
+        self.mean_dev = 1e9 / p["device_irq_per_s"] if p["device_irq_per_s"] else np.inf
+        self.mean_len = 1 / (1 / self.mean_sleep + 1 / self.mean_dev) + p["busy_ns"] + \
+            p["device_handler_ns"]
+        m = len(cpus)
+        self.next_k = np.zeros(m, dtype=np.int64)  # first episode not made yet
+        self.wake = np.full(m, STEP_NS, dtype=np.int64)  # its wake time
+
+    def _draw(self, i: int, k: np.ndarray) -> dict[str, np.ndarray]:
+        p, key = self.p, self.key
+        sleep = draws.exponential_ns(draws.stream_key(key, i, _SLEEP), k, self.mean_sleep)
+        sleep += STEP_NS  # a deadline is never "now"
+        if np.isfinite(self.mean_dev):
+            dev = draws.exponential_ns(draws.stream_key(key, i, _DEV), k,
+                                       self.mean_dev).clip(max=4 * self.duration_ns)
+        else:
+            dev = None
+        busy = (draws.exponential_ns(draws.stream_key(key, i, _BUSY), k, p["busy_ns"])
+                if p["busy_ns"] else np.zeros(len(k), np.int64)) + STEP_NS
+        h_timer = draws.uniform_around(draws.stream_key(key, i, _H_TIMER), k,
+                                       p["timer_handler_ns"], HANDLER_SPREAD)
+        h_dev = draws.uniform_around(draws.stream_key(key, i, _H_DEV), k,
+                                     p["device_handler_ns"], HANDLER_SPREAD)
+        by_timer = np.ones(len(k), bool) if dev is None else sleep <= dev + h_dev + 4 * STEP_NS
+        by_timer |= k == 0  # episode 0 starts busy; its "wake" fields are unused
+        h = np.where(by_timer, h_timer, h_dev)
+        idle = np.where(by_timer, sleep, 0 if dev is None else dev)  # idle before episode k
+        pre = np.where(k == 0, 0, h + 4 * STEP_NS)  # irq ... eoi, idle_exit, clock_read, cancel
+        return {"sleep": sleep, "by_timer": by_timer, "h": h, "idle": idle, "pre": pre,
+                "busy": busy}
+
+    def advance(self, out: Out, until_ns: int) -> None:
+        blocks = []
+        for i in range(len(self.cpus)):
+            while self.wake[i] < until_ns:
+                n = int((until_ns - self.wake[i]) / self.mean_len * 1.25) + 16
+                k = self.next_k[i] + np.arange(n + 1, dtype=np.int64)
+                c = self._draw(i, k)  # episode n's draws: the sleep that ends episode n-1
+                # wake[k+1] = wake[k] + pre[k] + busy[k] + STEP (idle_enter) + idle[k+1]
+                wake = self.wake[i] + np.concatenate(
+                    [[0], np.cumsum(c["pre"][:-1] + c["busy"][:-1] + STEP_NS + c["idle"][1:])])
+                take = min(int(np.searchsorted(wake, until_ns)), n)
+                arm = wake[:take] + c["pre"][:take] + c["busy"][:take]
+                blocks.append({"cpu": np.full(take, self.cpus[i]), "wake": wake[:take],
+                               "by_timer": c["by_timer"][:take], "h": c["h"][:take],
+                               "woke": k[:take] != 0, "arm": arm,
+                               "deadline": arm + STEP_NS + c["sleep"][1:take + 1]})
+                self.next_k[i] += take
+                self.wake[i] = wake[take]
+        if not blocks:
+            return
+        c = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
+        by_timer, w, h, woke = c["by_timer"], c["wake"], c["h"], c["woke"]
+        ep = Episodes(c["cpu"], len(w))
+        kind = np.where(by_timer, EventKind.TIMER_IRQ, EventKind.DEVICE_IRQ)
+        vector = np.where(by_timer, LOCAL_TIMER_VECTOR, IDLE_DEVICE_IRQ)
+        ep.step(w, kind, vector=vector, dur_ns=h, present=woke)
+        ep.step(w + h, EventKind.EOI, vector=vector, present=woke)
+        ep.step(w + h + STEP_NS, EventKind.IDLE_EXIT, present=woke)
+        ep.step(w + h + 2 * STEP_NS, EventKind.CLOCK_READ, arg=TSC, present=woke)
+        ep.step(w + h + 3 * STEP_NS, EventKind.TIMER_CANCEL, present=woke & ~by_timer)
+        ep.step(c["arm"], EventKind.TIMER_ARM, arg=c["deadline"])
+        ep.step(c["arm"] + STEP_NS, EventKind.IDLE_ENTER)
+        ep.emit(out, 0)
 
 
 IDLE_NOHZ = Scenario(
     name="idle-nohz",
     summary="tickless idle vCPUs: sparse one-shot timers, occasional device wakeups",
     params=IDLE_PARAMS,
-    build=build_idle_nohz,
+    part=IdleNohz,
 )
 
 
@@ -203,7 +208,7 @@ def check_timer_heavy(p: dict, n_cpus: int, where: str) -> None:
         )
 
 
-def build_timer_heavy(events: Events, rng: np.random.Generator, cpus: np.ndarray, p: dict) -> None:
+class TimerHeavy:
     """High-rate hrtimer users: each vCPU runs a periodic clock_nanosleep loop.
 
     Iteration ``k`` on a vCPU (deadlines ``phase + k / loop_hz``, random phase per
@@ -217,36 +222,59 @@ def build_timer_heavy(events: Events, rng: np.random.Generator, cpus: np.ndarray
     arms (+1 at the start) plus one arm per cancel, ``cancel_fraction`` cancels
     per iteration. The one-shot timer is re-programmed tens of thousands of times
     a second: the case for TSC-deadline emulation fast paths and PV timers.
+
+    Random streams: the phase of the vCPU at position ``i`` is draw 0 of stream
+    ``(i, 6)``; iteration ``k``'s handler time, work time and cancel draw are draw
+    ``k`` of ``(i, 4)``, ``(i, 7)`` and ``(i, 8)``.
     """
-    period = round(1e9 / p["loop_hz"])
-    m = len(cpus)
-    n_iter = events.duration_ns // period + 1
-    phase = rng.integers(0, period, m)
-    d = (phase[:, None] + period * np.arange(1, n_iter + 1, dtype=np.int64)[None, :]).ravel()
-    n = m * n_iter
-    h = uniform_around(rng, p["handler_ns"], n, HANDLER_SPREAD)
-    work = uniform_around(rng, p["work_ns"], n, WORK_SPREAD)  # >= 1 ns even for work_ns=0
-    cancel = rng.random(n) < p["cancel_fraction"]
-    # The loop starts by arming its first deadline and going to sleep.
-    events.add(np.full(m, STEP_NS), cpus, EventKind.TIMER_ARM, arg=phase + period)
-    events.add(np.full(m, 2 * STEP_NS), cpus, EventKind.IDLE_ENTER)
-    ep = Episodes(np.repeat(cpus, n_iter), n)
-    ep.step(d, EventKind.TIMER_IRQ, vector=LOCAL_TIMER_VECTOR, dur_ns=h)
-    e = ep.step(d + h, EventKind.EOI, vector=LOCAL_TIMER_VECTOR)
-    ep.step(e + STEP_NS, EventKind.IDLE_EXIT)
-    ep.step(e + 2 * STEP_NS, EventKind.CLOCK_READ, arg=TSC)
-    t0 = e + 3 * STEP_NS
-    ep.step(t0, EventKind.TIMER_ARM, arg=t0 + p["timeout_ns"], present=cancel)
-    ep.step(t0 + work // 2, EventKind.TIMER_CANCEL, present=cancel)
-    ep.step(t0 + work, EventKind.TIMER_ARM, arg=d + period)
-    ep.step(t0 + work + STEP_NS, EventKind.IDLE_ENTER)
-    ep.emit(events)
+
+    def __init__(self, key: int, cpus: np.ndarray, p: dict, shape):
+        self.cpus, self.p = cpus, p
+        self.period = round(1e9 / p["loop_hz"])
+        m = len(cpus)
+        self.n_iter = shape.duration_ns // self.period + 1
+        self.keys = {q: np.array([draws.stream_key(key, i, q) for i in range(m)], np.uint64)
+                     for q in (_H_TIMER, _WORK, _CANCEL, _PHASE)}
+        self.phase = draws.integers(self.keys[_PHASE], 0, 0, self.period)
+        self.next_k = np.zeros(m, dtype=np.int64)
+        self.started = False
+
+    def advance(self, out: Out, until_ns: int) -> None:
+        p, cpus, period = self.p, self.cpus, self.period
+        if not self.started:  # the loop starts by arming its first deadline and sleeping
+            self.started = True
+            ep = Episodes(cpus, len(cpus))
+            ep.step(STEP_NS, EventKind.TIMER_ARM, arg=self.phase + period)
+            ep.step(2 * STEP_NS, EventKind.IDLE_ENTER)
+            ep.emit(out, 0)
+        # deadline of iteration k: phase + (k + 1) * period; those before until_ns
+        first = self.phase + period
+        i, k, self.next_k = periodic_due(first, period, self.n_iter, self.next_k, until_ns)
+        n = len(k)
+        if n == 0:
+            return
+        d = first[i] + k * period
+        h = draws.uniform_around(self.keys[_H_TIMER][i], k, p["handler_ns"], HANDLER_SPREAD)
+        # >= 1 ns even for work_ns=0
+        work = draws.uniform_around(self.keys[_WORK][i], k, p["work_ns"], WORK_SPREAD)
+        cancel = draws.u01(self.keys[_CANCEL][i], k) < p["cancel_fraction"]
+        ep = Episodes(cpus[i], n)
+        ep.step(d, EventKind.TIMER_IRQ, vector=LOCAL_TIMER_VECTOR, dur_ns=h)
+        e = ep.step(d + h, EventKind.EOI, vector=LOCAL_TIMER_VECTOR)
+        ep.step(e + STEP_NS, EventKind.IDLE_EXIT)
+        ep.step(e + 2 * STEP_NS, EventKind.CLOCK_READ, arg=TSC)
+        t0 = e + 3 * STEP_NS
+        ep.step(t0, EventKind.TIMER_ARM, arg=t0 + p["timeout_ns"], present=cancel)
+        ep.step(t0 + work // 2, EventKind.TIMER_CANCEL, present=cancel)
+        ep.step(t0 + work, EventKind.TIMER_ARM, arg=d + period)
+        ep.step(t0 + work + STEP_NS, EventKind.IDLE_ENTER)
+        ep.emit(out, 1)
 
 
 TIMER_HEAVY = Scenario(
     name="timer-heavy",
     summary="nanosleep/hrtimer loops re-arming the one-shot timer at a high rate, some cancels",
     params=TIMER_PARAMS,
-    build=build_timer_heavy,
+    part=TimerHeavy,
     check=check_timer_heavy,
 )

@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 
 from tracebench._version import __version__
-from tracebench.atomic import atomic_path
+from tracebench.atomic import atomic_path, mentions
 from tracebench.backends import resolve_backends
 from tracebench.errors import TracebenchError
 from tracebench.sweep.grid import Grid, grid_from_mapping, load_grid
@@ -190,7 +190,9 @@ class _locked:
 
 def _write_json(root: Path, plan: Plan, last_run: dict | None) -> None:
     doc = {"tracebench_version": __version__, **plan.to_json(), "last_run": last_run}
-    with atomic_path(root / SWEEP_JSON, force=True) as tmp:
+    # rewritten on every run: --force-like, but only over a sweep.json a sweep wrote
+    with atomic_path(root / SWEEP_JSON, force=True,
+                     owned=mentions(b'"tracebench_version"')) as tmp:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
 
 

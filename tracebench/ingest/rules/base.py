@@ -169,7 +169,9 @@ def field(name: str, pattern: str = r"(\d+)") -> pl.Expr:
 
 
 def int_field(name: str) -> pl.Expr:
-    return field(name).cast(pl.Int64, strict=False)
+    """A decimal ``name=N`` field as Int64 (null where absent). Digits that do not fit in
+    Int64 fail the cast: the line is malformed (``window._apply``), never a silent -1."""
+    return field(name).cast(pl.Int64, strict=True)
 
 
 def hex_u64(text: pl.Expr) -> pl.Expr:

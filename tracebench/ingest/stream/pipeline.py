@@ -84,7 +84,25 @@ class _Stats:
         d[key] = d.get(key, 0) + int(n)
 
 
-def ingest(
+def ingest(inputs, output, *args, **kwargs) -> IngestResult:
+    """Read text traces and write one canonical trace: see :func:`_ingest` for the
+    parameters. Pipes and FIFOs among ``inputs`` (``ingest <(cmd)``, ``/dev/stdin``, ``-``)
+    are first copied, block by block, beside ``output`` in a hidden temporary folder that
+    is removed when the ingest ends (and by the next run, if this one is killed): the
+    reader maps and reads its inputs twice, which a pipe cannot give."""
+    from tracebench.atomic import scratch_dir
+    from tracebench.ingest.text.files import is_stream, spool
+
+    given = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    given = ["/dev/stdin" if str(p) == "-" else p for p in given]
+    if not any(is_stream(p) for p in given):
+        return _ingest(given, output, *args, **kwargs)
+    with scratch_dir(output, "spool") as folder:
+        paths = [spool(p, folder) if is_stream(p) else p for p in given]
+        return _ingest(paths, output, *args, **kwargs)
+
+
+def _ingest(
     inputs,
     output,
     fmt: str = "auto",
@@ -169,6 +187,9 @@ def ingest(
         n_cpus = max(run.max_cpu + 1, int(header.get("n_cpus", 0)) if family.header_cpus else 0, 1)
         meta.n_cpus = n_cpus
         meta.duration_ns = int(stats.last_ts - stats.first_ts) if stats.first_ts is not None else 0
+        # rows the rules place after the last record (an injection on the next entry)
+        # still lie inside the trace: a duration short of them breaks every rate
+        meta.duration_ns = max(meta.duration_ns, writer.last_ts_ns or 0)
         src = {
             "format": ",".join(sorted({f.name for f in fmts})),
             "family": family.name,

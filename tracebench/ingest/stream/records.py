@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from tracebench.ingest.stream.routes import Events
 from tracebench.ingest.text import fields as F
+from tracebench.ingest.text import lines as L
 from tracebench.ingest.text import scan as S
 from tracebench.ingest.text.files import ChunkReader
 from tracebench.ingest.text.framed import Buffers, Framed
@@ -162,6 +163,15 @@ class Source:
         evs = fr.events
         counts, order = fr.counts, fr.order
         wi, wc, wf = fr.wi, fr.wc, fr.wf
+        bad_cpu = np.flatnonzero(wc[S.W_CPU] == L.BAD_CPU)
+        if len(bad_cpu):  # a [CPU] that is no vCPU number: malformed, never CPU 0
+            for k in bad_cpu.tolist():
+                row = int(wi[S.W_ROW, k])
+                text = fr.line_text(fr.line_start(int(wi[S.W_POFF, k])))
+                why = f"CPU field is not a vCPU number in 0..{L.MAX_CPU_INDEX}"
+                bad.append((first_line + row, why, text))
+                removed.append((row, int(wc[S.W_ID, k])))
+            bad.sort(key=lambda b: b[0])
         if removed:  # lines whose bytes are not text are not records after all
             counts = counts.copy()
             for _, eid in removed:

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from tracebench.errors import TraceError
-from tracebench.ingest.rules.base import EOI_INFERRED, MapContext
+from tracebench.ingest.rules.base import EOI_INFERRED, H_IPI_HINT, MapContext
 from tracebench.ingest.rules.fastmap import map_fast
 from tracebench.ingest.stream import calibrate as cal_mod
 from tracebench.ingest.stream import merge
@@ -25,30 +25,55 @@ from tracebench.ingest.stream.records import Chunk
 from tracebench.ingest.stream.resolve import resolve
 from tracebench.ingest.stream.routes import CALIB_EVENTS
 from tracebench.ingest.text import fields
-from tracebench.schema import EventKind
+from tracebench.ingest.text.lines import MAX_CPU_INDEX
+from tracebench.schema import TARGET_MASK, EventKind
 
 #: what a rule raises when a field's value does not fit its column (a strict cast)
 _RANGE_ERRORS = (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError)
 
 
-def _apply(rule, records: pl.DataFrame, ctx: MapContext, where: str):
-    """``rule.fn`` on ``records``; a value that does not fit its column becomes a one-line
-    error naming the input line (found by bisecting the records: rules map rows
-    independently, and the ingest stops here anyway)."""
-    try:
-        return rule.fn(records, ctx)
-    except _RANGE_ERRORS as exc:
-        lo, hi = 0, records.height
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            try:
-                rule.fn(records[lo:mid], ctx)
-            except _RANGE_ERRORS:
-                hi = mid
-            else:
-                lo = mid
-        line = int(records["seq"][lo]) if records.height else 0
-        raise TraceError(f"{where}:{line}: {rule.event}: {_range_text(exc)}") from None
+def _apply(rule, records: pl.DataFrame, ctx: MapContext, where: str, stats=None):
+    """``rule.fn`` on ``records``. A value that does not fit its column (a strict cast) is a
+    malformed line, found by bisecting the records (rules map rows independently): under
+    ``--strict`` (or without ``stats``) a one-line error naming it, else counted and the
+    record left out, and the rule run again on the rest."""
+    while True:
+        try:
+            return rule.fn(records, ctx)
+        except _RANGE_ERRORS as exc:
+            lo, hi = 0, records.height
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                try:
+                    rule.fn(records[lo:mid], ctx)
+                except _RANGE_ERRORS:
+                    hi = mid
+                else:
+                    lo = mid
+            line = int(records["seq"][lo]) if records.height else 0
+            why = f"{rule.event}: {_range_text(exc)}"
+            if stats is None or records.height == 0:
+                raise TraceError(f"{where}:{line}: {why}") from None
+            stats.bad(where, line, why)  # raises under --strict
+            records = pl.concat([records[:lo], records[lo + 1 :]])
+
+
+def _check_rows(rows: dict, stats, where: str) -> dict:
+    """Leave out (and count, or under ``--strict`` stop at) rows whose vCPU or IPI target
+    cannot be stored: a trace holds vCPUs 0..MAX_CPU_INDEX (``n_cpus`` fits in uint16)."""
+    if len(rows["seq"]) == 0:
+        return rows
+    cpu, target = rows["cpu"], rows["target"]
+    ipi = (rows["kind"] == int(EventKind.IPI_SEND)) | (rows["kind"] == H_IPI_HINT)
+    bad_cpu = (cpu < 0) | (cpu > MAX_CPU_INDEX)
+    bad_target = ipi & ((target < TARGET_MASK) | (target > MAX_CPU_INDEX))
+    bad = bad_cpu | bad_target
+    if not bad.any():
+        return rows
+    for k in np.flatnonzero(bad).tolist():
+        what = (f"vCPU {int(cpu[k])}" if bad_cpu[k] else f"IPI target vCPU {int(target[k])}")
+        stats.bad(where, int(rows["seq"][k]), f"{what} is outside 0..{MAX_CPU_INDEX}")
+    return {k: v[~bad] for k, v in rows.items()}
 
 
 def _range_text(exc: Exception) -> str:
@@ -182,7 +207,7 @@ class Window:
         for short, ids in order.items():
             rule = self.family.rules.get(short)
             if short in slow and rule is not None:
-                rows, miss = _apply(rule, slow[short], self.ctx, where)
+                rows, miss = _apply(rule, slow[short], self.ctx, where, st)
                 if miss.height:
                     for label, n in miss.group_by("label", maintain_order=True).len().iter_rows():
                         st.add(st.unmapped, label, n)
@@ -195,7 +220,7 @@ class Window:
             n = int(miss_count[ids].sum())
             if n:
                 st.add(st.unmapped, short, n)
-        return merge.sort_new(fast, parts)
+        return _check_rows(merge.sort_new(fast, parts), st, where)
 
     def _process(self, ch: Chunk | None, final: bool, where: str) -> None:
         st = self.stats

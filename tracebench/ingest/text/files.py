@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import mmap
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,8 +42,14 @@ def check_text_file(path: str | os.PathLike) -> Path:
         raise TraceError(f"{p}: no such file")
     if p.is_dir():
         raise TraceError(f"{p}: is a folder, expected a text trace file")
-    with open(p, "rb") as fh:
-        head = fh.read(4096)
+    if is_stream(p):
+        raise TraceError(f"{p}: is a pipe or device; `tracebench ingest` reads pipes and "
+                         "FIFOs itself (this reader needs a regular file)")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise TraceError(f"{p}: cannot read ({exc.strerror})") from None
     if not head:
         raise TraceError(f"{p}: empty file (no trace records)")
     for magic, what in _MAGIC.items():
@@ -51,6 +58,64 @@ def check_text_file(path: str | os.PathLike) -> Path:
     if b"\0" in head:
         raise TraceError(f"{p}: binary data (NUL bytes in the first 4 KiB), not a text trace")
     return p
+
+
+#: bytes copied at a time from a pipe or FIFO (memory bound of spooling)
+SPOOL_BLOCK = 1 << 20
+
+
+def is_stream(path: str | os.PathLike) -> bool:
+    """True for an input that can be read only once, in order: a pipe (``<(cmd)``,
+    ``/dev/stdin``) or a FIFO. Other non-regular files are refused by :func:`spool`."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def spool(path: str | os.PathLike, folder: Path) -> Path:
+    """Copy a pipe or FIFO, block by block (bounded memory), to ``folder / its name``.
+
+    The text is read twice over (framing, and the hash/probe scan) and mapped, which a
+    pipe cannot be; the copy is removed with ``folder`` when the ingest ends. A FIFO
+    waits for its writer as ``cat`` does. Devices, sockets and terminals are refused.
+    """
+    src = Path(path)
+    where = str(src)
+    try:
+        mode = os.stat(src).st_mode
+    except OSError as exc:
+        raise TraceError(f"{where}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISFIFO(mode):
+        what = "a terminal" if os.path.realpath(src).startswith("/dev/tty") or (
+            stat.S_ISCHR(mode) and _isatty(src)) else (
+            "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise TraceError(f"{where}: is {what}, not a text trace file or pipe")
+    dst = folder / (src.name or "stdin")
+    try:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            first = True
+            while block := fin.read(SPOOL_BLOCK):
+                if first and (b"\0" in block[:4096]):
+                    raise TraceError(f"{where}: binary data (NUL bytes in the first 4 KiB), "
+                                     "not a text trace")
+                first = False
+                fout.write(block)
+    except OSError as exc:
+        raise TraceError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    return dst
+
+
+def _isatty(p: Path) -> bool:
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
 
 
 def head_lines(path: Path, n_bytes: int = 1 << 16) -> list[str]:

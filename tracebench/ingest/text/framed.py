@@ -150,6 +150,11 @@ class Framed:
         text = raw[:limit].decode("utf-8", "backslashreplace").strip()
         return text + ("..." if len(raw) > limit else "")
 
+    def line_start(self, offset: int) -> int:
+        """Where the line holding byte ``offset`` starts (for quoting a record's line)."""
+        nl = np.flatnonzero(self.buf[max(offset - 4096, 0) : offset] == 10)
+        return max(offset - 4096, 0) + int(nl[-1]) + 1 if len(nl) else max(offset - 4096, 0)
+
     def line_bytes(self, start: int, length: int) -> bytes:
         """The physical line at byte ``start`` of ``length`` bytes, without its newline."""
         raw = bytes(self.buf[start : start + length])

@@ -20,6 +20,14 @@ BAD_TS = 4  # anchor found but the timestamp is not a number
 BAD_EVENT = 5  # no "EVENT:" after the timestamp
 BAD_BYTES = 6  # NUL or invalid UTF-8 bytes
 WRAPPED_AT_END = 7  # record header is the chunk's last line: its event is in the next chunk
+BAD_TS_RANGE = 8  # a timestamp whose nanoseconds do not fit in int64
+
+#: ``[CPU]`` of a wanted record that is there but is not a vCPU number (kernel output)
+BAD_CPU = -2
+#: the highest vCPU index a trace can hold (``n_cpus`` <= 65535 must fit in uint16)
+MAX_CPU_INDEX = 65534
+#: seconds.fraction timestamps above this overflow int64 nanoseconds
+MAX_TS_SEC = (2**63 - 1) // 1_000_000_000 - 1
 
 #: one-line reasons for the malformed statuses (used in messages)
 BAD_REASONS = {
@@ -28,6 +36,7 @@ BAD_REASONS = {
     BAD_EVENT: "no 'event:' name after the timestamp",
     BAD_BYTES: "not UTF-8 text",
     WRAPPED_AT_END: "record header without its event line (truncated file?)",
+    BAD_TS_RANGE: "timestamp out of range (its nanoseconds overflow int64)",
 }
 
 # flags of records and special lines

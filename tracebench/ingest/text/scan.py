@@ -146,6 +146,8 @@ def _frame_nb(buf, words, n, final, with_task, st, keys, vals, id_hash, name_off
                     nfrac += 1
             if dots > 1 or ndig == 0 or ndig > 18 or (dots == 1 and nfrac == 0):
                 status = BAD_TS
+            elif dots == 1 and sec > L.MAX_TS_SEC:
+                status = L.BAD_TS_RANGE  # sec * 1e9 would wrap around int64
             elif dots == 0:
                 ts = sec
                 flag |= F_TSINT
@@ -235,13 +237,25 @@ def _frame_nb(buf, words, n, final, with_task, st, keys, vals, id_hash, name_off
                     lb = r - 1
                     v = 0
                     mul = 1
+                    nd = 0
                     while lb >= p and 48 <= buf[lb] <= 57:
-                        v += (int(buf[lb]) - 48) * mul
-                        mul *= 10
+                        if nd < 6:  # past 6 digits it is out of range anyway (no wrap)
+                            v += (int(buf[lb]) - 48) * mul
+                            mul *= 10
+                        nd += 1
                         lb -= 1
                     if lb >= p and buf[lb] == _LBR and lb < r - 1:
-                        cpu = v
+                        cpu = v if nd <= 5 and v <= L.MAX_CPU_INDEX else L.BAD_CPU
                         pre_end = lb
+                    else:
+                        # "[...]" right before the timestamp that is not digits ("[abc]",
+                        # "[0x1]", "[]"): a CPU column that is not a number, never CPU 0
+                        lb = r - 1
+                        while lb >= p and r - lb < 16 and buf[lb] != _LBR and not L.blank(buf[lb]):
+                            lb -= 1
+                        if lb >= p and buf[lb] == _LBR:
+                            cpu = L.BAD_CPU
+                            pre_end = lb
                 r_ok, r_a, r_b = fields.read_one(buf, rt, b, t, flag & F_HIBIT, max(cpu, 0))
                 wi[W_ROW, nw] = i
                 wi[W_TS, nw] = ts
