@@ -91,7 +91,7 @@ def test_a_checkpoint_the_replay_does_not_reach_changes_the_rows(traces, in_memo
     tracebench.replay([traces["mixed"]], ["apicv"], out=out, chunk_rows=100)
     ck = next((out / "checkpoints").rglob("*.parquet"))
     table = pq.read_table(ck)
-    assert table.num_rows > 3
+    assert table.num_rows >= 3  # (fewer since model v2: a larger state, spaced wider)
     first_state = table.column("state")[0]
     forged = table.set_column(1, "state", [[first_state] * table.num_rows])
     pq.write_table(forged.replace_schema_metadata(table.schema.metadata), ck)
