@@ -149,3 +149,21 @@ def test_drill_down_errors_name_the_cause(traces, tmp_path):
     cfg.write_text(cfg.read_text().replace('"exit_roundtrip_cyc": ', '"exit_roundtrip_cyc": 1'))
     with pytest.raises(TracebenchError, match="other parameters than the recorded ones"):
         read_events(out)
+
+
+def test_checkpoints_of_an_older_model_state_are_refused_by_name(traces, tmp_path):
+    """Model v2 grew the per-vCPU state: a version-4 checkpoint (10 words per vCPU) must
+    be refused with both shapes named, never reshaped into a traceback or wrong rows."""
+    import json
+
+    out = tmp_path / "res"
+    tracebench.replay([traces["random"]], ["apicv"], out=out)
+    ck = next((out / "checkpoints").rglob("*.parquet"))
+    table = pq.read_table(ck)
+    meta = json.loads(table.schema.metadata[b"tracebench"])
+    n_cpus = meta["state_shape"][0]
+    old = {**meta, "state_shape": [n_cpus, 10], "results_schema_version": 4}
+    pq.write_table(table.replace_schema_metadata({"tracebench": json.dumps(old)}), ck)
+    with pytest.raises(TracebenchError, match=r"results version 4 hold a replay state of "
+                                              rf"shape \({n_cpus}, 10\)"):
+        read_events(out, made_again=True)

@@ -20,7 +20,7 @@ SCHEMA_VERSION = 1
 #: ``max_lag_ns`` and ``saturated_vcpus``; 4 = ``checkpoints`` table, compact ``events``
 #: (``row`` joined to the trace, no trace columns) written on request only. Older folders
 #: are upgraded when packed; docs/schema.md describes each version.
-RESULTS_SCHEMA_VERSION = 4
+RESULTS_SCHEMA_VERSION = 5
 METADATA_KEY = b"tracebench"
 
 

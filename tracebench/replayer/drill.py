@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from tracebench import hist
 from tracebench.errors import TracebenchError
 from tracebench.replayer.perevent import JOINED_COLUMNS, joined_table, trace_table
-from tracebench.schema import METADATA_KEY
+from tracebench.schema import METADATA_KEY, RESULTS_SCHEMA_VERSION
 from tracebench.signals import quiet_thread
 from tracebench.trace import DEFAULT_ROW_GROUP, TraceFile
 
@@ -124,8 +124,15 @@ def replay_rows(root: Path, key: tuple[str, ...], tf: TraceFile, first: int, sto
     at = int(np.searchsorted(rows, first, side="right")) - 1
     backend, params, model = rebuild_backend(root, name, phash)
     run = BackendRun(backend, params, model, tf.meta.n_cpus)
+    shape = tuple(meta.get("state_shape") or ())
+    if shape != run.state.shape:
+        raise TracebenchError(
+            f"{path}: checkpoints of results version {meta.get('results_schema_version')} hold "
+            f"a replay state of shape {shape}, this tracebench's model keeps {run.state.shape} "
+            f"(results version {RESULTS_SCHEMA_VERSION}, docs/schema.md): replay the trace "
+            "again to drill into it")
     state = np.frombuffer(ck.column("state")[at].as_py(), dtype="<i8")
-    run.state[...] = state.reshape(meta["state_shape"])
+    run.state[...] = state.reshape(shape)
     hdr = hist.geometry()
     parts, row = [], int(rows[at])
     while row < stop:
