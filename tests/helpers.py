@@ -50,3 +50,19 @@ def run_reference(backend_name: str, cols, n_cpus: int, params: dict | None = No
 
 def cyc_to_ns(cycles: float, ghz: float = 2.4) -> float:
     return cycles / ghz
+
+
+def tracefs_unusable() -> str | None:
+    """Why this machine cannot record through a tracefs instance, or ``None`` if it can."""
+    import os
+
+    from tracebench.errors import TracebenchError
+    from tracebench.ingest.record import find_tracefs
+
+    if os.geteuid() != 0:
+        return "not root: tracefs instances need root"
+    try:
+        find_tracefs()
+    except TracebenchError as exc:
+        return str(exc)
+    return None

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import tracefs_unusable
 from tracebench.errors import TracebenchError
 from tracebench.schema import EventKind as K
 from tracebench.trace import read_trace
 
 
-def _tracefs_usable() -> str | None:
-    if os.geteuid() != 0:
-        return "not root: tracefs instances need root"
-    from tracebench.ingest.record import find_tracefs
-
-    try:
-        find_tracefs()
-    except TracebenchError as exc:
-        return str(exc)
-    return None
-
-
 def test_record_workload_ingest_replay(tmp_path):
-    why = _tracefs_usable()
+    why = tracefs_unusable()
     if why:
         print(f"skipping real recording: {why}")
         pytest.skip(why)
@@ -49,7 +37,7 @@ def test_record_workload_ingest_replay(tmp_path):
 
 
 def test_record_rejects_unknown_event(tmp_path):
-    why = _tracefs_usable()
+    why = tracefs_unusable()
     if why:
         pytest.skip(why)
     from tracebench.ingest.record import record

@@ -12,27 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import tracefs_unusable
 from tests.reliability_helpers import cli_cmd, cli_env, temporaries
-from tracebench.errors import TracebenchError
 
 INSTANCES = Path("/sys/kernel/tracing/instances")
 
 
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "not root: tracefs instances need root"
-    from tracebench.ingest.record import find_tracefs
-
-    try:
-        find_tracefs()
-    except TracebenchError as exc:
-        return str(exc)
-    return None
-
 
 @pytest.fixture
 def tracefs():
-    why = _why_not()
+    why = tracefs_unusable()
     if why:
         print(f"skipping real recording: {why}")
         pytest.skip(why)
