@@ -70,11 +70,10 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from numba import config, types
-from numba.extending import overload, register_jitable
+from numba.extending import register_jitable
 
 from tracebench import jit, schema
-from tracebench.backends import aggregates, lanewise
+from tracebench.backends import aggregates, lanewise, outputs
 from tracebench.backends import delivery as D
 from tracebench.backends import layout as L
 from tracebench.backends.aggregates import hdr_index, hdr_slot, record_exits
@@ -97,6 +96,7 @@ from tracebench.backends.lanewise import (
     sub,
     vmax,
 )
+from tracebench.backends.outputs import block_rows, store_outputs
 from tracebench.jit import kernel, lowest_bit, popcount
 from tracebench.schema import N_KINDS, EventKind, ExitReason
 
@@ -116,8 +116,8 @@ MASK_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 NO_TIME = L.NO_TIME
 
 #: digest of the sources compiled into the kernel besides this file (see the docstring)
-SOURCES = hashlib.sha256(b"".join(
-    Path(m.__file__).read_bytes() for m in (L, lanewise, aggregates, D, jit, schema))).hexdigest()
+SOURCES = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (
+    L, lanewise, aggregates, D, outputs, jit, schema))).hexdigest()
 __all__ = ["hdr_index", "record_exits", "replay_chunk_nb", "replay_kernel", "replay_lanes_nb"]
 
 
@@ -130,72 +130,6 @@ def _tally(j, c, k, latency, terr, exits, reason, exit_ns, n_cpus, exit_agg, lat
     lat_counts[(np.uint64(j * N_KINDS) + np.uint64(k)) * counts_len + slot] += 1
     if terr != NO_TIME:  # a matched timer: same histogram slot as its latency
         terr_counts[np.uint64(j) * counts_len + slot] += 1
-
-
-def store_outputs(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
-    """Row ``r``'s outputs, in ``layout.Out`` order: into one lane's typed columns, each
-    lane's (``out`` a tuple of lanes), or the int64 block (plain Python when the JIT is off;
-    compiled, the overload below picks one form)."""
-    values = (start, latency, stall, exit_ns, terr, exits, reason)
-    if isinstance(out, tuple) and isinstance(out[0], tuple):
-        for j, cols in enumerate(out):
-            store_outputs(cols, r, 1, *(lane(v, j) for v in values))
-    elif isinstance(out, tuple):
-        for col, v in zip(out, values, strict=True):
-            col[r] = v
-    else:
-        for col, v in enumerate(values):
-            store(out, (r * L.N_OUT + col) * w, v)
-
-
-def block_rows(out, n, w):
-    """Rows per pass over ``out``: all ``n`` into columns, or as many as the block holds."""
-    return max(n, 1) if isinstance(out, tuple) else out.shape[0] // (L.N_OUT * w)
-
-
-if not config.DISABLE_JIT:
-
-    @overload(store_outputs)
-    def _store_outputs_nb(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
-        if isinstance(out, types.BaseTuple) and isinstance(out[0], types.BaseTuple):
-            def lanes(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
-                # written out per lane, as lanewise.py's operations are: straight-line stores
-                store_outputs(out[0], r, 1, start[0], latency[0], stall[0], exit_ns[0],
-                              terr[0], exits[0], reason[0])
-                store_outputs(out[1], r, 1, start[1], latency[1], stall[1], exit_ns[1],
-                              terr[1], exits[1], reason[1])
-                store_outputs(out[2], r, 1, start[2], latency[2], stall[2], exit_ns[2],
-                              terr[2], exits[2], reason[2])
-                store_outputs(out[3], r, 1, start[3], latency[3], stall[3], exit_ns[3],
-                              terr[3], exits[3], reason[3])
-            return lanes
-        if isinstance(out, types.BaseTuple):
-            def columns(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
-                out[L.OUT_START_NS][r] = start
-                out[L.OUT_LATENCY_NS][r] = latency
-                out[L.OUT_STALL_NS][r] = stall
-                out[L.OUT_EXIT_NS][r] = exit_ns
-                out[L.OUT_TIMER_ERROR_NS][r] = terr
-                out[L.OUT_EXITS][r] = exits
-                out[L.OUT_EXIT_REASON][r] = reason
-            return columns
-
-        def block(out, r, w, start, latency, stall, exit_ns, terr, exits, reason):
-            o = r * (L.N_OUT * w)
-            store(out, o + L.OUT_START_NS * w, start)
-            store(out, o + L.OUT_LATENCY_NS * w, latency)
-            store(out, o + L.OUT_STALL_NS * w, stall)
-            store(out, o + L.OUT_EXIT_NS * w, exit_ns)
-            store(out, o + L.OUT_TIMER_ERROR_NS * w, terr)
-            store(out, o + L.OUT_EXITS * w, exits)
-            store(out, o + L.OUT_EXIT_REASON * w, reason)
-        return block
-
-    @overload(block_rows)
-    def _block_rows_nb(out, n, w):
-        if isinstance(out, types.BaseTuple):
-            return lambda out, n, w: max(n, 1)
-        return lambda out, n, w: out.shape[0] // (L.N_OUT * w)
 
 
 def replay_kernel(lanes: int, sources: str = SOURCES):
