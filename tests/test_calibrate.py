@@ -8,7 +8,9 @@ import tomllib
 import pytest
 from typer.testing import CliRunner
 
+from tracebench.backends import get_backend
 from tracebench.backends.costs import profile_values
+from tracebench.backends.tomlfile import flat_params
 from tracebench.cli import app
 
 runner = CliRunner()
@@ -35,8 +37,12 @@ def test_calibrate_compiles_once_and_writes_a_usable_profile(fresh_cache):
     assert rows["exit_roundtrip"]["p50_ns"] > rows["tsc_read"]["p50_ns"]
     assert rows["timer_fire"]["p50_ns"] > clock["p50_ns"]
     assert rows["cross_cpu_wakeup"]["p50_ns"] > clock["p50_ns"]
-    params = tomllib.loads(out.read_text())["params"]
+    params = flat_params(tomllib.loads(out.read_text())["params"], str(out))
     assert all(v > 0 for v in params.values())
+    # the measured exit's spread: its p99 beside its p50, usable as a distribution
+    assert params["exit_roundtrip_cyc.p99"] > params["exit_roundtrip_cyc"]
+    ps = get_backend("full-virt").params(profile=str(out))
+    assert ps.spread("exit_roundtrip_cyc").p99 == pytest.approx(params["exit_roundtrip_cyc.p99"])
     assert params["exit_roundtrip_cyc"] > params["tsc_read_cyc"]
     assert 0.1 < params["tsc_ghz"] < 10
     assert profile_values(str(out)) == params  # what --profile FILE.toml reads

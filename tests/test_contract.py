@@ -23,7 +23,7 @@ def test_spec_is_complete(name):
     assert set(b.mechanisms) == set(AXES)
     for spec in b.param_specs():
         assert spec.unit and spec.source and spec.doc, spec.name
-        assert spec.source[:3] in ("[C]", "[D]", "[U]") or spec.source.startswith("backend")
+        assert spec.source[:3] in ("[C]", "[D]", "[U]", "[S]") or spec.source.startswith("backend")
     for profile in PROFILES:
         b.compile(b.params(profile=profile))
 

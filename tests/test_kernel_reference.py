@@ -85,6 +85,7 @@ def test_reference_is_not_trivially_equal():
 
 
 @pytest.mark.parametrize("backend", ["full-virt", "apicv-ipiv", "kvm-pv"])
+@pytest.mark.usefixtures("constant_costs")  # exact sums of one known cost
 def test_masks_on_a_guest_wider_than_64_vcpus(backend):
     """A destination mask names vCPUs 0..63 whatever the guest's size; broadcasts reach all."""
     rows = [(0, 70, "ipi_send", -2, -(1 << 63) | 0b101),  # vCPUs 0, 2 and 63

@@ -147,7 +147,9 @@ def test_drill_down_errors_name_the_cause(traces, tmp_path):
         read_events(out, trace_file=traces["mixed"])
     cfg = next((out / "configs").glob("apicv-*.json"))
     cfg.write_text(cfg.read_text().replace('"exit_roundtrip_cyc": ', '"exit_roundtrip_cyc": 1'))
-    with pytest.raises(TracebenchError, match="other parameters than the recorded ones"):
+    # the edited median no longer fits the recorded spread, or gives other parameters
+    with pytest.raises(TracebenchError, match="other parameters than the recorded ones|"
+                                              "below the median"):
         read_events(out)
 
 

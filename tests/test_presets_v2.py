@@ -28,6 +28,9 @@ from tracebench.schema import TARGET_ALL_BUT_SELF, TARGET_MASK, EventKind
 from tracebench.schema import ExitReason as R
 from tracebench.trace import write_trace
 
+#: exact times the model composes: every cost at its median (conftest.constant_costs)
+pytestmark = pytest.mark.usefixtures("constant_costs")
+
 GHZ = 2.4
 ICR = 0x300  # xAPIC ICR offset: the idle poll an xAPIC guest does before each send
 

@@ -47,6 +47,9 @@ from tests.helpers import make_cols, run_kernel, run_reference
 from tracebench.backends import get_backend
 from tracebench.schema import ExitReason as R
 
+#: exact times the model composes: every cost at its median (conftest.constant_costs)
+pytestmark = pytest.mark.usefixtures("constant_costs")
+
 #: the values the timelines below were computed with, where the defaults have moved since
 #: (decode 1,700 cycles, also on the PM-timer read, the 2012 user-space exit, the nested-HLT
 #: wake-up and the first posted-delivery fit)

@@ -90,11 +90,26 @@ def backends_markdown() -> str:
     lines += _MODEL_NOTES
     lines += ["## Parameters (defaults: profile `skx-2020`)", "",
               "Sources: [C] read in a primary source, [D] derived from such figures, "
-              "[U] an assumption still to be anchored (see ../shared/COSTS.md).", "",
+              "[U] an assumption still to be anchored (see ../shared/COSTS.md), [S] a setting "
+              "of the replay, not a measurement.", "",
               "| parameter | default | unit | what | source |", "|---|---|---|---|---|"]
     for p in CYCLE_PARAMS:
         lines.append(f"| `{p.name}` | {p.default:g} | {p.unit} | {_md_escape(p.doc)} | "
                      f"{_md_escape(p.source)} |")
+    lines += ["", "### Cost distributions", "",
+              "A parameter's default is its median (p50). These come with a spread, a "
+              "log-normal above a floor (`NAME.min`) through the p99 (`NAME.p99`): each event "
+              "draws one quantile for all the costs it composes (README: \"Cost "
+              "distributions\"); `--param spread_scale=0` makes every cost a constant.", "",
+              "| parameter | p50 | min | p99 | source of the spread |", "|---|---|---|---|---|"]
+    for p in CYCLE_PARAMS:
+        if p.spread:
+            lines.append(f"| `{p.name}` | {p.default:g} | {p.spread.get('min', 0):g} | "
+                         f"{p.spread['p99']:g} | {_md_escape(p.spread_source)} |")
+    lines += ["", "The other costs are constants: settings and windows, exit-free reads (tens "
+              "of cycles), hardware paths without an exit (`perf kvm stat` cannot see them: "
+              "no distribution was found), the bare-metal floor, and the device models, "
+              "whose spread arrives through the exit and user-space costs they are added to."]
     assumed = [p for p in CYCLE_PARAMS if p.source.startswith("[U]")]
     lines += ["", "### Still assumptions", "",
               "No primary source anchors these defaults yet; sweep them (`--param`, "

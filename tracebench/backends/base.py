@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 
 from tracebench.backends.costs import CYCLE_PARAMS, profile_values
 from tracebench.backends.mechanisms import check_mechanisms, compose
-from tracebench.backends.model import CompiledModel
-from tracebench.backends.params import Param, ParamSet
+from tracebench.backends.model import COST_MASK, SETTLED_MASK, CompiledModel
+from tracebench.backends.params import Param, ParamSet, base_name
+from tracebench.backends.spread import level_tables
+from tracebench.errors import ParamError
 
 _ALL_PARAMS = {p.name: p for p in CYCLE_PARAMS}
 
@@ -46,23 +48,27 @@ class Backend:
     def __post_init__(self):
         object.__setattr__(self, "mechanisms",
                            check_mechanisms(self.mechanisms, f"backend {self.name}"))
-        unknown = set(self.param_defaults) - set(_ALL_PARAMS)
+        unknown = {base_name(k) for k in self.param_defaults} - set(_ALL_PARAMS)
         if unknown:
-            from tracebench.errors import ParamError
-
             raise ParamError(f"backend {self.name}: unknown parameter {sorted(unknown)[0]!r}; "
                              f"valid: {', '.join(sorted(_ALL_PARAMS))}")
 
     def param_specs(self) -> list[Param]:
         """The parameters this backend's model reads (plus ``tsc_ghz``), in declaration order."""
         _, used = compose(self.mechanisms, {p.name: p.default for p in CYCLE_PARAMS})
-        used.add("tsc_ghz")
+        used |= {"tsc_ghz", "cost_seed", "spread_scale"}
         specs = []
         for p in CYCLE_PARAMS:
             if p.name in used:
                 if p.name in self.param_defaults:
                     p = dataclasses.replace(p, default=float(self.param_defaults[p.name]),
                                             source=f"backend {self.name} ({self.origin})")
+                    if p.spread and f"{p.name}.p99" not in self.param_defaults:
+                        # the backend's own median keeps the default spread's shape
+                        scale = p.default / next(q.default for q in CYCLE_PARAMS
+                                                 if q.name == p.name) if p.default else 0
+                        p = dataclasses.replace(p, spread={f: v * scale if f != "sigma" else v
+                                                           for f, v in p.spread.items()})
                 specs.append(p)
         return specs
 
@@ -70,15 +76,31 @@ class Backend:
                where: str = "parameters") -> ParamSet:
         """Defaults < CPU profile < backend's own defaults < ``overrides`` (user)."""
         ps = ParamSet(self.param_specs())
-        ps.update({k: v for k, v in profile_values(profile).items() if k in ps}, where)
+        ps.update({k: v for k, v in profile_values(profile).items()
+                   if base_name(k) in ps.specs}, where)
         ps.update(self.param_defaults, f"backend {self.name}")
         if overrides:
             ps.update(overrides, where)
         return ps
 
     def compile(self, params: ParamSet) -> CompiledModel:
+        """The cost tables: one level, or ``spread.LEVELS`` where a cost is a distribution."""
         model, _ = compose(self.mechanisms, params)
-        return model.to_ns(params["tsc_ghz"])
+        ghz, seed = params["tsc_ghz"], int(params["cost_seed"])
+        spreads = params.spreads()
+        if not spreads:
+            return model.to_ns(ghz, seed)
+
+        def at(values):
+            return compose(self.mechanisms, {**params, **values})[0].ns_tables(ghz)
+
+        try:
+            levels = level_tables(at, spreads, COST_MASK | SETTLED_MASK)
+        except ValueError as exc:
+            raise ParamError(f"backend {self.name}: {exc} ({', '.join(spreads)})") from None
+        median = model.ns_tables(ghz)
+        levels[:, SETTLED_MASK] = median[SETTLED_MASK]
+        return CompiledModel.from_flat(levels, seed, median=median)
 
     def get_kernel(self) -> Callable:
         if self.kernel is not None:

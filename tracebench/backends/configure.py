@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from tracebench.backends.base import Backend
 from tracebench.backends.model import CompiledModel
-from tracebench.backends.params import ParamSet
+from tracebench.backends.params import ParamSet, base_name
 from tracebench.errors import ParamError
 
 
@@ -32,8 +32,8 @@ def split_overrides(backends: list[Backend], overrides: Mapping[str, float],
     for b in backends:
         names = {p.name for p in b.param_specs()}
         valid |= names
-        per[b.name] = {k: v for k, v in overrides.items() if k in names}
-    unknown = sorted(set(overrides) - valid)
+        per[b.name] = {k: v for k, v in overrides.items() if base_name(k) in names}
+    unknown = sorted(k for k in overrides if base_name(k) not in valid)
     if unknown:
         raise ParamError(f"{where}: unknown parameter {unknown[0]!r} for the selected backends; "
                          f"valid: {', '.join(sorted(valid))}")

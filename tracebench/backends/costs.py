@@ -52,7 +52,15 @@ _PIO_EMU_SRC = (f"[D] inl_from_kernel 7,237 - outl_to_kernel 4,451: the same in-
 
 CYCLE_PARAMS: tuple[Param, ...] = (
     Param("tsc_ghz", 2.4, "GHz", "[U] Skylake-SP Xeon Gold class base clock; CPUs in the "
-          "sources are unnamed", "TSC frequency: converts cycles to ns", 0.1, 10.0),
+          "sources are unnamed", "TSC frequency: converts cycles to ns", 0.1, 10.0,
+          spreadable=False),
+    Param("cost_seed", 0, "seed", "[S] the seed of the per-event draws of distributed costs "
+          "(spread.py): the same seed gives the same bytes; backends with one seed draw alike",
+          "seed of the cost draws", 0, 2**31 - 1, spreadable=False, integer=True),
+    Param("spread_scale", 1, "x", "[S] 1: every distribution as given; 0: every cost a "
+          "constant at its median (the model before cost distributions)",
+          "multiplies the log-normal shape (sigma) of every distributed cost", 0, 10,
+          spreadable=False),
     Param("exit_roundtrip_cyc", 1530, "cycles", "[C] vmcall 1,529-1,539 cycles, Skylake-SP, "
           "Wanpeng Li, kvm@vger, 13 Mar 2020", "VM exit + trivial handler + VM entry"),
     Param("insn_emulation_cyc", _scaled_2012(_KUT2012_PIO_IN_EMULATION_CYC), "cycles",
@@ -139,16 +147,59 @@ CYCLE_PARAMS: tuple[Param, ...] = (
     Param("halt_poll_ns", 200000, "ns", "[C] KVM_HALT_POLL_NS_DEFAULT 200000 on x86 "
           "(arch/x86/include/asm/kvm_host.h; module parameter kvm.halt_poll_ns); KVM grows and "
           "shrinks it per vCPU, modelled fixed", "how long KVM polls after a HLT exit before "
-          "it schedules the vCPU thread out", 0, 1e9),
+          "it schedules the vCPU thread out", 0, 1e9, spreadable=False),
     Param("lapic_timer_advance_ns", 5000, "ns", "[C] kvm.lapic_timer_advance_ns default -1: "
           "adaptive from 1000 up to LAPIC_TIMER_ADVANCE_NS_MAX 5000 (arch/x86/kvm/lapic.c); "
           "modelled settled: the halted-vCPU timer path's latency, up to this cap",
-          "how early KVM fires a guest timer at most (0: advance off)", 0, 1e6),
+          "how early KVM fires a guest timer at most (0: advance off)", 0, 1e6, spreadable=False),
     Param("guest_halt_poll_ns", 200000, "ns", "[C] guest_halt_poll_ns default 200000 "
           "(drivers/cpuidle/governors/haltpoll.c, cpuidle-haltpoll); adaptive, modelled fixed",
-          "how long the guest's haltpoll cpuidle driver polls before it executes HLT", 0, 1e9),
+          "how long the guest's haltpoll cpuidle driver polls before it executes HLT", 0, 1e9,
+          spreadable=False),
 )
 
+_KVM_STAT = ("shifted log-normal fitted to a perf kvm stat row's Min, Avg and +-%% (CV = "
+             "%%/100 x sqrt(n)), COSTS.md b.2 (Linux guest, TSC-deadline era, 2021)")
+_MEDIAN_SHAPE = ("[D] p99/p50 4 and min/p50 0.5: the median shape of 15 x86 exit classes "
+                 "in the perf kvm stat tables of COSTS.md b.2/b.4/b.5 (n >= 300 each)")
+_EXT_SHAPE = ("[D] p99/p50 6.5, min/p50 0.42: EXTERNAL_INTERRUPT rows of COSTS.md b.2, b.4, "
+              "b.5 (fits 7.5, 6.5, 2.0), their median")
+#: default spreads (facets at the default median) and where each comes from; the p50 is the
+#: parameter's own default. Busy production hosts measured with perf running: sweep the
+#: p99/p50 ratio 1.5-7 (``spread_scale``) before concluding from a tail.
+DEFAULT_SPREADS: dict[str, tuple[dict[str, float], str]] = {
+    "exit_roundtrip_cyc": ({"min": 1150, "p99": 6300}, f"[D] CPUID rows (n=2,160): {_KVM_STAT}"
+                           "; p99/p50 4.1, the median of 15 exit classes too"),
+    "timer_program_cyc": ({"min": 290, "p99": 4900}, f"[D] MSR_WRITE (n=42,521): {_KVM_STAT}"),
+    "timer_expiry_cyc": ({"min": 190, "p99": 2700},
+                         f"[D] PREEMPTION_TIMER (n=1,805): {_KVM_STAT}"),
+    "host_timer_irq_cyc": ({"min": 500, "p99": 7800}, _EXT_SHAPE),
+    "host_ipi_cyc": ({"min": 630, "p99": 9800}, _EXT_SHAPE + ": the kicked vCPU's exit"),
+    "host_irq_route_cyc": ({"min": 630, "p99": 9800}, _EXT_SHAPE),
+    "icr_handler_cyc": ({"min": 140, "p99": 3850}, f"[D] APIC_WRITE (n=6,226): {_KVM_STAT}"),
+    "apic_write_slowpath_cyc": ({"min": 290, "p99": 8300},
+                                f"[D] APIC_WRITE (n=6,226): {_KVM_STAT}"),
+    "eoi_handler_cyc": ({"min": 200, "p99": 1600}, _MEDIAN_SHAPE),
+    "inject_cyc": ({"min": 200, "p99": 1600}, _MEDIAN_SHAPE + "; injection runs inside the "
+                   "entry path of every measured exit"),
+    "posted_inject_cyc": ({"min": 100, "p99": 800}, _MEDIAN_SHAPE),
+    "apic_reg_handler_cyc": ({"min": 50, "p99": 400}, _MEDIAN_SHAPE),
+    "hypercall_handler_cyc": ({"min": 100, "p99": 800}, _MEDIAN_SHAPE + " (VMCALL rows: 2.8)"),
+    "ioapic_handler_cyc": ({"min": 150, "p99": 1200}, _MEDIAN_SHAPE),
+    "pv_ipi_per_target_cyc": ({"min": 75, "p99": 600}, _MEDIAN_SHAPE),
+    "inkernel_pio_cyc": ({"min": 276, "p99": 2212}, _MEDIAN_SHAPE),
+    "userspace_exit_cyc": ({"min": 1700, "p99": 20000}, "[D] IO_INSTRUCTION to RTC/PIT ports, "
+                           "Windows guest on a loaded host (n=55,654, COSTS.md b.4), fitted as "
+                           "b.2's rows: p99/p50 3.7 (Linux b.2 IO_INSTRUCTION: 3.5)"),
+    "halt_wakeup_cyc": ({"min": 2000, "p99": 12000}, "[U] no host-side wake-up distribution "
+                        "was found: p99/p50 2.5 is a futex wake of an idle vCPU measured in a "
+                        "nested KVM guest (tracebench calibrate); floor the low end of the "
+                        "sweep (Yang Zhang 2017: 1,159 ns with polling)"),
+}
+CYCLE_PARAMS = tuple(
+    dataclasses.replace(p, spread=DEFAULT_SPREADS[p.name][0],
+                        spread_source=DEFAULT_SPREADS[p.name][1])
+    if p.name in DEFAULT_SPREADS else p for p in CYCLE_PARAMS)
 CYCLE_PARAM_NAMES = frozenset(p.name for p in CYCLE_PARAMS)
 
 
@@ -162,7 +213,7 @@ class CpuProfile:
     sources: dict
 
     def __post_init__(self):
-        unknown = set(self.values) - CYCLE_PARAM_NAMES
+        unknown = {k.partition(".")[0] for k in self.values} - CYCLE_PARAM_NAMES
         assert not unknown, f"profile {self.name}: unknown {unknown}"
         assert set(self.sources) == set(self.values), f"profile {self.name}: unsourced values"
 
@@ -220,10 +271,10 @@ def profile_values(name: str | None) -> dict:
     if name is None:
         return {}
     if name.endswith(".toml"):
-        from tracebench.backends.params import param_values_from_toml
+        from tracebench.backends.params import base_name, param_values_from_toml
 
         values = param_values_from_toml(name)
-        unknown = sorted(set(values) - CYCLE_PARAM_NAMES)
+        unknown = sorted(k for k in values if base_name(k) not in CYCLE_PARAM_NAMES)
         if unknown:
             raise ParamError(f"{name}: unknown parameter {unknown[0]!r} in the profile; valid: "
                              f"{', '.join(sorted(CYCLE_PARAM_NAMES))}")

@@ -37,16 +37,18 @@ faster with a branch, the block of selects sits under ``if may(mask):`` (a branc
 
 Calling convention (the contract for plug-in kernels too): ``kernel(ts, cpu, kind, target,
 arg, kind_table, ipi_table, n_cpus, hdr, state, out, kind_agg, exit_agg, lat_counts,
-terr_counts)``, returning the rows processed. Every array is one-dimensional and
-C-contiguous: tables, state and aggregates are the row-major flattening of the shapes in
-``layout.py`` (``BackendRun`` keeps the N-D views), with the lane axis of a lane group
-where ``layout.LANE_AXIS`` puts it. ``out`` receives the per-event outputs: a tuple of the
-typed columns of ``layout.Out`` (what a plug-in kernel is given), at width 4 a tuple of
-four such tuples; or, where rows are not kept, one cache-sized int64 block of
-``(rows, N_OUT, W)`` that the loop overwrites block by block (``store_outputs`` picks the
-form at compile time). Flat arrays ran the loop 1-2 % faster than 2-D ones (numba passes
-strides as run-time values), and one block instead of seven columns 8-10 % where rows
-are not kept (BENCHMARKS.md).
+terr_counts)``, returning the rows processed. The model tables hold one table per cost
+level (``layout.py``); a kernel reads an event's costs from the level
+``spread.cost_level(seed, ts, cpu, kind, levels)`` picks (the seed in ``IPI_COST_SEED``).
+Every array is one-dimensional and C-contiguous: tables, state and aggregates are the
+row-major flattening of the shapes in ``layout.py`` (``BackendRun`` keeps the N-D views),
+with the lane axis of a lane group where ``layout.LANE_AXIS`` puts it. ``out`` receives the
+per-event outputs: a tuple of the typed columns of ``layout.Out`` (what a plug-in kernel is
+given), at width 4 a tuple of four such tuples; or, where rows are not kept, one
+cache-sized int64 block of ``(rows, N_OUT, W)`` that the loop overwrites block by block
+(``store_outputs`` picks the form at compile time). Flat arrays ran the loop 1-2 % faster
+than 2-D ones (numba passes strides as run-time values), and one block instead of seven
+columns 8-10 % where rows are not kept (BENCHMARKS.md).
 
 Where a change goes (and nothing else needs one):
 
@@ -73,7 +75,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from tracebench import jit, schema
-from tracebench.backends import aggregates, lanewise, outputs
+from tracebench.backends import aggregates, lanewise, outputs, spread
 from tracebench.backends import delivery as D
 from tracebench.backends import layout as L
 from tracebench.backends.aggregates import hdr_index, hdr_slot, record_exits
@@ -97,6 +99,7 @@ from tracebench.backends.lanewise import (
     vmax,
 )
 from tracebench.backends.outputs import block_rows, store_outputs
+from tracebench.backends.spread import cost_level
 from tracebench.jit import kernel, lowest_bit, popcount
 from tracebench.schema import N_KINDS, EventKind, ExitReason
 
@@ -117,7 +120,7 @@ NO_TIME = L.NO_TIME
 
 #: digest of the sources compiled into the kernel besides this file (see the docstring)
 SOURCES = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (
-    L, lanewise, aggregates, D, outputs, jit, schema))).hexdigest()
+    L, lanewise, aggregates, D, outputs, spread, jit, schema))).hexdigest()
 __all__ = ["hdr_index", "record_exits", "replay_chunk_nb", "replay_kernel", "replay_lanes_nb"]
 
 
@@ -139,10 +142,17 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
     deliver, pending_at, eoi_action = delivery(W)
 
     @kernel
-    def replay(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
+    def replay(ts, cpu, kind, target, arg, kind_levels, ipi_levels, n_cpus, hdr, state, out,
                kind_agg, exit_agg, lat_counts, terr_counts):
         """Replay one chunk for ``W`` backends; all outputs are written in place."""
         sources  # noqa: B018 (see replay_kernel)
+        # one table per cost level (layout.py): an event's level is a pure function of the
+        # event (spread.cost_level), one for all lanes (a lane group shares the seed)
+        kind_size = N_KINDS * L.N_KIND_COLS * W
+        ipi_size = L.N_IPI_COLS * W
+        levels = kind_levels.shape[0] // kind_size
+        seed = ipi_levels[L.IPI_COST_SEED * W]
+        kind_table = kind_levels
         # Loop invariants in locals: the histogram geometry, and kind codes read as
         # unsigned so that no index needs a negative-wraparound check.
         unit_mag = hdr[L.H_UNIT_MAG]
@@ -157,7 +167,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
         one = splat(np.int64(1), W)
         never = splat(np.int64(NO_TIME), W)
         hlt = splat(np.int64(HLT), W)
-        halts = ne(load(ipi_table, L.IPI_HALTS * W, W), zero)
+        halts = ne(load(ipi_levels, L.IPI_HALTS * W, W), zero)
         row_state = L.N_STATE * W
         n = ts.shape[0]
         block = block_rows(out, n, W)
@@ -172,6 +182,11 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                 cs = c * row_state
                 kt = k * (L.N_KIND_COLS * W)
                 t = ts_b[i]
+                ipi_table = ipi_levels
+                if levels > 1:
+                    lv = cost_level(seed, t, c, k, levels)
+                    kt += lv * kind_size
+                    ipi_table = ipi_levels[lv * ipi_size:(lv + 1) * ipi_size]
                 tv = splat(t, W)
                 shift = load(state, cs + L.S_SHIFT * W, W)
                 if (IRQ_BITS >> k) & 1:

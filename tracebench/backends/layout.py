@@ -9,19 +9,23 @@ here from the enums, so adding a member is the whole layout change.
 
 Arrays a kernel takes besides the trace columns (one backend; flattened in C order):
 
-============  ==========================  ===============================================
-array         shape                       index enum
-============  ==========================  ===============================================
-kind_table    (N_KINDS, N_KIND_COLS)      :class:`KindCol` (``ACT_*``, ``IRQ_*``)
-ipi_table     (N_IPI_COLS,)               :class:`IpiCol` (``IPI_*``)
-hdr           (N_HDR,)                    :class:`Hdr` (``H_*``), from ``hist.geometry()``
-state         (n_cpus, N_STATE)           :class:`State` (``S_*``)
-out           see ``kernel.py``           :class:`Out` (``OUT_*``)
-kind_agg      (N_KINDS, A_COLS)           :class:`KindAgg` (``A_*``)
-exit_agg      (n_cpus, N_REASONS, E_COLS) :class:`ExitAgg` (``E_*``)
-lat_counts    (N_KINDS, counts length)    HdrHistogram counts per event kind
-terr_counts   (counts length,)            HdrHistogram counts of timer errors
-============  ==========================  ===============================================
+============  ==============================  ===========================================
+array         shape                           index enum
+============  ==============================  ===========================================
+kind_table    (levels, N_KINDS, N_KIND_COLS)  :class:`KindCol` (``ACT_*``, ``IRQ_*``)
+ipi_table     (levels, N_IPI_COLS)            :class:`IpiCol` (``IPI_*``)
+hdr           (N_HDR,)                        :class:`Hdr` (``H_*``), from ``hist.geometry()``
+state         (n_cpus, N_STATE)               :class:`State` (``S_*``)
+out           see ``kernel.py``               :class:`Out` (``OUT_*``)
+kind_agg      (N_KINDS, A_COLS)               :class:`KindAgg` (``A_*``)
+exit_agg      (n_cpus, N_REASONS, E_COLS)     :class:`ExitAgg` (``E_*``)
+lat_counts    (N_KINDS, counts length)        HdrHistogram counts per event kind
+terr_counts   (counts length,)                HdrHistogram counts of timer errors
+============  ==============================  ===========================================
+
+The model tables hold one table per cost level (``levels`` = 1 where every cost is a
+constant, ``spread.LEVELS`` where one is a distribution): a kernel finds ``levels`` from
+the table's length and an event's level with ``spread.cost_level`` (``kernel.py``).
 
 A lane group (``LANES`` backends to a pass) adds a lane axis to each: last where the kernel
 reads every lane's value of one column as one vector, first where a lane's part is handed
@@ -44,12 +48,16 @@ LANES = 4
 
 class Quantity(enum.StrEnum):
     """What a model-table column holds: costs (converted from cycles to ns once), counts,
-    exit-reason codes, flags."""
+    exit-reason codes, flags, the cost draws' seed."""
 
     NS = "ns"
+    #: ns, but fixed at the median cost level: a quantity the host settles on over many
+    #: events (KVM's adaptive timer advance), not one drawn per event
+    NS_SETTLED = "ns (settled)"
     COUNT = "count"
     REASON = "reason"
     FLAG = "flag"
+    SEED = "seed"
 
 
 Q = Quantity
@@ -173,7 +181,7 @@ class KindCol(TableColumn):
     IRQ_WINDOW_REASON = 12, Q.REASON, "their exit reason"
     IRQ_INJECT = 13, Q.NS, "injection on the re-entry of a vCPU already in the host"
     IRQ_POLL_WAKE = 14, Q.NS, "IRQ_WAKE for a vCPU still in the host's halt-polling window"
-    IRQ_ADVANCE = 15, Q.NS, "how early KVM fires a halted vCPU's timer (lapic_timer_advance)"
+    IRQ_ADVANCE = 15, Q.NS_SETTLED, "how early KVM fires a halted vCPU's timer (timer advance)"
     IRQ_ADVANCE_MIN = 16, Q.NS, "deadline to handler at the least, once the host waited for it"
 
 
@@ -198,6 +206,7 @@ class IpiCol(TableColumn):
     EOI_PENDING_COST = 13, Q.NS, "PV EOI with another interrupt pending: the EOI write"
     EOI_PENDING_EXITS = 14, Q.COUNT, "its exits (0: EOI costs the same either way)"
     EOI_PENDING_REASON = 15, Q.REASON, "their exit reason"
+    COST_SEED = 16, Q.SEED, "seed of the per-event cost level (spread.cost_level)"
 
 
 # Plain ints for the kernels, derived from the enums above (numba freezes module globals;
@@ -217,7 +226,7 @@ H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = map(
 (IPI_TARGET_COST, IPI_TARGET_EXITS, IPI_CALL_COST, IPI_CALL_EXITS, IPI_REASON,
  IPI_USES_SHORTHAND, IPI_SHORT_COST, IPI_SHORT_EXITS, IPI_SHORT_REASON,
  IPI_HALTS, IPI_HLT_RETURN_COST, IPI_HOST_POLL, IPI_GUEST_POLL, IPI_EOI_PENDING_COST,
- IPI_EOI_PENDING_EXITS, IPI_EOI_PENDING_REASON) = map(int, IpiCol)
+ IPI_EOI_PENDING_EXITS, IPI_EOI_PENDING_REASON, IPI_COST_SEED) = map(int, IpiCol)
 
 N_STATE = len(State)
 A_COLS = len(KindAgg)
@@ -234,8 +243,8 @@ OUT_NAMES = tuple(m.label for m in Out)
 COLUMN_DTYPES: dict[str, np.dtype] = {m.label: m.dtype for m in Out}
 KIND_COL_NAMES = tuple(m.label for m in KindCol)
 IPI_COL_NAMES = tuple(m.label for m in IpiCol)
-KIND_COST_COLS = tuple(m for m in KindCol if m.quantity == Q.NS)
-IPI_COST_COLS = tuple(m for m in IpiCol if m.quantity == Q.NS)
+KIND_COST_COLS = tuple(m for m in KindCol if m.quantity in (Q.NS, Q.NS_SETTLED))
+IPI_COST_COLS = tuple(m for m in IpiCol if m.quantity in (Q.NS, Q.NS_SETTLED))
 
 
 def _rows(columns: type[Column], lead: tuple[int, ...]) -> np.ndarray:

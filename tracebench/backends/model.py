@@ -65,22 +65,61 @@ class CycleModel:
         row[L.IRQ_WINDOW_EXITS], row[L.IRQ_WINDOW_REASON] = 1, ExitReason.PENDING_INTERRUPT
         row[L.IRQ_INJECT] = inject
 
-    def to_ns(self, tsc_ghz: float) -> CompiledModel:
-        kind = self.kind.copy()
-        ipi = self.ipi.copy()
-        cost_cols = list(L.KIND_COST_COLS)
-        kind[:, cost_cols] = np.rint(kind[:, cost_cols] / tsc_ghz)
-        ipi_cost_cols = list(L.IPI_COST_COLS)
-        ipi[ipi_cost_cols] = np.rint(ipi[ipi_cost_cols] / tsc_ghz)
-        return CompiledModel(kind.astype(np.int64), ipi.astype(np.int64))
+    def ns_tables(self, tsc_ghz: float) -> np.ndarray:
+        """Both tables, costs in (unrounded) ns, as one flat vector: kind, then ipi."""
+        kind, ipi = self.kind.copy(), self.ipi.copy()
+        kind[:, list(L.KIND_COST_COLS)] /= tsc_ghz
+        ipi[list(L.IPI_COST_COLS)] /= tsc_ghz
+        return np.concatenate([kind.ravel(), ipi])
+
+    def to_ns(self, tsc_ghz: float, seed: int = 0) -> CompiledModel:
+        return CompiledModel.from_flat(np.rint(self.ns_tables(tsc_ghz))[None], seed)
+
+
+def _entries(quantities: tuple[L.Quantity, ...]) -> np.ndarray:
+    """Which entries of ``CycleModel.ns_tables`` hold one of ``quantities``."""
+    return np.concatenate([
+        np.array([m.quantity in quantities for m in L.KindCol])[None].repeat(N_KINDS, 0).ravel(),
+        np.array([m.quantity in quantities for m in L.IpiCol])])
+
+
+#: entries drawn per cost level; entries fixed at the median level (settled quantities);
+#: the rest (counts, reasons, flags) never depend on a cost
+COST_MASK = _entries((L.Q.NS,))
+SETTLED_MASK = _entries((L.Q.NS_SETTLED,))
 
 
 @dataclasses.dataclass(frozen=True)
 class CompiledModel:
-    """What a kernel needs: ``kind_table`` (N_KINDS x N_KIND_COLS) and ``ipi_table``, int64."""
+    """What a kernel needs, int64: ``kind_levels`` (levels x N_KINDS x N_KIND_COLS) and
+    ``ipi_levels`` (levels x N_IPI_COLS), one table per cost level (``spread.py``; one
+    level where every cost is a constant). ``kind_table`` and ``ipi_table`` are the median
+    tables (the model at every parameter's p50), for reading."""
 
     kind_table: np.ndarray
     ipi_table: np.ndarray
+    kind_levels: np.ndarray
+    ipi_levels: np.ndarray
+
+    @classmethod
+    def from_flat(cls, flat: np.ndarray, seed: int, median: np.ndarray | None = None
+                  ) -> CompiledModel:
+        """From ``(levels, ...)`` flat tables in ns as ``CycleModel.ns_tables`` lays them
+        out (rounded here), the seed of the cost draws, and the median tables (default:
+        the only level)."""
+        flat = np.rint(flat).astype(np.int64)
+        n_kind = N_KINDS * L.N_KIND_COLS
+        kind = np.ascontiguousarray(flat[:, :n_kind]).reshape(-1, N_KINDS, L.N_KIND_COLS)
+        ipi = flat[:, n_kind:].copy()
+        ipi[:, L.IPI_COST_SEED] = seed
+        mid = flat[0] if median is None else np.rint(median).astype(np.int64)
+        mid_ipi = mid[n_kind:].copy()
+        mid_ipi[L.IPI_COST_SEED] = seed
+        return cls(mid[:n_kind].copy().reshape(N_KINDS, L.N_KIND_COLS), mid_ipi, kind, ipi)
+
+    @property
+    def levels(self) -> int:
+        return self.kind_levels.shape[0]
 
     def describe(self) -> dict:
         """Readable form: per kind the non-zero columns, and the IPI/idle columns."""

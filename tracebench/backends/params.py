@@ -3,6 +3,12 @@
 A :class:`ParamSet` is a validated mapping from name to value. Overrides come
 from CPU profiles, TOML files and ``--param name=value``; unknown names are
 errors that list the valid ones, and values outside bounds are rejected.
+
+A cost may be a distribution: ``NAME`` is its median and facets ``NAME.p99``, ``NAME.min``
+or ``NAME.sigma`` give its spread (``spread.py``). They are keys of the same flat mapping,
+so ``--param NAME.p99=7200``, TOML (``NAME = {p50 = 4800, p99 = 7200}``, or dotted keys
+``NAME.p50 = 4800`` and ``NAME.p99 = 7200``), sweep grids and results metadata need nothing
+else. ``NAME.p50`` is another name for ``NAME``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from tracebench.backends.spread import FACETS, Spread
+from tracebench.backends.tomlfile import flat_params, read_toml
 from tracebench.errors import ParamError
 
 
@@ -38,56 +46,127 @@ class Param:
     doc: str
     lo: float = 0.0
     hi: float = 1e7
+    #: default facets (``{"p99": ...}``): the spread the default comes with, if any
+    spread: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: where the default spread comes from
+    spread_source: str = ""
+    #: whether the value may be a distribution (not for clock rates or seeds)
+    spreadable: bool = True
+    integer: bool = False
 
-    def check(self, value: float, where: str) -> float:
+    def check(self, value: float, where: str, name: str | None = None) -> float:
+        name = name or self.name
         try:
             v = float(value)
         except (TypeError, ValueError):
-            raise ParamError(f"{where}: parameter {self.name} must be a number, got {value!r}") \
+            raise ParamError(f"{where}: parameter {name} must be a number, got {value!r}") \
                 from None
         if not (self.lo <= v <= self.hi):
-            raise ParamError(f"{where}: parameter {self.name}={value} is outside "
+            raise ParamError(f"{where}: parameter {name}={value} is outside "
                              f"[{self.lo:g}, {self.hi:g}] {self.unit}")
+        if self.integer and v != int(v):
+            raise ParamError(f"{where}: parameter {name}={value} must be a whole number")
         return v
 
 
 class ParamSet(Mapping):
-    """Validated values for a fixed list of :class:`Param` specs."""
+    """Validated values for a fixed list of :class:`Param` specs, plus the facets
+    (``NAME.p99``, ...) of those given as distributions."""
 
     def __init__(self, specs: Iterable[Param], values: Mapping[str, float] | None = None,
                  where: str = "parameters"):
         self.specs = {p.name: p for p in specs}
         self._values = {name: float(p.default) for name, p in self.specs.items()}
+        self._facets: dict[str, dict[str, float]] = {
+            name: {f: float(v) for f, v in p.spread.items()}
+            for name, p in self.specs.items() if p.spread}
         if values:
             self.update(values, where)
 
     def update(self, values: Mapping[str, float], where: str = "parameters") -> None:
-        for name, value in values.items():
+        """Set values and facets. A new median scales the p99 and floor it is not given
+        with in the same update: the distribution keeps its shape."""
+        given: dict[str, dict[str, float]] = {}
+        for key, value in values.items():
+            name, dot, facet = key.partition(".")
+            if facet == "p50":  # another name for the value itself
+                dot = facet = ""
             spec = self.specs.get(name)
             if spec is None:
                 raise ParamError(f"{where}: unknown parameter {name!r}; valid: "
                                  f"{', '.join(sorted(self.specs))}")
-            self._values[name] = spec.check(value, where)
+            if dot and facet not in FACETS:
+                raise ParamError(f"{where}: unknown facet {key!r}; a parameter's facets are "
+                                 f"{', '.join(f'{name}.{f}' for f in FACETS)}")
+            if dot and not spec.spreadable:
+                raise ParamError(f"{where}: {name} is not a cost and takes no distribution "
+                                 f"({key})")
+            given.setdefault(name, {})[facet if dot else ""] = spec.check(value, where, key)
+        for name, new in given.items():
+            facets = dict(self._facets.get(name, {}))
+            if "" in new:
+                old, median = self._values[name], new.pop("")
+                if facets and old > 0:  # facets not given keep their place in the shape
+                    facets = {f: (v * median / old if f in ("p99", "min") else v)
+                              for f, v in facets.items()}
+                self._values[name] = median
+            if "p99" in new and "sigma" not in new:
+                facets.pop("sigma", None)
+            if "sigma" in new and "p99" not in new:
+                facets.pop("p99", None)
+            facets.update(new)
+            try:
+                Spread.of(name, self._values[name], facets, where)
+            except ValueError as exc:
+                raise ParamError(str(exc)) from None
+            self._facets[name] = facets
+            if not facets:
+                del self._facets[name]
 
     def copy(self) -> ParamSet:
-        return ParamSet(self.specs.values(), self._values)
+        return ParamSet(self.specs.values(), self.as_dict())
 
-    def __getitem__(self, name: str) -> float:
-        return self._values[name]
+    def spread(self, name: str) -> Spread | None:
+        """The distribution of ``name`` (None: a constant), its shape times
+        ``spread_scale`` where the set has one."""
+        facets = self._facets.get(name)
+        s = Spread.of(name, self._values[name], facets, name) if facets else None
+        scale = self._values.get("spread_scale", 1.0)
+        if s is None or scale == 1.0:
+            return s
+        return dataclasses.replace(s, sigma=s.sigma * scale) if scale > 0 else None
+
+    def spreads(self) -> dict[str, Spread]:
+        """Every distributed parameter's distribution."""
+        return {n: s for n in self._facets if (s := self.spread(n)) is not None}
+
+    def __getitem__(self, key: str) -> float:
+        if key in self._values:
+            return self._values[key]
+        name, _, facet = key.partition(".")
+        return self._facets.get(name, {})[facet]
 
     def __iter__(self):
-        return iter(self._values)
+        yield from self._values
+        for name, facets in self._facets.items():
+            for f in facets:
+                yield f"{name}.{f}"
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._values) + sum(len(f) for f in self._facets.values())
 
     def as_dict(self) -> dict[str, float]:
-        return dict(sorted(self._values.items()))
+        return dict(sorted(self.items()))
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of the values: names a configuration in paths."""
         blob = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+def base_name(key: str) -> str:
+    """The parameter a key names: ``halt_wakeup_cyc`` for ``halt_wakeup_cyc.p99``."""
+    return key.partition(".")[0]
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, float]:
@@ -98,7 +177,7 @@ def parse_assignments(items: Iterable[str]) -> dict[str, float]:
         if not sep or not name.strip():
             raise ParamError(f"--param {item!r}: expected NAME=VALUE")
         try:
-            out[name.strip()] = float(value)
+            out[name.strip().removesuffix(".p50")] = float(value)
         except ValueError:
             raise ParamError(f"--param {item!r}: value {value!r} is not a number") from None
     return out
@@ -107,8 +186,6 @@ def parse_assignments(items: Iterable[str]) -> dict[str, float]:
 def load_toml(path: str | Path) -> dict:
     """Read a TOML file; every failure (missing, folder, unreadable, not UTF-8, syntax) is
     one line naming the file (and the line, for syntax)."""
-    from tracebench.backends.tomlfile import read_toml
-
     return read_toml(path)
 
 
@@ -118,11 +195,4 @@ def param_values_from_toml(path: str | Path) -> dict[str, float]:
     table = data.get("params", data)
     if not isinstance(table, dict):
         raise ParamError(f"{path}: params must be a table, got {table!r}"[:200])
-    out = {}
-    for k, v in table.items():
-        if isinstance(v, dict):
-            continue
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ParamError(f"{path}: parameter {k} must be a number, got {v!r}")
-        out[k] = v
-    return out
+    return flat_params(table, str(path), explicit="params" in data)

@@ -4,7 +4,8 @@ It implements the semantics documented in ``kernel.py`` with Python ints and
 per-vCPU records instead of arrays, and returns whole-trace results, so tests
 can check the compiled kernel (one backend and four lanes, and chunking) row by row
 with exact equality. It shares nothing with the kernel but the model tables' column
-names (``layout.py``): a field of :class:`VcpuState` per ``layout.State`` member, a list
+names (``layout.py``) and the cost levels' generator (``spread.cost_level``, Python ints): a
+field of :class:`VcpuState` per ``layout.State`` member, a list
 of :class:`ReferenceResult` per output column (``layout.Out``).
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from tracebench.backends import layout as L
 from tracebench.backends.model import CompiledModel
+from tracebench.backends.spread import cost_level
 from tracebench.schema import EventKind as K
 from tracebench.schema import ExitReason as R
 
@@ -54,16 +56,19 @@ class ReferenceResult:
 def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                      n_cpus: int) -> ReferenceResult:
     """Replay a whole trace (numpy columns) through ``model``; one output per row."""
-    kt = [[int(v) for v in row] for row in model.kind_table]
-    ipi = [int(v) for v in model.ipi_table]
-    halts = ipi[L.IPI_HALTS] != 0
+    kind_levels = model.kind_levels.tolist()
+    ipi_levels = model.ipi_levels.tolist()
+    seed = int(model.ipi_table[L.IPI_COST_SEED])
+    halts = ipi_levels[0][L.IPI_HALTS] != 0
     vcpus = [VcpuState() for _ in range(n_cpus)]
     res = ReferenceResult([], [], [], [], [], [], [])
     rows = zip(cols["ts_ns"].tolist(), cols["cpu"].tolist(), cols["kind"].tolist(),
                cols["target"].tolist(), cols["arg"].tolist(), strict=True)
     for t, c, k, tg, arg in rows:
         v = vcpus[c]
-        row = kt[k]
+        # the event's cost level (one, or a quantile level drawn from the event itself)
+        lv = cost_level(seed, t, c, k, model.levels) if model.levels > 1 else 0
+        row, ipi = kind_levels[lv][k], ipi_levels[lv]
         terr = None
         exit_ns = 0
         if k in INTERRUPTS:

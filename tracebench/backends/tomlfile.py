@@ -14,6 +14,7 @@ import re
 import tomllib
 from pathlib import Path
 
+from tracebench.backends.spread import FACETS
 from tracebench.errors import ParamError
 
 #: a backend name becomes one path component (``backend=NAME``, ``configs/NAME-...``)
@@ -68,7 +69,8 @@ def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict:
 
 def backend_spec(path: str | os.PathLike) -> dict:
     """The checked content of a backend file: ``name``, ``description``, ``base`` (or
-    ``None``), ``mechanisms`` (axis -> option names) and ``params`` (name -> number)."""
+    ``None``), ``mechanisms`` (axis -> option names) and ``params`` (name or
+    ``name.facet`` -> number)."""
     p = Path(path)
     where = str(p)
     data = read_toml(p, "backend .toml file")
@@ -87,10 +89,8 @@ def backend_spec(path: str | os.PathLike) -> dict:
         if not isinstance(option, str):
             raise ParamError(f"{where}: [mechanisms] {axis} must be a string, got "
                              f"{_type_name(option)}")
-    params = data.get("params", {})
+    params = flat_params(data.get("params", {}), where, label="[params]")
     for k, v in params.items():
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ParamError(f"{where}: [params] {k} must be a number, got {_type_name(v)}")
         if not math.isfinite(v):
             raise ParamError(f"{where}: [params] {k}={v} is outside the finite numbers")
     base = data.get("base")
@@ -98,3 +98,32 @@ def backend_spec(path: str | os.PathLike) -> dict:
         raise ParamError(f"{where}: base is empty")
     return {"name": name, "description": data.get("description", f"user backend from {p}"),
             "base": base, "mechanisms": dict(mech), "params": dict(params)}
+
+
+def flat_params(table: dict, where: str, explicit: bool = True, label: str = "parameter"
+                ) -> dict[str, float]:
+    """A TOML parameter table as flat ``NAME`` / ``NAME.FACET`` keys: an inline table or
+    dotted keys (``NAME = {p50 = 4800, p99 = 7200}``, ``NAME.p99 = 7200``) give facets,
+    ``p50`` the median. Other tables are left out where the parameters are the file's top
+    level (``explicit`` false) and none of their keys is a facet. Errors read
+    ``WHERE: LABEL NAME must be a number``."""
+    out: dict[str, float] = {}
+    for k, v in table.items():
+        if isinstance(v, dict):
+            if not explicit and not set(v) & {"p50", *FACETS}:
+                continue
+            for f, fv in v.items():
+                key = k if f == "p50" else f"{k}.{f}"
+                if f != "p50" and f not in FACETS:
+                    raise ParamError(f"{where}: unknown facet {k}.{f}; a parameter's facets "
+                                     f"are p50, {', '.join(FACETS)}")
+                out[key] = _number(fv, f"{label} {key}", where)
+            continue
+        out[k] = _number(v, f"{label} {k}", where)
+    return out
+
+
+def _number(v, what: str, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ParamError(f"{where}: {what} must be a number, got {_type_name(v)}"[:200])
+    return v

@@ -119,8 +119,8 @@ class BackendRun:
             self.run_chunk({k: v[lo:lo + BLOCK_ROWS] for k, v in cols.items()}, hdr, reuse=True)
 
     def _kernel_args(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray, out) -> tuple:
-        return kernel_args(cols, self.model.kind_table, self.model.ipi_table, self.n_cpus, hdr,
-                           self.state, out, self.kind_agg, self.exit_agg, self.lat_counts,
+        return kernel_args(cols, self.model.kind_levels, self.model.ipi_levels, self.n_cpus,
+                           hdr, self.state, out, self.kind_agg, self.exit_agg, self.lat_counts,
                            self.terr_counts)
 
 
@@ -154,9 +154,15 @@ class LaneGroup:
         lanes = runs + [runs[-1]] * (LANES - len(runs))
         self.runs = runs
         self.n_cpus = n_cpus
-        self.kind_tables = flat(layout.stack_lanes("kind_table",
-                                                   [r.model.kind_table for r in lanes]))
-        self.ipi_tables = flat(layout.stack_lanes("ipi_table", [r.model.ipi_table for r in lanes]))
+        if len({lane_key(r) for r in runs}) != 1:
+            raise ValueError("a lane group's backends share the seed of their cost draws")
+        # one level drawn per event for every lane: a backend whose costs are all constants
+        # has the same table at every level
+        levels = max(r.model.levels for r in runs)
+        self.kind_tables = flat(layout.stack_lanes("kind_table", [
+            np.repeat(r.model.kind_levels, levels // r.model.levels, axis=0) for r in lanes]))
+        self.ipi_tables = flat(layout.stack_lanes("ipi_table", [
+            np.repeat(r.model.ipi_levels, levels // r.model.levels, axis=0) for r in lanes]))
         for name in self.ACCUMULATED:
             stacked = layout.stack_lanes(name, [getattr(r, name) for r in lanes])
             setattr(self, name, stacked)
@@ -199,17 +205,27 @@ def lane_capable(run: BackendRun) -> bool:
 MIN_LANES = 3
 
 
+def lane_key(run: BackendRun) -> int:
+    """What the backends of one lane group share: one cost level is drawn per event for
+    all lanes, so the seed of their draws."""
+    return int(run.model.ipi_table[layout.IPI_COST_SEED])
+
+
 def replay_units(runs: list[BackendRun]) -> list[BackendRun | LaneGroup]:
-    """What replays ``runs``: lane groups of built-in backends, the rest (plug-in kernels,
-    and a remainder too small for a group) one by one."""
-    capable = [r for r in runs if lane_capable(r)]
+    """What replays ``runs``: lane groups of built-in backends with one :func:`lane_key`, the
+    rest (plug-in kernels, and remainders too small for a group) one by one."""
     units: list[BackendRun | LaneGroup] = [r for r in runs if not lane_capable(r)]
-    for lo in range(0, len(capable), LANES):
-        part = capable[lo:lo + LANES]
-        if len(part) >= MIN_LANES:
-            units.append(LaneGroup(part))
-        else:
-            units.extend(part)
+    alike: dict[int, list[BackendRun]] = {}
+    for r in runs:
+        if lane_capable(r):
+            alike.setdefault(lane_key(r), []).append(r)
+    for capable in alike.values():
+        for lo in range(0, len(capable), LANES):
+            part = capable[lo:lo + LANES]
+            if len(part) >= MIN_LANES:
+                units.append(LaneGroup(part))
+            else:
+                units.extend(part)
     return units
 
 

@@ -116,6 +116,8 @@ def _values_from_configs(root: Path) -> pl.DataFrame:
         names = {n for values in by_hash.values() for n in values}
         swept = [n for n in sorted(names)
                  if len({values.get(n) for values in by_hash.values()}) > 1]
+        # a cost's facets (NAME.p99, NAME.min) follow its swept median: not an axis
+        swept = [n for n in swept if "." not in n or n.partition(".")[0] not in swept]
         rows += [(backend, h, n, float(values[n]))
                  for h, values in by_hash.items() for n in swept if n in values]
     return pl.DataFrame(sorted(rows), schema=_VALUES_SCHEMA, orient="row")
