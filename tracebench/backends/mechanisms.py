@@ -30,6 +30,7 @@ from tracebench.backends.access import (
     Access,
     Cost,
     apic_write_trap,
+    avic_incomplete_ipi,
     hcall,
 )
 from tracebench.backends.model import CycleModel
@@ -231,13 +232,14 @@ def _ipi(kind: str):
             icr = apic_write_trap(p, "icr_handler_cyc")
         elif kind == "avic":
             # AVIC delivers to every running destination in hardware, shorthands included
-            # (one backing-page update and doorbell per destination): no sender exit.
+            # (one backing-page update and doorbell per destination): no sender exit. One
+            # that finds a destination blocked sets its IRR bit, then exits
+            # (AVIC_INCOMPLETE_IPI, once per ICR write); KVM wakes each blocked
+            # destination from that exit, so their wake-up starts when it ends.
             t[L.IPI_TARGET_COST] = p.ipiv_send_cyc
-            # A halted destination is not running: its wake-up waits for the sender's
-            # AVIC_INCOMPLETE_IPI exit, whose handler kicks it. (The exit itself belongs to
-            # the sender and depends on the target's state, which these tables cannot
-            # express: see docs/backends.md.)
-            m.kind[K.IPI_IRQ, L.IRQ_WAKE] += p.exit_roundtrip_cyc + p.icr_handler_cyc
+            t[[L.IPI_BLOCKED_COST, L.IPI_BLOCKED_EXITS, L.IPI_BLOCKED_REASON]] = \
+                avic_incomplete_ipi(p)
+            t[L.IPI_BLOCKED_TARGET_COST] = p.wake_request_cyc
             return
         t[L.IPI_USES_SHORTHAND] = 1
         t[L.IPI_SHORT_COST], t[L.IPI_SHORT_EXITS], t[L.IPI_SHORT_REASON] = icr
