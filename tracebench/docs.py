@@ -38,7 +38,8 @@ would not poll at all.
 
 Modelled in the kernel (model v2): interrupt-window exits under legacy injection, no kick
 for a self-IPI or a target already in the host, HLT with an interrupt pending returning at
-once, host halt-polling and the guest's haltpoll (`idle` options `hlt_halt_poll`,
+once (with AMD's Idle HLT intercept, `idle = "idle_hlt"`, not exiting at all), host
+halt-polling and the guest's haltpoll (`idle` options `hlt_halt_poll`,
 `guest_haltpoll`), KVM's timer advance on a wake from halt (`lapic_timer_advance_ns`),
 PV EOI's exit when another interrupt is pending at the EOI, and AVIC's incomplete IPI: a
 send that finds a destination blocked (halted, past the host's halt polling: KVM clears
@@ -57,9 +58,10 @@ sets the PV EOI bit and the guest's EOI is the virtual EOI (use `eoi = "virtual"
 ## Exit names on AMD
 
 Exit reasons are stored under their VMX (`perf kvm stat`) names; the SVM names the AMD
-presets (`svm`, `avic`) produce are aliases of the same codes (`tracebench.schema.ExitReason`):
-`intr` = EXTERNAL_INTERRUPT, `vintr` = PENDING_INTERRUPT, `npf` = EPT_MISCONFIG (KVM's
-emulated MMIO), `vmmcall` = VMCALL, `avic_incomplete_ipi` = APIC_WRITE,
+presets (`svm`, `avic`, `svm-idlehlt`) produce are aliases of the same codes
+(`tracebench.schema.ExitReason`): `intr` = EXTERNAL_INTERRUPT, `vintr` = PENDING_INTERRUPT,
+`idle-halt` = HLT, `npf` = EPT_MISCONFIG (KVM's emulated MMIO), `vmmcall` = VMCALL,
+`avic_incomplete_ipi` = APIC_WRITE,
 `avic_unaccelerated_access` = APIC_ACCESS; SVM's `msr` is MSR_WRITE or MSR_READ by
 direction.
 

@@ -291,9 +291,12 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                                 store(state, cs + L.S_IDLE_SINCE * W,
                                       select(halted, never, since))
                                 # or, with an interrupt pending, an exit that did not block
+                                # (none at all under AMD's idle-HLT intercept)
                                 quick = both(halted, eq(pend, one))
                                 cost = select(quick, load(ipi_table, L.IPI_HLT_RETURN_COST * W,
                                                           W), cost)
+                                exits = select(quick, load(
+                                    ipi_table, L.IPI_HLT_RETURN_EXITS * W, W), exits)
                                 exit_ns = select(quick, cost, exit_ns)
                                 store(state, cs + L.S_HLT_PENDING * W, select(
                                     halted, zero, load(state, cs + L.S_HLT_PENDING * W, W)))

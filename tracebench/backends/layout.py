@@ -203,6 +203,7 @@ class IpiCol(TableColumn):
     BLOCKED_EXITS = 17, Q.COUNT, "its exits (AVIC_INCOMPLETE_IPI; 0: no such exit)"
     BLOCKED_REASON = 18, Q.REASON, "their exit reason"
     BLOCKED_TARGET_COST = 19, Q.NS, "per blocked destination: the wake-up that exit requests"
+    HLT_RETURN_EXITS = 20, Q.COUNT, "exits of that HLT_RETURN (0: AMD's idle-HLT intercept)"
 
 
 # Plain ints for the kernels, derived from the enums above (numba freezes module globals;
@@ -223,7 +224,7 @@ H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = map(
  IPI_USES_SHORTHAND, IPI_SHORT_COST, IPI_SHORT_EXITS, IPI_SHORT_REASON,
  IPI_HALTS, IPI_HLT_RETURN_COST, IPI_HOST_POLL, IPI_GUEST_POLL, IPI_EOI_PENDING_COST,
  IPI_EOI_PENDING_EXITS, IPI_EOI_PENDING_REASON, IPI_BLOCKED_COST, IPI_BLOCKED_EXITS,
- IPI_BLOCKED_REASON, IPI_BLOCKED_TARGET_COST) = map(int, IpiCol)
+ IPI_BLOCKED_REASON, IPI_BLOCKED_TARGET_COST, IPI_HLT_RETURN_EXITS) = map(int, IpiCol)
 
 N_STATE = len(State)
 A_COLS = len(KindAgg)

@@ -11,7 +11,7 @@ eoi             how end-of-interrupt is signalled
 ipi             how an IPI is sent
 tpr             how task-priority writes are handled
 mask            how an interrupt line is masked / unmasked
-idle            what a vCPU does when it goes idle
+idle            what a vCPU does when it goes idle (``idle.py``)
 ==============  ==============================================================
 
 Each option is a function of the parameters (cycles) that fills part of a
@@ -33,6 +33,7 @@ from tracebench.backends.access import (
     avic_incomplete_ipi,
     hcall,
 )
+from tracebench.backends.idle import IDLE
 from tracebench.backends.model import CycleModel
 from tracebench.errors import ParamError
 from tracebench.schema import EventKind as K
@@ -303,33 +304,6 @@ MASK = {
     "shared_mem": ("irq_chip mask bit in shared memory, no exit", _mask("shared_mem")),
 }
 
-
-def _idle(m: CycleModel, p, halts: bool, hlt_exit: bool, poll: str = "") -> None:
-    m.ipi[L.IPI_HALTS] = 1 if halts else 0
-    if hlt_exit:
-        # The HLT exit is accounted when the vCPU re-enters (its time is the blocked time);
-        # one that finds an interrupt pending returns at once (kvm_vcpu_check_block).
-        m.action(K.IDLE_EXIT, 0.0, 1, R.HLT)
-        m.ipi[L.IPI_HLT_RETURN_COST] = p.exit_roundtrip_cyc
-    # polling windows (ns) as cycles; cpuidle-haltpoll turns host polling off (MSR_KVM_POLL_CONTROL)
-    if poll:
-        m.ipi[L.IPI_HOST_POLL if poll == "host" else L.IPI_GUEST_POLL] = p.tsc_ghz * (
-            p.halt_poll_ns if poll == "host" else p.guest_halt_poll_ns)
-
-
-IDLE = {
-    "native": ("bare-metal HLT/mwait into C1", lambda m, p: _idle(m, p, True, False)),
-    "hlt_exit": ("HLT exits; the vCPU thread blocks in the host until an interrupt, unless "
-                 "one is already pending", lambda m, p: _idle(m, p, True, True)),
-    "hlt_halt_poll": ("HLT exits; KVM polls halt_poll_ns before it blocks the thread: a "
-                      "wake-up inside that window costs no schedule",
-                      lambda m, p: _idle(m, p, True, True, "host")),
-    "guest_haltpoll": ("guest cpuidle-haltpoll polls guest_halt_poll_ns before HLT (host "
-                       "polling off): an interrupt inside it takes no HLT exit",
-                       lambda m, p: _idle(m, p, True, True, "guest")),
-    "poll": ("guest polls instead of halting (idle=poll, successful haltpoll): no exit, "
-             "no wakeup", lambda m, p: _idle(m, p, False, False)),
-}
 
 AXES: dict[str, dict] = {
     "apic_access": APIC_ACCESS, "timer": TIMER, "clocksource": CLOCKSOURCE,

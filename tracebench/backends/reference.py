@@ -166,8 +166,9 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                                               is not None and v.woke_at < v.idle_since):
                         exits = exit_ns = 0  # left while the guest still polled: no HLT
                     v.idle_since = None
-                    if v.hlt_pending == 1:
+                    if v.hlt_pending == 1:  # no exit at all under the idle-HLT intercept
                         cost = exit_ns = ipi[L.IPI_HLT_RETURN_COST]
+                        exits = ipi[L.IPI_HLT_RETURN_EXITS]
                     v.hlt_pending = 0
             stall = cost
             if exits and reason != R.HLT:
