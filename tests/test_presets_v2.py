@@ -351,3 +351,9 @@ def test_validate_picks_the_amd_presets_for_svm_hosts():
     assert choose(ev("svm"))[0] == "svm"
     assert choose(ev("svm", {"avic_incomplete_ipi": 2}))[0] == "avic"
     assert choose(ev("vmx"))[0] == "x2apic-tscdeadline"
+    # the Idle HLT intercept shows only in idle-halt exits; without any HLT exit it is unknown
+    assert choose(ev("svm", {"kvm_exit_idle_halt": 3}))[0] == "svm-idlehlt"
+    name, why = choose(ev("svm", reasons={"MSR_WRITE", "PENDING_INTERRUPT"}))
+    assert name == "svm" and any("cannot be told" in w for w in why)
+    name, why = choose(ev("svm", {"avic_incomplete_ipi": 1, "kvm_exit_idle_halt": 2}))
+    assert name == "avic" and any("idle = 'idle_hlt'" in w for w in why)
