@@ -35,6 +35,10 @@ CASES = (
      [f"{SVM}/trace_idle_hlt_on.txt"]),
     ("the same, against the published totals (idle-HLT on)",
      [f"{SVM}/trace_idle_hlt_on.txt", "--measured", f"{SVM}/perf_kvm_stat_tables.txt#2"]),
+    ("the idle-HLT option: the idle-HLT-off run's guest events (its HLT exit shows the "
+     "guest's sti; hlt) under svm-idlehlt, against the idle-HLT-on totals",
+     [f"{SVM}/trace_idle_hlt_off.txt", "-b", "svm-idlehlt", "--measured",
+      f"{SVM}/perf_kvm_stat_tables.txt#2"]),
     ("openEuler TSC-deadline kvm_msr trace (no kvm_exit: exits from kvm_msr)",
      [f"{OE}/kvm_msr_ftrace.txt"]),
     ("the same, against perf kvm stat report of that host",

@@ -23,7 +23,9 @@ BACKENDS = sorted(registered_backends())
 
 
 @st.composite
-def traces(draw):
+def traces(draw, kinds=None):
+    """Random traces; ``kinds``: the kind codes to draw from (repeat one to weight it),
+    default every kind alike."""
     n_cpus = draw(st.integers(1, 5))
     n = draw(st.integers(0, 120))
     gaps = draw(st.lists(st.sampled_from([0, 1, 2, 50, 400, 1000, 2500, 20000]),
@@ -31,7 +33,8 @@ def traces(draw):
     cols = empty_columns(n)
     cols["ts_ns"][:] = np.cumsum(np.array(gaps, dtype=np.int64)) if n else []
     cols["cpu"][:] = draw(st.lists(st.integers(0, n_cpus - 1), min_size=n, max_size=n))
-    kinds = draw(st.lists(st.integers(0, N_KINDS - 1), min_size=n, max_size=n))
+    kind = st.integers(0, N_KINDS - 1) if kinds is None else st.sampled_from(kinds)
+    kinds = draw(st.lists(kind, min_size=n, max_size=n))
     cols["kind"][:] = kinds
     for i, k in enumerate(kinds):
         if k == EventKind.IPI_SEND:

@@ -66,18 +66,24 @@ def _measured_hlt_ns() -> float:
 
 
 @pytest.mark.parametrize("k", [1, 4])
-def test_amd_self_ipi_cycle_exact_per_iteration(tmp_path, k):
-    """Under the ``svm`` preset (AMD without AVIC), through the real CLI."""
+@pytest.mark.parametrize("backend", ["svm", "svm-idlehlt"])
+def test_amd_self_ipi_cycle_exact_per_iteration(tmp_path, k, backend):
+    """Under the ``svm`` preset (AMD without AVIC), through the real CLI; under
+    ``svm-idlehlt`` the same guest events give what the host with the Idle HLT intercept
+    measured (trace_idle_hlt_on.txt): no HLT exit, the VINTR exit still there."""
     src = tmp_path / "cycle.txt"
     src.write_text(_cycle(k))
     runner = CliRunner()
     res = runner.invoke(app, ["ingest", str(src), "-o", str(tmp_path / "c.parquet")])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["replay", str(tmp_path / "c.parquet"), "-b", "svm",
+    res = runner.invoke(app, ["replay", str(tmp_path / "c.parquet"), "-b", backend,
                               "-o", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 0, res.output
     ex = pl.read_parquet(next((tmp_path / "out/exits").rglob("*.parquet")))
     counts = dict(ex.group_by("reason").agg(pl.col("count").sum()).iter_rows())
+    if backend == "svm-idlehlt":
+        assert counts == {"MSR_WRITE": 2 * k, "PENDING_INTERRUPT": k}
+        return
     assert counts == {"MSR_WRITE": 2 * k, "HLT": k, "PENDING_INTERRUPT": k}
     hlt = ex.filter(pl.col("reason") == "HLT")
     ratio = hlt["total_ns"].sum() / k / _measured_hlt_ns()
@@ -155,10 +161,42 @@ def test_hlt_with_an_interrupt_pending_returns_at_once(before):
         assert leave["exit_ns"] == irq["start_ns"] - hlt
 
 
-def _toml_backend(tmp_path, idle: str) -> str:
-    """A legacy-injection backend with the given idle option, registered from TOML."""
-    path = tmp_path / f"{idle}.toml"
-    path.write_text(f'name = "legacy-{idle}"\ndescription = "test"\nbase = "{LEGACY}"\n'
+@pytest.mark.parametrize("before", [True, False])
+def test_idle_hlt_intercept_lets_a_hlt_with_an_interrupt_pending_through(before):
+    """AMD's Idle HLT intercept: a HLT that finds an IPI pending (it arrived 1 ns before)
+    takes no exit and does not block, and the IPI still waits for the interrupt window
+    (VINTR); plain SVM takes that HLT's exit. An IPI 1 ns after the HLT finds the vCPU
+    blocked: an (idle-halt) HLT exit and a wake-up, the same under both."""
+    model = get_backend("svm").compile(get_backend("svm").params())
+    arrive = int(model.ipi_table[IPI_TARGET_COST])
+    hlt = arrive + 1 if before else arrive - 1
+    # as the host traces them: the HLT's re-entry, then the VINTR exit's injection; a
+    # blocked vCPU's injection before the re-entry that ends its HLT
+    irq, leave = ((hlt + 20000, 1, "ipi_irq"), (hlt + 20000, 1, "idle_exit"))
+    rows = [(0, 0, "ipi_send", 1), (hlt, 1, "idle_enter")]
+    rows += [leave, irq] if before else [irq, leave]
+    cols = make_cols(rows)
+    idle, _ = _same_as_reference("svm-idlehlt", cols, 2)
+    plain, _ = _same_as_reference("svm", cols, 2)
+    if before:
+        assert _row(idle, 2)["exits"] == _row(idle, 2)["exit_ns"] == 0
+        assert _row(plain, 2)["exits"] == 1 and _row(plain, 2)["exit_reason"] == R.HLT
+        for out in (idle, plain):
+            assert _row(out, 3)["exits"] == 1
+            assert _row(out, 3)["exit_reason"] == R.PENDING_INTERRUPT
+        # the window opens once the HLT is done: at once without its exit
+        assert _row(plain, 3)["start_ns"] - _row(idle, 3)["start_ns"] == int(
+            model.ipi_table[IPI_HLT_RETURN_COST])
+    else:
+        for name in OUT_NAMES:
+            assert idle[name].tolist() == plain[name].tolist(), name
+        assert _row(idle, 3)["exits"] == 1 and _row(idle, 2)["exits"] == 0
+
+
+def _toml_backend(tmp_path, idle: str, base: str = LEGACY) -> str:
+    """A backend (legacy injection by default) with the given idle option, from TOML."""
+    path = tmp_path / f"{base}-{idle}.toml"
+    path.write_text(f'name = "{base}-{idle}"\ndescription = "test"\nbase = "{base}"\n'
                     f'[mechanisms]\nidle = "{idle}"\n')
     return backend_from_toml(path)
 
@@ -202,13 +240,22 @@ def test_guest_haltpoll_interrupt_in_window_takes_no_hlt_exit(tmp_path, gap_ns, 
         assert ref.exit_ns[2] == ref.start_ns[1] - 200_000
 
 
+#: kinds of the AVIC / idle random traces: mostly idling vCPUs and IPIs between them
+IDLE_IPI_KINDS = [K.IDLE_ENTER, K.IDLE_ENTER, K.IDLE_EXIT, K.IPI_SEND, K.IPI_SEND, K.IPI_IRQ,
+                  K.EOI, K.TIMER_ARM, K.TIMER_IRQ, K.DEVICE_IRQ]
+
+
+@pytest.mark.parametrize("group", ["legacy", "avic"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=traces(), poll_ns=st.sampled_from([1, 400, 3000]), chunk=st.sampled_from([1, 7]))
-def test_polling_idle_options_kernel_lanes_reference_agree(tmp_path_factory, data, poll_ns,
-                                                           chunk):
+@given(data=st.one_of(traces(), traces(kinds=IDLE_IPI_KINDS)),
+       poll_ns=st.sampled_from([1, 400, 3000]), chunk=st.sampled_from([1, 7]))
+def test_polling_idle_options_kernel_lanes_reference_agree(tmp_path_factory, group, data,
+                                                           poll_ns, chunk):
     """The idle options no built-in backend uses yet, with windows short enough for the
-    random traces to fall on both sides: the one-backend kernel (chunked), the four-lane
-    kernel and the reference agree."""
+    random traces to fall on both sides, under legacy injection and under AVIC (whose
+    sends to a blocked vCPU exit: blocked only once the polling is over), and the idle-HLT
+    intercept: the one-backend kernel (chunked), the four-lane kernel and the reference
+    agree."""
     from tracebench.backends.reference import replay_reference
 
     cols, n_cpus = data
@@ -216,8 +263,13 @@ def test_polling_idle_options_kernel_lanes_reference_agree(tmp_path_factory, dat
     if n == 0:
         return
     tmp = tmp_path_factory.mktemp("idle")
-    backends = [_toml_backend(tmp, "hlt_halt_poll"), _toml_backend(tmp, "guest_haltpoll"),
-                get_backend("apicv"), get_backend("native")]
+    if group == "legacy":
+        backends = [_toml_backend(tmp, "hlt_halt_poll"), _toml_backend(tmp, "guest_haltpoll"),
+                    get_backend("apicv"), get_backend("native")]
+    else:
+        backends = [_toml_backend(tmp, "hlt_halt_poll", "avic"),
+                    _toml_backend(tmp, "guest_haltpoll", "avic"),
+                    _toml_backend(tmp, "idle_hlt", "avic"), get_backend("svm-idlehlt")]
     poll = {"halt_poll_ns": poll_ns, "guest_halt_poll_ns": poll_ns}
     runs, singles = [], []
     for b in backends:

@@ -98,26 +98,85 @@ def test_avic_ipi_and_eoi_to_a_running_target_take_no_exit():
     assert out["latency_ns"][3] == 3 * ns(get_backend("avic").params()["ipiv_send_cyc"])
 
 
-def test_avic_ipi_to_a_halted_target_waits_for_the_senders_incomplete_ipi_exit():
+#: the sender's AVIC_INCOMPLETE_IPI exit: exit + KVM's full exit path + ICR decode, and
+#: the wake-up it requests per blocked destination
+INCOMPLETE = 1530 + (6059 - 4338) + 800
+WAKE_REQUEST = 1000
+
+
+def _avic_same_as_reference(backend, rows, n_cpus, params=None):
+    from tracebench.backends.reference import replay_reference
+
+    b = get_backend(backend) if isinstance(backend, str) else backend
+    out, run = replay(b, rows, n_cpus, params)
+    ref = replay_reference(make_cols(rows), run.model, n_cpus)
+    assert out["start_ns"].tolist() == ref.start_ns and out["exits"].tolist() == ref.exits
+    assert out["latency_ns"].tolist() == ref.latency_ns
+    return out, run
+
+
+@pytest.mark.parametrize("first", ["idle_enter", "ipi_send"])
+def test_avic_ipi_to_a_halted_target_costs_the_sender_one_exit(first):
+    """The target halts at 1000; a send at the same ns that comes after its HLT finds it
+    blocked: the sender exits (AVIC_INCOMPLETE_IPI) and wakes it. One ns before the HLT
+    the target still runs: the hardware delivers, no exit."""
+    idle, send = (1000, 1, "idle_enter"), (1000 if first == "idle_enter" else 999, 0,
+                                            "ipi_send", 1)
+    rows = [idle, send] if first == "idle_enter" else [send, idle]
+    rows.append((3000, 1, "ipi_irq"))
+    out, _ = _avic_same_as_reference("avic", rows, 2)
+    s = rows.index(send)
+    hw = ns(get_backend("avic").params()["ipiv_send_cyc"])
+    if first == "idle_enter":
+        assert out["exits"][s] == 1 and reasons(out)[s] == R.AVIC_INCOMPLETE_IPI
+        assert out["latency_ns"][s] == hw + ns(INCOMPLETE) + ns(WAKE_REQUEST)
+    else:
+        assert out["exits"][s] == 0 and out["latency_ns"][s] == hw
+
+
+def test_avic_wake_up_starts_after_the_senders_exit_and_is_not_counted_twice():
     rows = [(0, 1, "idle_enter"), (1000, 0, "ipi_send", 1), (2000, 1, "ipi_irq")]
-    avic, _ = replay("avic", rows, 2)
+    avic, _ = _avic_same_as_reference("avic", rows, 2)
     apicv, _ = replay("apicv", rows, 2)
-    # same posted wake-up, plus the exit (1,530) and ICR handling (800) that kick the target
-    extra = avic["latency_ns"][2] - apicv["latency_ns"][2]
-    assert extra == pytest.approx(ns(1530 + 800), abs=1)
-    # to a running target the same IPI has no such term
+    # the wake-up itself is APICv's (posted); it starts when the sender's exit ends
+    assert avic["latency_ns"][2] == apicv["latency_ns"][2]
+    assert avic["start_ns"][2] == 1000 + avic["stall_ns"][1] + avic["latency_ns"][2]
+    # to a running target the same IPI has no exit and no wake-up
     running = [(1000, 0, "ipi_send", 1), (2000, 1, "ipi_irq")]
     assert replay("avic", running, 2)[0]["latency_ns"][1] == replay("apicv", running, 2)[0][
         "latency_ns"][1]
 
 
-@pytest.mark.xfail(strict=True, reason="the sender's AVIC_INCOMPLETE_IPI exit depends on the "
-                   "target's state: needs a per-target column in the replay kernel (model v2, "
-                   "kernel part); docs/backends.md 'What the tables cannot express yet'")
-def test_avic_ipi_to_a_halted_target_costs_the_sender_one_exit():
-    out, _ = replay("avic", [(0, 1, "idle_enter"), (1000, 0, "ipi_send", 1),
-                             (2000, 1, "ipi_irq")], 2)
-    assert out["exits"][1] == 1 and reasons(out)[1] == R.AVIC_INCOMPLETE_IPI
+@pytest.mark.parametrize("target", [TARGET_MASK, TARGET_ALL_BUT_SELF])
+def test_avic_multicast_exits_once_and_wakes_each_blocked_destination(target):
+    """vCPUs 1 and 2 halted, 3 running: one exit for the whole send, one wake-up request
+    per halted destination; the running one has the IPI from the hardware, before that
+    exit, the halted ones once it is over."""
+    rows = [(0, 1, "idle_enter"), (0, 2, "idle_enter"), (1000, 0, "ipi_send", target, 0b1110),
+            (5000, 1, "ipi_irq"), (5000, 2, "ipi_irq"), (5000, 3, "ipi_irq")]
+    out, run = _avic_same_as_reference("avic", rows, 4)
+    assert out["exits"].tolist() == [0, 0, 1, 0, 0, 0]
+    assert out["stall_ns"][2] == 3 * ns(1645) + ns(INCOMPLETE) + 2 * ns(WAKE_REQUEST)
+    assert run.exit_agg[0, R.AVIC_INCOMPLETE_IPI, 0] == 1
+    hw_done = 1000 + 3 * ns(1645)
+    assert out["start_ns"][5] == hw_done + ns(2000)  # posted notification, at once
+    assert out["start_ns"][3] == out["start_ns"][4] > 1000 + out["stall_ns"][2]
+
+
+@pytest.mark.parametrize("gap, blocked", [(-1, False), (0, True)])
+def test_avic_target_in_the_hosts_halt_polling_window_is_still_running(gap, blocked):
+    """KVM clears AVIC's IsRunning only when it stops polling and blocks the thread: an IPI
+    the hardware delivers 1 ns before halt_poll_ns is over needs no exit (a poll wake-up);
+    one at its end finds the target blocked."""
+    b = compose("avic", "avic-haltpoll", idle="hlt_halt_poll")
+    poll = 50_000
+    hw = ns(1645)
+    rows = [(0, 1, "idle_enter"), (poll + gap - hw, 0, "ipi_send", 1),
+            (poll + 20_000, 1, "ipi_irq")]
+    out, run = _avic_same_as_reference(b, rows, 2, {"halt_poll_ns": poll})
+    assert out["exits"][1] == (1 if blocked else 0)
+    wake = run.model.kind_table[EventKind.IPI_IRQ]
+    assert out["latency_ns"][2] == wake[8 if blocked else 14]  # IRQ_WAKE / IRQ_POLL_WAKE
 
 
 # --------------------------------------------------------------------------- APIC modes, IPIv
@@ -295,3 +354,9 @@ def test_validate_picks_the_amd_presets_for_svm_hosts():
     assert choose(ev("svm"))[0] == "svm"
     assert choose(ev("svm", {"avic_incomplete_ipi": 2}))[0] == "avic"
     assert choose(ev("vmx"))[0] == "x2apic-tscdeadline"
+    # the Idle HLT intercept shows only in idle-halt exits; without any HLT exit it is unknown
+    assert choose(ev("svm", {"kvm_exit_idle_halt": 3}))[0] == "svm-idlehlt"
+    name, why = choose(ev("svm", reasons={"MSR_WRITE", "PENDING_INTERRUPT"}))
+    assert name == "svm" and any("cannot be told" in w for w in why)
+    name, why = choose(ev("svm", {"avic_incomplete_ipi": 1, "kvm_exit_idle_halt": 2}))
+    assert name == "avic" and any("idle = 'idle_hlt'" in w for w in why)

@@ -100,6 +100,25 @@ def test_amd_cycle_measures_two_msr_one_hlt_one_vintr_per_iteration(tmp_path, k)
     assert kinds.count("ipi_irq") == kinds.count("ipi_send") == k
 
 
+def test_idle_halt_exit_is_a_hlt_and_picks_the_idle_hlt_preset(tmp_path):
+    """A host with AMD's Idle HLT intercept prints a blocking HLT as 'idle-halt' (never
+    'hlt'): ingest takes it as an idle period, validate as the intercept's evidence."""
+    idle = ("kvm_exit: vcpu 0 reason idle-halt rip 0x4004ad info1 0x0000000000000000 info2 "
+            "0x0000000000000000 intr_info 0x00000000 error_code 0x00000000")
+    path = tmp_path / "idle.txt"
+    path.write_text((SVM / "trace_idle_hlt_on.txt").read_text()
+                    + f" 220.696250: {idle}\n 220.696290: kvm_entry: vcpu 0, rip 0x4004ae\n")
+    res = ingest([path], tmp_path / "i.parquet")
+    cols, _ = read_trace(tmp_path / "i.parquet")
+    assert [K(v).label for v in cols["kind"]][-2:] == ["idle_enter", "idle_exit"]
+    ex = pl.read_parquet(res.exits_path)
+    assert ex.filter(pl.col("reason") == "idle-halt")["exit_reason"].to_list() == ["hlt"]
+    doc = validate_json([str(path)])
+    assert doc["backend"] == "svm-idlehlt" and any("idle-halt" in w for w in doc["why"])
+    rows = {r["reason"]: r for r in doc["rows"]}
+    assert rows["HLT"]["pred_samples"] == rows["HLT"]["meas_samples"] == 1
+
+
 def test_exits_from_handler_tracepoints_without_kvm_exit(tmp_path):
     path = ROOT / "tests/data/realtraces/kvm-ftrace-tscdeadline-kvmstat/kvm_msr_ftrace.txt"
     res = ingest([path], tmp_path / "m.parquet")

@@ -30,10 +30,6 @@ would not poll at all.
 
 ## What the tables cannot express yet
 
-These need per-event state in the replay kernel (model v2, kernel part), not a new table:
-
-- AVIC: an IPI to a halted vCPU makes the *sender* exit (AVIC_INCOMPLETE_IPI). The wake-up
-  latency includes that exit's handling; the exit itself is not counted.
 - IPIv and logical destinations: IPIv virtualizes only physical-mode fixed IPIs; a
   logical-mode multicast (xAPIC flat mode with up to 8 CPUs, x2APIC cluster mode) traps as
   one APIC_WRITE. A destination mask (`target` = -2) is charged as one physical unicast per
@@ -42,9 +38,15 @@ These need per-event state in the replay kernel (model v2, kernel part), not a n
 
 Modelled in the kernel (model v2): interrupt-window exits under legacy injection, no kick
 for a self-IPI or a target already in the host, HLT with an interrupt pending returning at
-once, host halt-polling and the guest's haltpoll (`idle` options `hlt_halt_poll`,
-`guest_haltpoll`), KVM's timer advance on a wake from halt (`lapic_timer_advance_ns`), and
-PV EOI's exit when another interrupt is pending at the EOI (README: "How replay works").
+once (with AMD's Idle HLT intercept, `idle = "idle_hlt"`, not exiting at all), host
+halt-polling and the guest's haltpoll (`idle` options `hlt_halt_poll`,
+`guest_haltpoll`), KVM's timer advance on a wake from halt (`lapic_timer_advance_ns`),
+PV EOI's exit when another interrupt is pending at the EOI, and AVIC's incomplete IPI: a
+send that finds a destination blocked (halted, past the host's halt polling: KVM clears
+IsRunning only when it blocks the thread) makes the *sender* take one AVIC_INCOMPLETE_IPI
+exit per ICR write, whose handler requests each blocked destination's wake-up
+(`wake_request_cyc`); those destinations' wake-up starts when that exit ends, running ones
+have the IPI from the hardware (README: "How replay works").
 
 ## Compositions that are refused
 
@@ -56,9 +58,10 @@ sets the PV EOI bit and the guest's EOI is the virtual EOI (use `eoi = "virtual"
 ## Exit names on AMD
 
 Exit reasons are stored under their VMX (`perf kvm stat`) names; the SVM names the AMD
-presets (`svm`, `avic`) produce are aliases of the same codes (`tracebench.schema.ExitReason`):
-`intr` = EXTERNAL_INTERRUPT, `vintr` = PENDING_INTERRUPT, `npf` = EPT_MISCONFIG (KVM's
-emulated MMIO), `vmmcall` = VMCALL, `avic_incomplete_ipi` = APIC_WRITE,
+presets (`svm`, `avic`, `svm-idlehlt`) produce are aliases of the same codes
+(`tracebench.schema.ExitReason`): `intr` = EXTERNAL_INTERRUPT, `vintr` = PENDING_INTERRUPT,
+`idle-halt` = HLT, `npf` = EPT_MISCONFIG (KVM's emulated MMIO), `vmmcall` = VMCALL,
+`avic_incomplete_ipi` = APIC_WRITE,
 `avic_unaccelerated_access` = APIC_ACCESS; SVM's `msr` is MSR_WRITE or MSR_READ by
 direction.
 

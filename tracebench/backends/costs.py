@@ -118,6 +118,13 @@ CYCLE_PARAMS: tuple[Param, ...] = (
           f"; a measured bracket: {_YZ2017} (the whole HLT path, exits included, 1.3 us on "
           "a polling host): sweep 2,000-7,200",
           "wake a halted vCPU thread through the host scheduler and re-enter the guest"),
+    Param("wake_request_cyc", 1000, "cycles", "[U] not measured: kvm_vcpu_wake_up of a blocked "
+          "vCPU thread (rcuwait_wake_up -> try_to_wake_up, a remote wake-up) as the sender's "
+          "AVIC_INCOMPLETE_IPI handler makes it (avic_kick_vcpu, arch/x86/kvm/svm/avic.c); "
+          "at least the ~600 cycles of RCU overhead KVM's kick paths shed (Ice Lake-SP, "
+          "kvm@vger Oct 2021, COSTS.md a.2); sweep 600-2,000",
+          "request the wake-up of one blocked vCPU (the waker's side; the woken thread's "
+          "latency is halt_wakeup_cyc)"),
     Param("pmtimer_device_cyc", 4041, "cycles", f"[D] inl_from_pmtimer 24,615 - inl_from_qemu "
           f"20,574, {_KUT_PIO}", "QEMU's ACPI PM timer device model per read"),
     Param("hpet_device_cyc", 4041, "cycles", "[U] assumed equal to the PM timer device model "

@@ -19,6 +19,12 @@ and is delivered by one of four paths, chosen per lane in this order:
   ``IRQ_ADVANCE_MIN`` after its deadline (kvm_wait_lapic_expire waits for it).
 * **run** -- the kick or posted path into a running vCPU: ``IRQ_RUN``.
 
+Under AVIC the hardware delivers an IPI to every running destination itself; a send that
+finds a destination blocked (halted past any polling window: KVM clears the AVIC IsRunning
+bit only when it blocks the vCPU thread) takes the sender's AVIC_INCOMPLETE_IPI exit, whose
+handler wakes each blocked destination (``blocked_send``); those destinations' IPI arrives
+when that exit ends, the others' when the hardware delivered it (``arrival``).
+
 The plain-Python reference (``reference.py``) writes the same rules out on its own.
 """
 
@@ -37,6 +43,7 @@ from tracebench.backends.lanewise import (
     gt,
     load,
     may,
+    mul,
     ne,
     select,
     splat,
@@ -44,6 +51,7 @@ from tracebench.backends.lanewise import (
     sub,
     vmax,
 )
+from tracebench.jit import lowest_bit
 from tracebench.schema import EventKind
 
 TIMER_IRQ = int(EventKind.TIMER_IRQ)
@@ -52,10 +60,10 @@ NO_TIME = L.NO_TIME
 
 
 def delivery(W: int):
-    """``(deliver, pending_at, eoi_action)`` at lane width ``W``. ``deliver(...)``: one
-    interrupt event, state updated in place; returns ``(start, latency, stall, exit_ns, terr, exits,
-    reason)``. ``pending_at(state, cs, at)``: whether an IPI or the armed timer is pending
-    on the vCPU at ``at`` (lane masks)."""
+    """``(deliver, pending_at, eoi_action, blocked_send, arrival)`` at lane width ``W``.
+    ``deliver(...)``: one interrupt event, state updated in place; returns ``(start,
+    latency, stall, exit_ns, terr, exits, reason)``. ``pending_at(state, cs, at)``: whether
+    an IPI or the armed timer is pending on the vCPU at ``at`` (lane masks)."""
 
     @register_jitable(inline="always")
     def pending_at(state, cs, at):
@@ -156,4 +164,54 @@ def delivery(W: int):
                 select(asks, load(ipi_table, L.IPI_EOI_PENDING_EXITS * W, W), exits),
                 select(asks, load(ipi_table, L.IPI_EOI_PENDING_REASON * W, W), reason))
 
-    return deliver, pending_at, eoi_action
+    @register_jitable(inline="always")
+    def blocked_at(state, ipi_table, rs, at):
+        """Lane mask: the vCPU at state offset ``rs`` is blocked at ``at``: halted, its HLT
+        executed (the guest's haltpoll is over) and the host's halt-polling over (KVM
+        clears AVIC's IsRunning in kvm_arch_vcpu_blocking, once it stops polling)."""
+        hlt_at = load(state, rs + L.S_IDLE_SINCE * W, W)
+        return both(both(ne(load(state, rs + L.S_IDLE * W, W), splat(np.int64(0), W)),
+                         ne(hlt_at, splat(np.int64(NO_TIME), W))),
+                    ge(at, add(hlt_at, load(ipi_table, L.IPI_HOST_POLL * W, W))))
+
+    @register_jitable(inline="always")
+    def blocked_send(state, ipi_table, row_state, c, tg, mask, n_cpus, at, cost, exits, reason):
+        """A send's (cost, exits, reason) once its blocked destinations (``tg`` as in the
+        trace, ``mask`` its destination mask; the sender itself runs) are counted: one
+        BLOCKED exit per send that has any, plus BLOCKED_TARGET per blocked destination
+        (arch/x86/kvm/svm/avic.c: avic_incomplete_ipi_interception, once per ICR write,
+        kicks every destination: avic_kick_target_vcpus)."""
+        zero = splat(np.int64(0), W)
+        one = splat(np.int64(1), W)
+        n = zero
+        if tg >= 0:
+            if tg != c:
+                n = select(blocked_at(state, ipi_table, tg * row_state, at), one, zero)
+        elif tg == -1:
+            for d in range(n_cpus):
+                if d != c:
+                    n = add(n, select(blocked_at(state, ipi_table, d * row_state, at), one, zero))
+        else:
+            m = mask
+            while m != 0:
+                d = np.int64(lowest_bit(m))
+                if d != c:
+                    n = add(n, select(blocked_at(state, ipi_table, d * row_state, at), one, zero))
+                m &= m - np.uint64(1)
+        asleep = both(gt(n, zero), gt(load(ipi_table, L.IPI_BLOCKED_EXITS * W, W), zero))
+        extra = add(load(ipi_table, L.IPI_BLOCKED_COST * W, W),
+                    mul(n, load(ipi_table, L.IPI_BLOCKED_TARGET_COST * W, W)))
+        return (add(cost, select(asleep, extra, zero)),
+                add(exits, select(asleep, load(ipi_table, L.IPI_BLOCKED_EXITS * W, W), zero)),
+                select(asleep, load(ipi_table, L.IPI_BLOCKED_REASON * W, W), reason))
+
+    @register_jitable(inline="always")
+    def arrival(state, ipi_table, rs, other, blocks, sent, done):
+        """When a send reaches the destination at state offset ``rs``: ``sent`` (hardware
+        delivery), or, blocked where a blocked destination makes the sender exit
+        (``blocks``), ``done``, when that exit (the wake-up) ends."""
+        if other and may(blocks):
+            return select(both(blocks, blocked_at(state, ipi_table, rs, sent)), done, sent)
+        return done
+
+    return deliver, pending_at, eoi_action, blocked_send, arrival

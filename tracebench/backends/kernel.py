@@ -139,7 +139,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
     """The replay loop for ``lanes`` backends per pass (1 or ``layout.LANES``); ``sources``
     is read by it so that numba's cache key (a hash of the closure) follows those sources."""
     W = lanes
-    deliver, pending_at, eoi_action = delivery(W)
+    deliver, pending_at, eoi_action, blocked_send, arrival = delivery(W)
 
     @kernel
     def replay(ts, cpu, kind, target, arg, kind_levels, ipi_levels, n_cpus, hdr, state, out,
@@ -216,22 +216,32 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                         reason = select(short, load(ipi_table, L.IPI_SHORT_REASON * W, W),
                                         load(ipi_table, L.IPI_REASON * W, W))
                         sent = add(start, cost)
+                        # AVIC: a destination found blocked makes the sender exit to wake it
+                        blocks = gt(load(ipi_table, L.IPI_BLOCKED_EXITS * W, W), zero)
+                        if may(blocks):
+                            cost, exits, reason = blocked_send(
+                                state, ipi_table, row_state, c, tg,
+                                np.uint64(arg_b[i]) & cpu_mask, n_cpus, sent, cost, exits, reason)
+                        done = add(start, cost)
                         # a self-IPI whose ICR write exited is injected on that re-entry
                         own = select(gt(exits, zero), one, zero)
                         if tg >= 0:
-                            store(state, tg * row_state + L.S_IPI_ARRIVE * W, sent)
-                            store(state, tg * row_state + L.S_IPI_SELF * W,
-                                  own if tg == c else zero)
+                            rs = tg * row_state
+                            store(state, rs + L.S_IPI_ARRIVE * W,
+                                  arrival(state, ipi_table, rs, tg != c, blocks, sent, done))
+                            store(state, rs + L.S_IPI_SELF * W, own if tg == c else zero)
                         elif tg == -1:
                             for d in range(n_cpus):
                                 if d != c:
-                                    store(state, d * row_state + L.S_IPI_ARRIVE * W, sent)
+                                    store(state, d * row_state + L.S_IPI_ARRIVE * W, arrival(
+                                        state, ipi_table, d * row_state, True, blocks, sent, done))
                                     store(state, d * row_state + L.S_IPI_SELF * W, zero)
                         else:  # the set bits of the destination mask
                             m = np.uint64(arg_b[i]) & cpu_mask
                             while m != 0:
                                 d = np.int64(lowest_bit(m))
-                                store(state, d * row_state + L.S_IPI_ARRIVE * W, sent)
+                                store(state, d * row_state + L.S_IPI_ARRIVE * W, arrival(
+                                    state, ipi_table, d * row_state, d != c, blocks, sent, done))
                                 store(state, d * row_state + L.S_IPI_SELF * W,
                                       own if d == c else zero)
                                 m &= m - np.uint64(1)
@@ -296,9 +306,12 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                                 store(state, cs + L.S_IDLE_SINCE * W,
                                       select(halted, never, since))
                                 # or, with an interrupt pending, an exit that did not block
+                                # (none at all under AMD's idle-HLT intercept)
                                 quick = both(halted, eq(pend, one))
                                 cost = select(quick, load(ipi_table, L.IPI_HLT_RETURN_COST * W,
                                                           W), cost)
+                                exits = select(quick, load(
+                                    ipi_table, L.IPI_HLT_RETURN_EXITS * W, W), exits)
                                 exit_ns = select(quick, cost, exit_ns)
                                 store(state, cs + L.S_HLT_PENDING * W, select(
                                     halted, zero, load(state, cs + L.S_HLT_PENDING * W, W)))

@@ -188,7 +188,8 @@ class KindCol(TableColumn):
 class IpiCol(TableColumn):
     """``ipi_table``: an IPI to ``n`` targets costs ``CALL + n * TARGET`` (cost and exits),
     or ``SHORT`` when the backend uses the APIC all-but-self shorthand for ``target == -1``;
-    and whether idle halts the vCPU."""
+    plus, where a send to a blocked vCPU exits (AVIC), ``BLOCKED + b * BLOCKED_TARGET`` for
+    ``b > 0`` blocked destinations; and whether idle halts the vCPU."""
 
     TARGET_COST = 0, Q.NS, "per destination vCPU"
     TARGET_EXITS = 1, Q.COUNT, "exits per destination vCPU"
@@ -206,7 +207,12 @@ class IpiCol(TableColumn):
     EOI_PENDING_COST = 13, Q.NS, "PV EOI with another interrupt pending: the EOI write"
     EOI_PENDING_EXITS = 14, Q.COUNT, "its exits (0: EOI costs the same either way)"
     EOI_PENDING_REASON = 15, Q.REASON, "their exit reason"
-    COST_SEED = 16, Q.SEED, "seed of the per-event cost level (spread.cost_level)"
+    BLOCKED_COST = 16, Q.NS, "per send with a blocked destination: the sender's exit"
+    BLOCKED_EXITS = 17, Q.COUNT, "its exits (AVIC_INCOMPLETE_IPI; 0: no such exit)"
+    BLOCKED_REASON = 18, Q.REASON, "their exit reason"
+    BLOCKED_TARGET_COST = 19, Q.NS, "per blocked destination: the wake-up that exit requests"
+    HLT_RETURN_EXITS = 20, Q.COUNT, "exits of that HLT_RETURN (0: AMD's idle-HLT intercept)"
+    COST_SEED = 21, Q.SEED, "seed of the per-event cost level (spread.cost_level)"
 
 
 # Plain ints for the kernels, derived from the enums above (numba freezes module globals;
@@ -226,7 +232,9 @@ H_UNIT_MAG, H_HALF_MAG, H_SUB_MASK, H_HALF_COUNT, H_COUNTS_LEN, H_HIGHEST = map(
 (IPI_TARGET_COST, IPI_TARGET_EXITS, IPI_CALL_COST, IPI_CALL_EXITS, IPI_REASON,
  IPI_USES_SHORTHAND, IPI_SHORT_COST, IPI_SHORT_EXITS, IPI_SHORT_REASON,
  IPI_HALTS, IPI_HLT_RETURN_COST, IPI_HOST_POLL, IPI_GUEST_POLL, IPI_EOI_PENDING_COST,
- IPI_EOI_PENDING_EXITS, IPI_EOI_PENDING_REASON, IPI_COST_SEED) = map(int, IpiCol)
+ IPI_EOI_PENDING_EXITS, IPI_EOI_PENDING_REASON, IPI_BLOCKED_COST, IPI_BLOCKED_EXITS,
+ IPI_BLOCKED_REASON, IPI_BLOCKED_TARGET_COST, IPI_HLT_RETURN_EXITS,
+ IPI_COST_SEED) = map(int, IpiCol)
 
 N_STATE = len(State)
 A_COLS = len(KindAgg)

@@ -11,7 +11,7 @@ eoi             how end-of-interrupt is signalled
 ipi             how an IPI is sent
 tpr             how task-priority writes are handled
 mask            how an interrupt line is masked / unmasked
-idle            what a vCPU does when it goes idle
+idle            what a vCPU does when it goes idle (``idle.py``)
 ==============  ==============================================================
 
 Each option is a function of the parameters (cycles) that fills part of a
@@ -30,8 +30,10 @@ from tracebench.backends.access import (
     Access,
     Cost,
     apic_write_trap,
+    avic_incomplete_ipi,
     hcall,
 )
+from tracebench.backends.idle import IDLE
 from tracebench.backends.model import CycleModel
 from tracebench.errors import ParamError
 from tracebench.schema import EventKind as K
@@ -231,13 +233,14 @@ def _ipi(kind: str):
             icr = apic_write_trap(p, "icr_handler_cyc")
         elif kind == "avic":
             # AVIC delivers to every running destination in hardware, shorthands included
-            # (one backing-page update and doorbell per destination): no sender exit.
+            # (one backing-page update and doorbell per destination): no sender exit. One
+            # that finds a destination blocked sets its IRR bit, then exits
+            # (AVIC_INCOMPLETE_IPI, once per ICR write); KVM wakes each blocked
+            # destination from that exit, so their wake-up starts when it ends.
             t[L.IPI_TARGET_COST] = p.ipiv_send_cyc
-            # A halted destination is not running: its wake-up waits for the sender's
-            # AVIC_INCOMPLETE_IPI exit, whose handler kicks it. (The exit itself belongs to
-            # the sender and depends on the target's state, which these tables cannot
-            # express: see docs/backends.md.)
-            m.kind[K.IPI_IRQ, L.IRQ_WAKE] += p.exit_roundtrip_cyc + p.icr_handler_cyc
+            t[[L.IPI_BLOCKED_COST, L.IPI_BLOCKED_EXITS, L.IPI_BLOCKED_REASON]] = \
+                avic_incomplete_ipi(p)
+            t[L.IPI_BLOCKED_TARGET_COST] = p.wake_request_cyc
             return
         t[L.IPI_USES_SHORTHAND] = 1
         t[L.IPI_SHORT_COST], t[L.IPI_SHORT_EXITS], t[L.IPI_SHORT_REASON] = icr
@@ -301,33 +304,6 @@ MASK = {
     "shared_mem": ("irq_chip mask bit in shared memory, no exit", _mask("shared_mem")),
 }
 
-
-def _idle(m: CycleModel, p, halts: bool, hlt_exit: bool, poll: str = "") -> None:
-    m.ipi[L.IPI_HALTS] = 1 if halts else 0
-    if hlt_exit:
-        # The HLT exit is accounted when the vCPU re-enters (its time is the blocked time);
-        # one that finds an interrupt pending returns at once (kvm_vcpu_check_block).
-        m.action(K.IDLE_EXIT, 0.0, 1, R.HLT)
-        m.ipi[L.IPI_HLT_RETURN_COST] = p.exit_roundtrip_cyc
-    # polling windows (ns) as cycles; cpuidle-haltpoll turns host polling off (MSR_KVM_POLL_CONTROL)
-    if poll:
-        m.ipi[L.IPI_HOST_POLL if poll == "host" else L.IPI_GUEST_POLL] = p.tsc_ghz * (
-            p.halt_poll_ns if poll == "host" else p.guest_halt_poll_ns)
-
-
-IDLE = {
-    "native": ("bare-metal HLT/mwait into C1", lambda m, p: _idle(m, p, True, False)),
-    "hlt_exit": ("HLT exits; the vCPU thread blocks in the host until an interrupt, unless "
-                 "one is already pending", lambda m, p: _idle(m, p, True, True)),
-    "hlt_halt_poll": ("HLT exits; KVM polls halt_poll_ns before it blocks the thread: a "
-                      "wake-up inside that window costs no schedule",
-                      lambda m, p: _idle(m, p, True, True, "host")),
-    "guest_haltpoll": ("guest cpuidle-haltpoll polls guest_halt_poll_ns before HLT (host "
-                       "polling off): an interrupt inside it takes no HLT exit",
-                       lambda m, p: _idle(m, p, True, True, "guest")),
-    "poll": ("guest polls instead of halting (idle=poll, successful haltpoll): no exit, "
-             "no wakeup", lambda m, p: _idle(m, p, False, False)),
-}
 
 AXES: dict[str, dict] = {
     "apic_access": APIC_ACCESS, "timer": TIMER, "clocksource": CLOCKSOURCE,

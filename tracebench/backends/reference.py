@@ -126,8 +126,22 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             start = max(want, v.busy)
             if k == K.IPI_SEND:
                 cost, exits, reason = _ipi_cost(ipi, tg, arg, n_cpus)
-                for d in _ipi_targets(tg, arg, c, n_cpus):
-                    vcpus[d].ipi_arrive = start + cost
+                sent = start + cost
+                targets = _ipi_targets(tg, arg, c, n_cpus)
+                # AVIC: destinations blocked in the host (not polling) make the sender exit
+                # once (AVIC_INCOMPLETE_IPI); its handler wakes each of them
+                blocked = {d for d in targets if d != c and _blocked(vcpus[d], ipi, sent)}
+                if blocked and ipi[L.IPI_BLOCKED_EXITS] > 0:
+                    cost += ipi[L.IPI_BLOCKED_COST] + len(blocked) * ipi[
+                        L.IPI_BLOCKED_TARGET_COST]
+                    exits += ipi[L.IPI_BLOCKED_EXITS]
+                    reason = ipi[L.IPI_BLOCKED_REASON]
+                else:
+                    blocked = set()
+                for d in targets:
+                    # the hardware delivered to the others; the blocked ones (and the
+                    # sender itself) take it when the sender's exit is over
+                    vcpus[d].ipi_arrive = sent if d != c and d not in blocked else start + cost
                     vcpus[d].ipi_self = d == c and exits > 0
             else:
                 cost, exits, reason = row[L.ACT_COST], row[L.ACT_EXITS], row[L.ACT_REASON]
@@ -157,8 +171,9 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                                               is not None and v.woke_at < v.idle_since):
                         exits = exit_ns = 0  # left while the guest still polled: no HLT
                     v.idle_since = None
-                    if v.hlt_pending == 1:
+                    if v.hlt_pending == 1:  # no exit at all under the idle-HLT intercept
                         cost = exit_ns = ipi[L.IPI_HLT_RETURN_COST]
+                        exits = ipi[L.IPI_HLT_RETURN_EXITS]
                     v.hlt_pending = 0
             stall = cost
             if exits and reason != R.HLT:
@@ -179,6 +194,11 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
         res.exits.append(exits)
         res.reason.append(reason if exits else 0)
     return res
+
+
+def _blocked(v: VcpuState, ipi: list[int], at: int) -> bool:
+    """Halted, its HLT executed, and past the host's halt-polling window at ``at``."""
+    return v.idle and v.idle_since is not None and at >= v.idle_since + ipi[L.IPI_HOST_POLL]
 
 
 def _ipi_cost(ipi: list[int], tg: int, arg: int, n_cpus: int) -> tuple[int, int, int]:

@@ -2,10 +2,15 @@
 
 The evidence is what a host trace or report can show: the exit reasons (APICv's
 APIC_WRITE / EOI_INDUCED, AVIC's ``avic_*``, xAPIC's APIC_ACCESS, the preemption
-timer), the tracepoints seen (``kvm_pv_eoi``, ``kvm_hypercall`` KVM_HC_SEND_IPI,
-``kvm_pvclock_update``, ``kvm_msr`` on x2APIC / TSC-deadline MSRs, ``kvm_mmio`` on the
-xAPIC page, PIC acknowledges) and the guest events derived from it. Every rule that
-fires is reported, so the choice can be checked.
+timer, AMD's ``idle-halt``), the tracepoints seen (``kvm_pv_eoi``, ``kvm_hypercall``
+KVM_HC_SEND_IPI, ``kvm_pvclock_update``, ``kvm_msr`` on x2APIC / TSC-deadline MSRs,
+``kvm_mmio`` on the xAPIC page, PIC acknowledges) and the guest events derived from it.
+Every rule that fires is reported, so the choice can be checked.
+
+AMD's Idle HLT intercept shows only in an ``idle-halt`` exit: a host with it intercepts
+IDLE_HLT instead of HLT, so a blocking HLT prints ``idle-halt``, never ``hlt``, and a HLT
+with an interrupt pending shows nothing at all. A trace without either HLT exit cannot
+tell the two hosts apart.
 """
 
 from __future__ import annotations
@@ -40,10 +45,15 @@ def choose(ev: Evidence) -> tuple[str, list[str]]:
         why.append(f"{ev.isa.upper()} exit names in kvm_exit / the report")
     apicv = ev.reasons & {"APIC_WRITE", "EOI_INDUCED"}
     avic = any(e.startswith("kvm_avic") for e in ev.events) or "avic_incomplete_ipi" in ev.events
+    idle_halts = ev.events.get("kvm_exit_idle_halt", 0)
     if apicv or avic:
         why.append("APIC virtualization: " + (", ".join(sorted(apicv)) + " exits" if apicv
                                               else "AVIC events"))
         if avic or ev.isa == "svm":
+            if idle_halts:
+                why.append(f"{idle_halts} idle-halt exits: the Idle HLT intercept, which the "
+                           "avic preset leaves out (base = 'avic' with idle = 'idle_hlt' in "
+                           "a TOML backend has it)")
             return "avic", why
         ipis = ev.kinds.get("ipi_send", 0)
         if ipis and not ev.reasons & {"MSR_WRITE", "APIC_WRITE", "MSR"}:
@@ -76,6 +86,13 @@ def choose(ev: Evidence) -> tuple[str, list[str]]:
         why.append("no PV EOI / PV IPI / kvm-clock evidence")
         if ev.isa == "svm":
             why.append("AMD without AVIC: no preemption timer")
+            if idle_halts:
+                why.append(f"{idle_halts} idle-halt exits: the Idle HLT intercept (a HLT with "
+                           "an interrupt pending does not exit)")
+                return "svm-idlehlt", why
+            if "HLT" not in ev.reasons:
+                why.append("no HLT exit: whether the host has the Idle HLT intercept cannot "
+                           "be told (replayed without it)")
             return "svm", why
         return "x2apic-tscdeadline", why
     why.append("no host configuration visible: the KVM default of a modern guest")

@@ -23,6 +23,9 @@ _MSR = re.compile(r"kvm_msr: msr_(?:read|write) ([0-9a-fA-F]+)")
 _HCALL_IPI = re.compile(r"kvm_hypercall: nr 0xa\b")
 _XAPIC_MMIO = re.compile(r"kvm_mmio: mmio \w+ len \d+ gpa 0xfee00")
 _PIC_ACK = re.compile(r"kvm_ack_irq: irqchip PIC")
+#: SVM_EXIT_IDLE_HLT as kvm_exit prints it: the host has the Idle HLT intercept
+_IDLE_HLT = re.compile(r"kvm_exit: .*reason idle-h(?:a)?lt\b")
+IDLE_HLT_NAMES = ("idle-halt", "idle-hlt")
 
 
 @dataclasses.dataclass
@@ -49,7 +52,8 @@ class Validation:
 def _scan(paths: Sequence[Path]) -> tuple[set[int], dict[str, int]]:
     """MSR indices and the few payload facts the preset choice needs, in one text pass."""
     msrs: set[int] = set()
-    facts = {"kvm_hypercall_send_ipi": 0, "kvm_mmio_xapic": 0, "kvm_ack_irq_pic": 0}
+    facts = {"kvm_hypercall_send_ipi": 0, "kvm_mmio_xapic": 0, "kvm_ack_irq_pic": 0,
+             "kvm_exit_idle_halt": 0}
     for p in paths:
         with open(p, errors="replace") as fh:
             for line in fh:
@@ -63,7 +67,18 @@ def _scan(paths: Sequence[Path]) -> tuple[set[int], dict[str, int]]:
                     facts["kvm_mmio_xapic"] += 1
                 elif _PIC_ACK.search(line):
                     facts["kvm_ack_irq_pic"] += 1
+                elif _IDLE_HLT.search(line):
+                    facts["kvm_exit_idle_halt"] += 1
     return msrs, facts
+
+
+def _idle_halts(measured) -> int:
+    """Exits a measured table prints as the Idle HLT intercept's (``idle-halt``)."""
+    import polars as pl
+
+    if measured.height == 0 or "reason" not in measured.columns:
+        return 0
+    return int(measured.filter(pl.col("reason").is_in(IDLE_HLT_NAMES))["count"].sum())
 
 
 def _isa(measured) -> str:
@@ -122,6 +137,8 @@ def validate(host_traces: Sequence[str | os.PathLike], backend: str = "auto",
         events = dict(meta.source.get("events_seen") or {})
         events.update({k: v for k, v in (m_meta.get("events") or {}).items()})
         msrs, facts = _scan(paths)
+        # a report's idle-halt rows say the same as the trace's idle-halt exits
+        facts["kvm_exit_idle_halt"] = max(facts["kvm_exit_idle_halt"], _idle_halts(m_table))
         events.update({k: v for k, v in facts.items() if v})
         reasons = set(measured_by_reason(m_table)["reason"].to_list()) | \
             set(measured_by_reason(own)["reason"].to_list())

@@ -20,6 +20,7 @@ from tracebench.schema import ExitReason
 #: SVM exit names (as the kvm_exit tracepoint prints them on AMD) -> perf kvm stat reasons
 SVM_REASONS = {
     "hlt": "HLT",
+    "idle-halt": "HLT",  # the Idle HLT intercept's exit, as KVM prints it (SVM_EXIT_IDLE_HLT)
     "idle-hlt": "HLT",
     "vintr": "PENDING_INTERRUPT",
     "intr": "EXTERNAL_INTERRUPT",
@@ -29,7 +30,7 @@ SVM_REASONS = {
     "avic_unaccelerated_access": "APIC_ACCESS",
     "avic_incomplete_ipi": "APIC_WRITE",
 }
-HLT_REASONS = ("HLT", "hlt", "idle-hlt")
+HLT_REASONS = ("HLT", "hlt", "idle-halt", "idle-hlt")
 
 def exit_reason_label(reason: str, is_write: bool | None = None) -> str | None:
     """The :class:`ExitReason` label of a printed exit reason, or None when unknown."""
