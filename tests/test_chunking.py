@@ -175,9 +175,9 @@ def test_row_block_and_columns_hold_the_same_outputs():
     rows = np.full((5000, N_OUT), 7, dtype=np.int64)
     f = runner.flat
     replay_chunk_nb(cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                    f(by_rows.model.kind_table), by_rows.model.ipi_table, 4, hist.geometry(),
-                    f(by_rows.state), f(rows), f(by_rows.kind_agg), f(by_rows.exit_agg),
-                    f(by_rows.lat_counts), by_rows.terr_counts)
+                    cols["dur_ns"], f(by_rows.model.kind_table), by_rows.model.ipi_table, 4,
+                    hist.geometry(), f(by_rows.state), f(rows), f(by_rows.kind_agg),
+                    f(by_rows.exit_agg), f(by_rows.lat_counts), by_rows.terr_counts)
     assert list(got) == list(runner.COLUMN_DTYPES) == list(OUT_NAMES)
     for j, (name, dt) in enumerate(runner.COLUMN_DTYPES.items()):
         assert got[name].dtype == dt and got[name].flags.c_contiguous

@@ -36,8 +36,10 @@ faster with a branch, the block of selects sits under ``if may(mask):`` (a branc
 1, always taken at 4), or under a test of ``W`` itself, which numba folds.
 
 Calling convention (the contract for plug-in kernels too): ``kernel(ts, cpu, kind, target,
-arg, kind_table, ipi_table, n_cpus, hdr, state, out, kind_agg, exit_agg, lat_counts,
-terr_counts)``, returning the rows processed. Every array is one-dimensional and
+arg, dur, kind_table, ipi_table, n_cpus, hdr, state, out, kind_agg, exit_agg, lat_counts,
+terr_counts)``, returning the rows processed. ``ts`` ... ``dur`` are the trace's columns
+``ts_ns``, ``cpu``, ``kind`` (int8 code), ``target``, ``arg`` and ``dur_ns`` (int64: an
+interrupt handler's run time, 0 where unknown). Every array is one-dimensional and
 C-contiguous: tables, state and aggregates are the row-major flattening of the shapes in
 ``layout.py`` (``BackendRun`` keeps the N-D views), with the lane axis of a lane group
 where ``layout.LANE_AXIS`` puts it. ``out`` receives the per-event outputs: a tuple of the
@@ -139,8 +141,8 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
     deliver, pending_at, eoi_action = delivery(W)
 
     @kernel
-    def replay(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
-               kind_agg, exit_agg, lat_counts, terr_counts):
+    def replay(ts, cpu, kind, target, arg, dur, kind_table, ipi_table, n_cpus, hdr, state,
+               out, kind_agg, exit_agg, lat_counts, terr_counts):
         """Replay one chunk for ``W`` backends; all outputs are written in place."""
         sources  # noqa: B018 (see replay_kernel)
         # Loop invariants in locals: the histogram geometry, and kind codes read as
