@@ -100,8 +100,8 @@ def test_kernel_cache_key_covers_the_layout():
     digest of the other sources compiled into them, which numba hashes into the cache key,
     so editing the layout recompiles rather than loading a stale kernel."""
     sources = b"".join(Path(m.__file__).read_bytes()
-                       for m in (L, kernel.lanewise, kernel.aggregates, kernel.D, kernel.jit,
-                                     kernel.schema))
+                       for m in (L, kernel.lanewise, kernel.aggregates, kernel.D,
+                                 kernel.outputs, kernel.jit, kernel.schema))
     assert hashlib.sha256(sources).hexdigest() == kernel.SOURCES
     for k in (kernel.replay_chunk_nb, kernel.replay_lanes_nb):
         py = getattr(k, "py_func", k)
