@@ -28,7 +28,8 @@ K = EventKind
 
 
 def random_trace(seed: int, n: int, n_cpus: int) -> dict[str, np.ndarray]:
-    """Every kind, random vCPUs, gaps from 0 (ties) to 20 us, all IPI target forms."""
+    """Every kind, random vCPUs, gaps from 0 (ties) to 20 us, all IPI target forms,
+    handler run times."""
     rng = np.random.default_rng(seed)
     cols = empty_columns(n)
     cols["ts_ns"][:] = np.cumsum(rng.choice([0, 1, 2, 50, 400, 1000, 2500, 20000], n))
@@ -40,6 +41,8 @@ def random_trace(seed: int, n: int, n_cpus: int) -> dict[str, np.ndarray]:
     cols["arg"][masked] = rng.integers(1, 1 << n_cpus, masked.sum())
     arm = cols["kind"] == K.TIMER_ARM
     cols["arg"][arm] = cols["ts_ns"][arm] + rng.choice([-1, 0, 1, 3000, 50000], arm.sum())
+    irq = np.isin(cols["kind"], [K.TIMER_IRQ, K.DEVICE_IRQ, K.IPI_IRQ])
+    cols["dur_ns"][irq] = rng.choice([0, 1, 400, 2500, 20000], irq.sum())
     return cols
 
 

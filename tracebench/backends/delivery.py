@@ -5,10 +5,18 @@ and is delivered by one of four paths, chosen per lane in this order:
 
 * **window** -- it became pending while the guest had interrupts off: at or before the
   vCPU's latest halting idle entry (the ``cli ... sti; hlt`` idiom: had interrupts been on,
-  the guest would have taken it before idling). It is delivered when they are on again,
-  no earlier than the end of the vCPU's latest action (its HLT, which returned at once),
-  through ``IRQ_WINDOW``: under legacy injection an interrupt-window exit
-  (``PENDING_INTERRUPT``; SVM's VINTR), elsewhere what delivery to a running vCPU costs.
+  the guest would have taken it before idling), or host-ready before the return of the
+  vCPU's latest interrupt handler with a known run time (``dur_ns``: Linux runs hard-irq
+  handlers with interrupts off until IRET). It is delivered when they are on again (no
+  earlier than the end of the vCPU's latest action, its HLT, which returned at once; or at
+  that handler's return), through ``IRQ_WINDOW``: under legacy injection an
+  interrupt-window exit (``PENDING_INTERRUPT``; SVM's VINTR), elsewhere what delivery to a
+  running vCPU costs.
+
+A handler returns ``dur_ns`` after its start on the vCPU's timeline (``start + dur``, or
+``ts + dur + shift`` where the vCPU's guest work lags further than its start), and later
+by the stalls of guest actions inside it (``kernel.py`` moves ``S_IRQ_ON_AT`` with them):
+the IRET is guest work like any other. ``dur_ns`` = 0 (unknown) opens no window.
 * **in host** -- no kick where delivery would kick (``IRQ_RUN_EXITS`` > 0) but the vCPU is
   already out of guest mode: a self-IPI from an exiting ICR write (the sender is in the
   host, handling that write), or a target inside an exit when the host is ready. It is
@@ -53,7 +61,8 @@ NO_TIME = L.NO_TIME
 
 def delivery(W: int):
     """``(deliver, pending_at, eoi_action)`` at lane width ``W``. ``deliver(...)``: one
-    interrupt event, state updated in place; returns ``(start, latency, stall, exit_ns, terr, exits,
+    interrupt event (``dur``: its handler's run time, 0 if unknown), state updated in place;
+    returns ``(start, latency, stall, exit_ns, terr, exits,
     reason)``. ``pending_at(state, cs, at)``: whether an IPI or the armed timer is pending
     on the vCPU at ``at`` (lane masks)."""
 
@@ -65,7 +74,7 @@ def delivery(W: int):
         return either(both(ne(sent, never), ge(at, sent)), both(ne(dl, never), ge(at, dl)))
 
     @register_jitable(inline="always")
-    def deliver(state, kind_table, ipi_table, cs, kt, k, tv, shift):
+    def deliver(state, kind_table, ipi_table, cs, kt, k, tv, shift, dur):
         zero = splat(np.int64(0), W)
         never = splat(np.int64(NO_TIME), W)
         matched = splat(False, W)
@@ -90,7 +99,12 @@ def delivery(W: int):
         idle = ne(load(state, cs + L.S_IDLE * W, W), zero)
         no = splat(False, W)
         off_at = load(state, cs + L.S_IRQ_OFF_AT * W, W)
-        masked = both(ne(off_at, never), ge(off_at, arrive))
+        before_hlt = both(ne(off_at, never), ge(off_at, arrive))
+        # host-ready inside (or, in trace order, before) the latest handler: held until its
+        # IRET; ``S_IRQ_ON_AT`` starts at 0 and stays there while handlers have no run time
+        on_at = load(state, cs + L.S_IRQ_ON_AT * W, W)
+        held = gt(on_at, host)
+        masked = either(before_hlt, held)
         kicks = gt(load(kind_table, kt + L.IRQ_RUN_EXITS * W, W), zero)
         host_end = load(state, cs + L.S_HOST_END * W, W)
         inside = both(ge(host, load(state, cs + L.S_HOST_START * W, W)), gt(host_end, host))
@@ -122,7 +136,9 @@ def delivery(W: int):
         ready = select(in_host, add(select(self_ipi, host, host_end), inject), ready)
         stall = select(in_host, inject, stall)
         exits = select(in_host, zero, exits)
-        ready = select(masked, add(vmax(host, load(state, cs + L.S_BUSY * W, W)),
+        irq_on = vmax(select(before_hlt, load(state, cs + L.S_BUSY * W, W), zero),
+                      select(held, on_at, zero))
+        ready = select(masked, add(vmax(host, irq_on),
                                    load(kind_table, kt + L.IRQ_WINDOW * W, W)), ready)
         stall = select(masked, load(kind_table, kt + L.IRQ_WINDOW_STALL * W, W), stall)
         exits = select(masked, load(kind_table, kt + L.IRQ_WINDOW_EXITS * W, W), exits)
@@ -141,7 +157,10 @@ def delivery(W: int):
         # idling absorbed any lag: the timeline restarts at the handler; else the
         # interrupted work still has to be done, after the stall
         lag = sub(start, tv)
-        store(state, cs + L.S_SHIFT * W, select(idle, lag, vmax(add(shift, stall), lag)))
+        shift = select(idle, lag, vmax(add(shift, stall), lag))
+        store(state, cs + L.S_SHIFT * W, shift)
+        if dur > 0:  # its handler returns dur later on the timeline its work is placed on
+            store(state, cs + L.S_IRQ_ON_AT * W, add(add(tv, splat(dur, W)), shift))
         exit_ns = select(gt(exits, zero), stall, zero)
         terr = select(matched, latency, never)
         return start, latency, stall, exit_ns, terr, exits, reason

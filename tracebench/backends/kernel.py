@@ -14,6 +14,12 @@ Replay semantics (per vCPU state, carried across chunks in ``state``):
   the handler waits for the window's end; otherwise it starts when ready, even if
   that is before guest events the trace order processed earlier.
   ``latency`` = handler start - arrival; timer error = handler start - deadline.
+* A handler runs with interrupts off for its ``dur`` (0: unknown, no effect): one that is
+  host-ready before the vCPU's latest handler returns waits for that return and is then
+  delivered through the interrupt window (``delivery.py``). The return is ``dur`` after
+  the handler's start on the vCPU's timeline, later by the stalls of guest actions inside
+  it (the IRET is guest work too). Handlers do not occupy the vCPU otherwise: the trace's
+  own events inside a handler carry its time.
 * After an interrupt, a running vCPU's timeline is no earlier than the handler and
   still owes the stall (``shift = max(shift + stall, start - ts)``); a halted vCPU's
   idle time absorbed any lag, so its timeline restarts at the handler
@@ -167,7 +173,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
             # each block's rows from 0: LLVM then knows that no index is negative
             hi = min(lo + block, n)
             ts_b, cpu_b, kind_b = ts[lo:hi], cpu[lo:hi], kinds[lo:hi]
-            target_b, arg_b = target[lo:hi], arg[lo:hi]
+            target_b, arg_b, dur_b = target[lo:hi], arg[lo:hi], dur[lo:hi]
             for i in range(hi - lo):
                 c = np.int64(cpu_b[i])
                 k = np.int64(kind_b[i])
@@ -178,7 +184,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                 shift = load(state, cs + L.S_SHIFT * W, W)
                 if (IRQ_BITS >> k) & 1:
                     start, latency, stall, exit_ns, terr, exits, reason = deliver(
-                        state, kind_table, ipi_table, cs, kt, k, tv, shift)
+                        state, kind_table, ipi_table, cs, kt, k, tv, shift, dur_b[i])
                 else:
                     want = add(tv, shift)
                     start = vmax(want, load(state, cs + L.S_BUSY * W, W))
@@ -305,6 +311,11 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                               select(both(stalls, gt(start, window_end)), start,
                                      load(state, cs + L.S_STALL_START * W, W)))
                         store(state, cs + L.S_STALL_END * W, select(stalls, end, window_end))
+                        # a stall inside an interrupt handler delays its return (IRET) as it
+                        # delays the rest of the guest's work: by the shift it adds
+                        on_at = load(state, cs + L.S_IRQ_ON_AT * W, W)
+                        store(state, cs + L.S_IRQ_ON_AT * W, select(
+                            both(stalls, gt(on_at, want)), add(on_at, sub(end, want)), on_at))
                     store(state, cs + L.S_SHIFT * W, sub(end, tv))
                     latency = add(sub(start, want), cost)
                     stall = cost

@@ -38,6 +38,7 @@ class VcpuState:
     irq_off_at: int | None = None  # its latest halting idle entry (sti; hlt)
     hlt_pending: int = 0  # 1: that HLT found an interrupt pending (no blocking); 2: an
     # interrupt came while the guest polled before HLT (no HLT)
+    irq_on_at: int = 0  # when its latest handler with a known run time returns (IRET), ns
 
 
 @dataclasses.dataclass
@@ -60,8 +61,9 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
     vcpus = [VcpuState() for _ in range(n_cpus)]
     res = ReferenceResult([], [], [], [], [], [], [])
     rows = zip(cols["ts_ns"].tolist(), cols["cpu"].tolist(), cols["kind"].tolist(),
-               cols["target"].tolist(), cols["arg"].tolist(), strict=True)
-    for t, c, k, tg, arg in rows:
+               cols["target"].tolist(), cols["arg"].tolist(), cols["dur_ns"].tolist(),
+               strict=True)
+    for t, c, k, tg, arg, dur in rows:
         v = vcpus[c]
         row = kt[k]
         terr = None
@@ -79,11 +81,15 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             woke = v.idle
             host = arrive + row[L.IRQ_HOST]
             # pending since before the guest's sti; hlt: it had interrupts off
-            masked = v.irq_off_at is not None and arrive <= v.irq_off_at
+            before_hlt = v.irq_off_at is not None and arrive <= v.irq_off_at
+            # or the host had it before the latest handler returned (IRET)
+            held = host < v.irq_on_at
+            masked = before_hlt or held
             in_host = (not masked and not woke and row[L.IRQ_RUN_EXITS] > 0
                        and (self_ipi or v.host[0] <= host < v.host[1]))
-            if masked:  # an interrupt window, once interrupts are on and its HLT is done
-                ready = max(host, v.busy) + row[L.IRQ_WINDOW]
+            if masked:  # an interrupt window, once interrupts are on (its HLT is done)
+                irq_on = max(v.busy if before_hlt else 0, v.irq_on_at if held else 0)
+                ready = max(host, irq_on) + row[L.IRQ_WINDOW]
                 stall, exits = row[L.IRQ_WINDOW_STALL], row[L.IRQ_WINDOW_EXITS]
                 reason = row[L.IRQ_WINDOW_REASON]
             elif in_host:  # injected on the re-entry: no kick
@@ -111,6 +117,8 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 v.woke_at = start
             v.busy = max(v.busy, start)
             v.shift = start - t if woke else max(v.shift + stall, start - t)
+            if dur > 0:  # its handler returns dur later, on the timeline its work is on
+                v.irq_on_at = t + dur + v.shift
             latency = start - arrive
             if matched:
                 terr = start - arrive
@@ -164,6 +172,8 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             if cost > 0:  # back-to-back stalls form one window
                 lo = v.stall_window[0] if start <= v.stall_window[1] else start
                 v.stall_window = (lo, start + cost)
+                if want < v.irq_on_at:  # inside a handler: its return moves with its work
+                    v.irq_on_at += start + cost - want
             v.shift = start + cost - t
             latency = start - want + cost
         res.start_ns.append(start)
