@@ -5,18 +5,10 @@ and is delivered by one of four paths, chosen per lane in this order:
 
 * **window** -- it became pending while the guest had interrupts off: at or before the
   vCPU's latest halting idle entry (the ``cli ... sti; hlt`` idiom: had interrupts been on,
-  the guest would have taken it before idling), or host-ready before the return of the
-  vCPU's latest interrupt handler with a known run time (``dur_ns``: Linux runs hard-irq
-  handlers with interrupts off until IRET). It is delivered when they are on again (no
-  earlier than the end of the vCPU's latest action, its HLT, which returned at once; or at
-  that handler's return), through ``IRQ_WINDOW``: under legacy injection an
-  interrupt-window exit (``PENDING_INTERRUPT``; SVM's VINTR), elsewhere what delivery to a
-  running vCPU costs.
-
-A handler returns ``dur_ns`` after its start on the vCPU's timeline (``start + dur``, or
-``ts + dur + shift`` where the vCPU's guest work lags further than its start), and later
-by the stalls of guest actions inside it (``kernel.py`` moves ``S_IRQ_ON_AT`` with them):
-the IRET is guest work like any other. ``dur_ns`` = 0 (unknown) opens no window.
+  the guest would have taken it before idling). It is delivered when they are on again,
+  no earlier than the end of the vCPU's latest action (its HLT, which returned at once),
+  through ``IRQ_WINDOW``: under legacy injection an interrupt-window exit
+  (``PENDING_INTERRUPT``; SVM's VINTR), elsewhere what delivery to a running vCPU costs.
 * **in host** -- no kick where delivery would kick (``IRQ_RUN_EXITS`` > 0) but the vCPU is
   already out of guest mode: a self-IPI from an exiting ICR write (the sender is in the
   host, handling that write), or a target inside an exit when the host is ready. It is
@@ -26,6 +18,14 @@ the IRET is guest work like any other. ``dur_ns`` = 0 (unknown) opens no window.
   matched timer ``IRQ_ADVANCE`` earlier (KVM's lapic_timer_advance), but no earlier than
   ``IRQ_ADVANCE_MIN`` after its deadline (kvm_wait_lapic_expire waits for it).
 * **run** -- the kick or posted path into a running vCPU: ``IRQ_RUN``.
+
+Then, whatever the path: if the vCPU would take the interrupt (its start on that path)
+inside its latest interrupt handler with a known run time (``dur_ns``: Linux runs
+hard-irq handlers with interrupts off until IRET), it is taken at that handler's return
+through ``IRQ_WINDOW``, as above. The handler runs from its start to ``dur_ns`` later on
+the vCPU's timeline (``start + dur``, or ``ts + dur + shift`` where the vCPU's guest work
+lags further), and longer by the stalls of guest actions inside it (``kernel.py``): the
+IRET is guest work like any other. ``dur_ns`` = 0 (unknown) opens no such window.
 
 The plain-Python reference (``reference.py``) writes the same rules out on its own.
 """
@@ -99,12 +99,7 @@ def delivery(W: int):
         idle = ne(load(state, cs + L.S_IDLE * W, W), zero)
         no = splat(False, W)
         off_at = load(state, cs + L.S_IRQ_OFF_AT * W, W)
-        before_hlt = both(ne(off_at, never), ge(off_at, arrive))
-        # host-ready inside (or, in trace order, before) the latest handler: held until its
-        # IRET; ``S_IRQ_ON_AT`` starts at 0 and stays there while handlers have no run time
-        on_at = load(state, cs + L.S_IRQ_ON_AT * W, W)
-        held = gt(on_at, host)
-        masked = either(before_hlt, held)
+        masked = both(ne(off_at, never), ge(off_at, arrive))
         kicks = gt(load(kind_table, kt + L.IRQ_RUN_EXITS * W, W), zero)
         host_end = load(state, cs + L.S_HOST_END * W, W)
         inside = both(ge(host, load(state, cs + L.S_HOST_START * W, W)), gt(host_end, host))
@@ -136,9 +131,7 @@ def delivery(W: int):
         ready = select(in_host, add(select(self_ipi, host, host_end), inject), ready)
         stall = select(in_host, inject, stall)
         exits = select(in_host, zero, exits)
-        irq_on = vmax(select(before_hlt, load(state, cs + L.S_BUSY * W, W), zero),
-                      select(held, on_at, zero))
-        ready = select(masked, add(vmax(host, irq_on),
+        ready = select(masked, add(vmax(host, load(state, cs + L.S_BUSY * W, W)),
                                    load(kind_table, kt + L.IRQ_WINDOW * W, W)), ready)
         stall = select(masked, load(kind_table, kt + L.IRQ_WINDOW_STALL * W, W), stall)
         exits = select(masked, load(kind_table, kt + L.IRQ_WINDOW_EXITS * W, W), exits)
@@ -148,6 +141,16 @@ def delivery(W: int):
         window_start = load(state, cs + L.S_STALL_START * W, W)
         window_end = load(state, cs + L.S_STALL_END * W, W)
         start = select(both(ge(ready, window_start), gt(window_end, ready)), window_end, ready)
+        # due inside the latest handler (interrupts off): taken at its IRET, via the window
+        on_at = load(state, cs + L.S_IRQ_ON_AT * W, W)
+        held = both(ge(start, load(state, cs + L.S_HANDLER_AT * W, W)), gt(on_at, start))
+        if may(held):
+            ready = add(on_at, load(kind_table, kt + L.IRQ_WINDOW * W, W))
+            stall = select(held, load(kind_table, kt + L.IRQ_WINDOW_STALL * W, W), stall)
+            exits = select(held, load(kind_table, kt + L.IRQ_WINDOW_EXITS * W, W), exits)
+            reason = select(held, load(kind_table, kt + L.IRQ_WINDOW_REASON * W, W), reason)
+            start = select(held, select(both(ge(ready, window_start), gt(window_end, ready)),
+                                        window_end, ready), start)
         latency = sub(start, arrive)
         if may(idle):
             store(state, cs + L.S_IDLE * W, zero)
@@ -159,7 +162,8 @@ def delivery(W: int):
         lag = sub(start, tv)
         shift = select(idle, lag, vmax(add(shift, stall), lag))
         store(state, cs + L.S_SHIFT * W, shift)
-        if dur > 0:  # its handler returns dur later on the timeline its work is placed on
+        if dur > 0:  # interrupts off from its start to dur later on the vCPU's timeline
+            store(state, cs + L.S_HANDLER_AT * W, start)
             store(state, cs + L.S_IRQ_ON_AT * W, add(add(tv, splat(dur, W)), shift))
         exit_ns = select(gt(exits, zero), stall, zero)
         terr = select(matched, latency, never)

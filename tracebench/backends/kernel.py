@@ -14,12 +14,12 @@ Replay semantics (per vCPU state, carried across chunks in ``state``):
   the handler waits for the window's end; otherwise it starts when ready, even if
   that is before guest events the trace order processed earlier.
   ``latency`` = handler start - arrival; timer error = handler start - deadline.
-* A handler runs with interrupts off for its ``dur`` (0: unknown, no effect): one that is
-  host-ready before the vCPU's latest handler returns waits for that return and is then
-  delivered through the interrupt window (``delivery.py``). The return is ``dur`` after
-  the handler's start on the vCPU's timeline, later by the stalls of guest actions inside
-  it (the IRET is guest work too). Handlers do not occupy the vCPU otherwise: the trace's
-  own events inside a handler carry its time.
+* A handler runs with interrupts off for its ``dur`` (0: unknown, no effect): an interrupt
+  due between the start and the return of the vCPU's latest handler waits for that return
+  and is then delivered through the interrupt window (``delivery.py``). The return is
+  ``dur`` after the handler's start on the vCPU's timeline, later by the stalls of guest
+  actions inside it (the IRET is guest work too). Handlers do not occupy the vCPU
+  otherwise: the trace's own events inside a handler carry its time.
 * After an interrupt, a running vCPU's timeline is no earlier than the handler and
   still owes the stall (``shift = max(shift + stall, start - ts)``); a halted vCPU's
   idle time absorbed any lag, so its timeline restarts at the handler

@@ -38,7 +38,7 @@ class VcpuState:
     irq_off_at: int | None = None  # its latest halting idle entry (sti; hlt)
     hlt_pending: int = 0  # 1: that HLT found an interrupt pending (no blocking); 2: an
     # interrupt came while the guest polled before HLT (no HLT)
-    irq_on_at: int = 0  # when its latest handler with a known run time returns (IRET), ns
+    handler: tuple[int, int] = (0, 0)  # [start, IRET) of its latest handler with a run time
 
 
 @dataclasses.dataclass
@@ -81,15 +81,11 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             woke = v.idle
             host = arrive + row[L.IRQ_HOST]
             # pending since before the guest's sti; hlt: it had interrupts off
-            before_hlt = v.irq_off_at is not None and arrive <= v.irq_off_at
-            # or the host had it before the latest handler returned (IRET)
-            held = host < v.irq_on_at
-            masked = before_hlt or held
+            masked = v.irq_off_at is not None and arrive <= v.irq_off_at
             in_host = (not masked and not woke and row[L.IRQ_RUN_EXITS] > 0
                        and (self_ipi or v.host[0] <= host < v.host[1]))
-            if masked:  # an interrupt window, once interrupts are on (its HLT is done)
-                irq_on = max(v.busy if before_hlt else 0, v.irq_on_at if held else 0)
-                ready = max(host, irq_on) + row[L.IRQ_WINDOW]
+            if masked:  # an interrupt window, once interrupts are on and its HLT is done
+                ready = max(host, v.busy) + row[L.IRQ_WINDOW]
                 stall, exits = row[L.IRQ_WINDOW_STALL], row[L.IRQ_WINDOW_EXITS]
                 reason = row[L.IRQ_WINDOW_REASON]
             elif in_host:  # injected on the re-entry: no kick
@@ -113,12 +109,18 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 reason = row[L.IRQ_RUN_REASON]
             v.idle = False
             start = v.stall_window[1] if v.stall_window[0] <= ready < v.stall_window[1] else ready
+            if v.handler[0] <= start < v.handler[1]:  # due inside a handler: at its IRET
+                ready = v.handler[1] + row[L.IRQ_WINDOW]
+                stall, exits = row[L.IRQ_WINDOW_STALL], row[L.IRQ_WINDOW_EXITS]
+                reason = row[L.IRQ_WINDOW_REASON]
+                start = (v.stall_window[1] if v.stall_window[0] <= ready < v.stall_window[1]
+                         else ready)
             if woke:
                 v.woke_at = start
             v.busy = max(v.busy, start)
             v.shift = start - t if woke else max(v.shift + stall, start - t)
-            if dur > 0:  # its handler returns dur later, on the timeline its work is on
-                v.irq_on_at = t + dur + v.shift
+            if dur > 0:  # interrupts off until dur later on the timeline its work is on
+                v.handler = (start, t + dur + v.shift)
             latency = start - arrive
             if matched:
                 terr = start - arrive
@@ -172,8 +174,8 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             if cost > 0:  # back-to-back stalls form one window
                 lo = v.stall_window[0] if start <= v.stall_window[1] else start
                 v.stall_window = (lo, start + cost)
-                if want < v.irq_on_at:  # inside a handler: its return moves with its work
-                    v.irq_on_at += start + cost - want
+                if want < v.handler[1]:  # inside a handler: its IRET moves with its work
+                    v.handler = (v.handler[0], v.handler[1] + start + cost - want)
             v.shift = start + cost - t
             latency = start - want + cost
         res.start_ns.append(start)
