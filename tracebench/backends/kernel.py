@@ -314,8 +314,10 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                         # a stall inside an interrupt handler delays its return (IRET) as it
                         # delays the rest of the guest's work: by the shift it adds
                         on_at = load(state, cs + L.S_IRQ_ON_AT * W, W)
+                        inside = both(ge(want, load(state, cs + L.S_HANDLER_AT * W, W)),
+                                      gt(on_at, want))
                         store(state, cs + L.S_IRQ_ON_AT * W, select(
-                            both(stalls, gt(on_at, want)), add(on_at, sub(end, want)), on_at))
+                            both(stalls, inside), add(on_at, sub(end, want)), on_at))
                     store(state, cs + L.S_SHIFT * W, sub(end, tv))
                     latency = add(sub(start, want), cost)
                     stall = cost

@@ -174,7 +174,7 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             if cost > 0:  # back-to-back stalls form one window
                 lo = v.stall_window[0] if start <= v.stall_window[1] else start
                 v.stall_window = (lo, start + cost)
-                if want < v.handler[1]:  # inside a handler: its IRET moves with its work
+                if v.handler[0] <= want < v.handler[1]:  # inside a handler: delays its IRET
                     v.handler = (v.handler[0], v.handler[1] + start + cost - want)
             v.shift = start + cost - t
             latency = start - want + cost
