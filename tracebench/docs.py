@@ -40,11 +40,13 @@ These need per-event state in the replay kernel (model v2, kernel part), not a n
   destination (physical destination mode), which IPIv sends without exits. All-but-self
   shorthands trap as APIC_WRITE.
 
-Modelled in the kernel (model v2): interrupt-window exits under legacy injection, no kick
-for a self-IPI or a target already in the host, HLT with an interrupt pending returning at
-once, host halt-polling and the guest's haltpoll (`idle` options `hlt_halt_poll`,
-`guest_haltpoll`), KVM's timer advance on a wake from halt (`lapic_timer_advance_ns`), and
-PV EOI's exit when another interrupt is pending at the EOI (README: "How replay works").
+Modelled in the kernel (model v2): interrupt-window exits under legacy injection (for an
+interrupt pending at `sti; hlt`, and for one due while the guest is inside a handler with a
+known `dur_ns`: interrupts off until its IRET), no kick for a self-IPI or a target already
+in the host, HLT with an interrupt pending returning at once, host halt-polling and the
+guest's haltpoll (`idle` options `hlt_halt_poll`, `guest_haltpoll`), KVM's timer advance on
+a wake from halt (`lapic_timer_advance_ns`), and PV EOI's exit when another interrupt is
+pending at the EOI (README: "How replay works").
 
 ## Compositions that are refused
 
