@@ -247,7 +247,7 @@ def child_kernel(
         stage, extra = "kernel_tiled", {"tiled_from": tiled}
     else:
         cols = synth_columns(n_events, seed)
-    keep = ("ts_ns", "cpu", "kind", "target", "arg")
+    keep = ("ts_ns", "cpu", "kind", "target", "arg", "dur_ns")
     chunks = [
         {k: cols[k][lo : lo + CHUNK_ROWS] for k in keep} for lo in range(0, n_events, CHUNK_ROWS)
     ]

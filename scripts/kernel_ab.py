@@ -37,7 +37,7 @@ def child(root: str, n: int, names: list[str], repeats: int) -> dict:
         from tracebench.replayer.driver import configure
 
     cols = br.synth_columns(n, 1)
-    keep = ("ts_ns", "cpu", "kind", "target", "arg")
+    keep = ("ts_ns", "cpu", "kind", "target", "arg", "dur_ns")
     chunks = [{k: cols[k][lo:lo + br.CHUNK_ROWS] for k in keep}
               for lo in range(0, n, br.CHUNK_ROWS)]
     hdr = hist.geometry()

@@ -13,7 +13,8 @@ from tracebench.trace import empty_columns
 
 
 def make_cols(rows: list[tuple]) -> dict[str, np.ndarray]:
-    """Rows of ``(ts_ns, cpu, kind, target, arg)``; kind may be an EventKind or its label."""
+    """Rows of ``(ts_ns, cpu, kind, target, arg, dur_ns)`` (the last three optional); kind
+    may be an EventKind or its label."""
     cols = empty_columns(len(rows))
     for i, (ts, cpu, kind, *rest) in enumerate(rows):
         k = EventKind.from_label(kind) if isinstance(kind, str) else EventKind(kind)
@@ -22,6 +23,8 @@ def make_cols(rows: list[tuple]) -> dict[str, np.ndarray]:
             cols["target"][i] = rest[0]
         if len(rest) > 1:
             cols["arg"][i] = rest[1]
+        if len(rest) > 2:
+            cols["dur_ns"][i] = rest[2]
     return cols
 
 

@@ -24,7 +24,7 @@ COST_NS = 1000
 VMCALL = 7
 
 
-def kernel(ts, cpu, kind, target, arg, kind_table, ipi_table, n_cpus, hdr, state, out,
+def kernel(ts, cpu, kind, target, arg, dur, kind_table, ipi_table, n_cpus, hdr, state, out,
            kind_agg, exit_agg, lat_counts, terr_counts):
     start_ns, latency_ns, stall_ns, exit_ns, timer_error_ns, exits, exit_reason = out
     vcpus = vcpu_state(state, n_cpus)  # one row per vCPU, columns named by State

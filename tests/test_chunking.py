@@ -28,7 +28,8 @@ K = EventKind
 
 
 def random_trace(seed: int, n: int, n_cpus: int) -> dict[str, np.ndarray]:
-    """Every kind, random vCPUs, gaps from 0 (ties) to 20 us, all IPI target forms."""
+    """Every kind, random vCPUs, gaps from 0 (ties) to 20 us, all IPI target forms,
+    handler run times."""
     rng = np.random.default_rng(seed)
     cols = empty_columns(n)
     cols["ts_ns"][:] = np.cumsum(rng.choice([0, 1, 2, 50, 400, 1000, 2500, 20000], n))
@@ -40,6 +41,8 @@ def random_trace(seed: int, n: int, n_cpus: int) -> dict[str, np.ndarray]:
     cols["arg"][masked] = rng.integers(1, 1 << n_cpus, masked.sum())
     arm = cols["kind"] == K.TIMER_ARM
     cols["arg"][arm] = cols["ts_ns"][arm] + rng.choice([-1, 0, 1, 3000, 50000], arm.sum())
+    irq = np.isin(cols["kind"], [K.TIMER_IRQ, K.DEVICE_IRQ, K.IPI_IRQ])
+    cols["dur_ns"][irq] = rng.choice([0, 1, 400, 2500, 20000], irq.sum())
     return cols
 
 
@@ -175,9 +178,9 @@ def test_row_block_and_columns_hold_the_same_outputs():
     rows = np.full((5000, N_OUT), 7, dtype=np.int64)
     f = runner.flat
     replay_chunk_nb(cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                    f(by_rows.model.kind_levels), f(by_rows.model.ipi_levels), 4, hist.geometry(),
-                    f(by_rows.state), f(rows), f(by_rows.kind_agg), f(by_rows.exit_agg),
-                    f(by_rows.lat_counts), by_rows.terr_counts)
+                    cols["dur_ns"], f(by_rows.model.kind_levels), f(by_rows.model.ipi_levels), 4,
+                    hist.geometry(), f(by_rows.state), f(rows), f(by_rows.kind_agg),
+                    f(by_rows.exit_agg), f(by_rows.lat_counts), by_rows.terr_counts)
     assert list(got) == list(runner.COLUMN_DTYPES) == list(OUT_NAMES)
     for j, (name, dt) in enumerate(runner.COLUMN_DTYPES.items()):
         assert got[name].dtype == dt and got[name].flags.c_contiguous

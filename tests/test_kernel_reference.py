@@ -1,8 +1,8 @@
 """The compiled kernel and the plain-Python reference agree exactly on random traces.
 
 Hypothesis builds traces dense in the cases the model distinguishes: ties and
-1 ns gaps, interrupts arriving while a vCPU is stalled or halted, IPIs to
-unicast / all-but-self / mask targets, re-armed and cancelled timers. Every
+1 ns gaps, interrupts arriving while a vCPU is stalled, halted or inside a handler,
+IPIs to unicast / all-but-self / mask targets, re-armed and cancelled timers. Every
 registered backend is checked, in one chunk and in tiny chunks.
 """
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.helpers import make_cols, run_kernel, run_reference
 from tracebench.backends import get_backend, registered_backends
 from tracebench.backends.layout import IPI_CALL_COST, IPI_TARGET_COST
-from tracebench.schema import N_KINDS, EventKind
+from tracebench.schema import INTERRUPT_KINDS, N_KINDS, EventKind
 from tracebench.trace import empty_columns
 
 BACKENDS = sorted(registered_backends())
@@ -36,6 +36,10 @@ def traces(draw, kinds=None):
     kind = st.integers(0, N_KINDS - 1) if kinds is None else st.sampled_from(kinds)
     kinds = draw(st.lists(kind, min_size=n, max_size=n))
     cols["kind"][:] = kinds
+    # handler run times on interrupts: none, and on both sides of the gaps above
+    durs = draw(st.lists(st.sampled_from([0, 0, 1, 400, 2500, 20000]), min_size=n, max_size=n))
+    irq = np.isin(cols["kind"], [int(k) for k in INTERRUPT_KINDS])
+    cols["dur_ns"][:] = np.where(irq, np.array(durs, dtype=np.int64), 0) if n else []
     for i, k in enumerate(kinds):
         if k == EventKind.IPI_SEND:
             tg = draw(st.integers(-2, n_cpus - 1))

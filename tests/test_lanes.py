@@ -45,9 +45,9 @@ def _lane_outputs(group: LaneGroup, cols) -> np.ndarray:
     n = len(cols["ts_ns"])
     out = np.full(max(n, 1) * N_OUT * LANES, 12345, dtype=np.int64)
     replay_lanes_nb(cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                    group.kind_tables, group.ipi_tables, group.n_cpus, hist.geometry(),
-                    flat(group.state), out, flat(group.kind_agg), flat(group.exit_agg),
-                    flat(group.lat_counts), flat(group.terr_counts))
+                    cols["dur_ns"], group.kind_tables, group.ipi_tables, group.n_cpus,
+                    hist.geometry(), flat(group.state), out, flat(group.kind_agg),
+                    flat(group.exit_agg), flat(group.lat_counts), flat(group.terr_counts))
     return out[:n * N_OUT * LANES].reshape(n, N_OUT, LANES)
 
 

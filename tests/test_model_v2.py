@@ -279,9 +279,9 @@ def test_polling_idle_options_kernel_lanes_reference_agree(tmp_path_factory, gro
     group = LaneGroup(runs)
     out = np.empty(n * N_OUT * LANES, dtype=np.int64)
     replay_lanes_nb(cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                    group.kind_tables, group.ipi_tables, group.n_cpus, hist.geometry(),
-                    flat(group.state), out, flat(group.kind_agg), flat(group.exit_agg),
-                    flat(group.lat_counts), flat(group.terr_counts))
+                    cols["dur_ns"], group.kind_tables, group.ipi_tables, group.n_cpus,
+                    hist.geometry(), flat(group.state), out, flat(group.kind_agg),
+                    flat(group.exit_agg), flat(group.lat_counts), flat(group.terr_counts))
     lanes = out.reshape(n, N_OUT, LANES)
     for j, run in enumerate(singles):
         parts = [run.run_chunk({k: v[lo:lo + chunk] for k, v in cols.items()}, hist.geometry())

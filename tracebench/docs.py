@@ -36,17 +36,18 @@ would not poll at all.
   destination (physical destination mode), which IPIv sends without exits. All-but-self
   shorthands trap as APIC_WRITE.
 
-Modelled in the kernel (model v2): interrupt-window exits under legacy injection, no kick
-for a self-IPI or a target already in the host, HLT with an interrupt pending returning at
-once (with AMD's Idle HLT intercept, `idle = "idle_hlt"`, not exiting at all), host
-halt-polling and the guest's haltpoll (`idle` options `hlt_halt_poll`,
-`guest_haltpoll`), KVM's timer advance on a wake from halt (`lapic_timer_advance_ns`),
-PV EOI's exit when another interrupt is pending at the EOI, and AVIC's incomplete IPI: a
-send that finds a destination blocked (halted, past the host's halt polling: KVM clears
-IsRunning only when it blocks the thread) makes the *sender* take one AVIC_INCOMPLETE_IPI
-exit per ICR write, whose handler requests each blocked destination's wake-up
-(`wake_request_cyc`); those destinations' wake-up starts when that exit ends, running ones
-have the IPI from the hardware (README: "How replay works").
+Modelled in the kernel (model v2): interrupt-window exits under legacy injection (for an
+interrupt pending at `sti; hlt`, and for one due while the guest is inside a handler with a
+known `dur_ns`: interrupts off until its IRET), no kick for a self-IPI or a target already
+in the host, HLT with an interrupt pending returning at once (with AMD's Idle HLT
+intercept, `idle = "idle_hlt"`, not exiting at all), host halt-polling and the guest's
+haltpoll (`idle` options `hlt_halt_poll`, `guest_haltpoll`), KVM's timer advance on a wake
+from halt (`lapic_timer_advance_ns`), PV EOI's exit when another interrupt is pending at
+the EOI, and AVIC's incomplete IPI: a send that finds a destination blocked (halted, past
+the host's halt polling: KVM clears IsRunning only when it blocks the thread) makes the
+*sender* take one AVIC_INCOMPLETE_IPI exit per ICR write, whose handler requests each
+blocked destination's wake-up (`wake_request_cyc`); those destinations' wake-up starts when
+that exit ends, running ones have the IPI from the hardware (README: "How replay works").
 
 ## Compositions that are refused
 

@@ -18,9 +18,10 @@ SCHEMA_VERSION = 1
 #: partitions without a ``params`` column; 2 = ``backend=/params=HASH12/trace=`` partitions
 #: and a ``params`` column in summary and exits; 3 = the ``vcpus`` table and the summary's
 #: ``max_lag_ns`` and ``saturated_vcpus``; 4 = ``checkpoints`` table, compact ``events``
-#: (``row`` joined to the trace, no trace columns) written on request only. Older folders
-#: are upgraded when packed; docs/schema.md describes each version.
-RESULTS_SCHEMA_VERSION = 5
+#: (``row`` joined to the trace, no trace columns) written on request only; 5 and 6 = the
+#: checkpoints' replay state grew (15, then 17 words per vCPU). Older folders are upgraded
+#: when packed; docs/schema.md describes each version.
+RESULTS_SCHEMA_VERSION = 6
 METADATA_KEY = b"tracebench"
 
 

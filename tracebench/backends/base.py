@@ -2,10 +2,12 @@
 
 Built-in backends are presets of one composed model and share one compiled
 kernel; a plug-in may bring its own kernel with the same signature and calling
-convention (flat arrays named by ``layout.py``, seven typed output columns: see
+convention (the trace columns ``ts_ns``, ``cpu``, ``kind``, ``target``, ``arg`` and
+``dur_ns``, flat arrays named by ``layout.py``, seven typed output columns: see
 ``kernel.py``'s docstring and the README's plug-in contract) as
 :func:`tracebench.backends.kernel.replay_chunk_nb` and its own Python reference
-with the signature of :func:`tracebench.backends.reference.replay_reference`.
+with the signature of :func:`tracebench.backends.reference.replay_reference` (which is
+given every trace column by name).
 """
 
 from __future__ import annotations

@@ -25,6 +25,14 @@ bit only when it blocks the vCPU thread) takes the sender's AVIC_INCOMPLETE_IPI 
 handler wakes each blocked destination (``blocked_send``); those destinations' IPI arrives
 when that exit ends, the others' when the hardware delivered it (``arrival``).
 
+Then, whatever the path: if the vCPU would take the interrupt (its start on that path)
+inside its latest interrupt handler with a known run time (``dur_ns``: Linux runs
+hard-irq handlers with interrupts off until IRET), it is taken at that handler's return
+through ``IRQ_WINDOW``, as above. The handler runs from its start to ``dur_ns`` later on
+the vCPU's timeline (``start + dur``, or ``ts + dur + shift`` where the vCPU's guest work
+lags further), and longer by the stalls of guest actions inside it (``kernel.py``): the
+IRET is guest work like any other. ``dur_ns`` = 0 (unknown) opens no such window.
+
 The plain-Python reference (``reference.py``) writes the same rules out on its own.
 """
 
@@ -61,9 +69,10 @@ NO_TIME = L.NO_TIME
 
 def delivery(W: int):
     """``(deliver, pending_at, eoi_action, blocked_send, arrival)`` at lane width ``W``.
-    ``deliver(...)``: one interrupt event, state updated in place; returns ``(start,
-    latency, stall, exit_ns, terr, exits, reason)``. ``pending_at(state, cs, at)``: whether
-    an IPI or the armed timer is pending on the vCPU at ``at`` (lane masks)."""
+    ``deliver(...)``: one interrupt event (``dur``: its handler's run time, 0 if unknown),
+    state updated in place; returns ``(start, latency, stall, exit_ns, terr, exits,
+    reason)``. ``pending_at(state, cs, at)``: whether an IPI or the armed timer is pending
+    on the vCPU at ``at`` (lane masks)."""
 
     @register_jitable(inline="always")
     def pending_at(state, cs, at):
@@ -73,7 +82,7 @@ def delivery(W: int):
         return either(both(ne(sent, never), ge(at, sent)), both(ne(dl, never), ge(at, dl)))
 
     @register_jitable(inline="always")
-    def deliver(state, kind_table, ipi_table, cs, kt, k, tv, shift):
+    def deliver(state, kind_table, ipi_table, cs, kt, k, tv, shift, dur):
         zero = splat(np.int64(0), W)
         never = splat(np.int64(NO_TIME), W)
         matched = splat(False, W)
@@ -140,6 +149,16 @@ def delivery(W: int):
         window_start = load(state, cs + L.S_STALL_START * W, W)
         window_end = load(state, cs + L.S_STALL_END * W, W)
         start = select(both(ge(ready, window_start), gt(window_end, ready)), window_end, ready)
+        # due inside the latest handler (interrupts off): taken at its IRET, via the window
+        on_at = load(state, cs + L.S_IRQ_ON_AT * W, W)
+        held = both(ge(start, load(state, cs + L.S_HANDLER_AT * W, W)), gt(on_at, start))
+        if may(held):
+            ready = add(on_at, load(kind_table, kt + L.IRQ_WINDOW * W, W))
+            stall = select(held, load(kind_table, kt + L.IRQ_WINDOW_STALL * W, W), stall)
+            exits = select(held, load(kind_table, kt + L.IRQ_WINDOW_EXITS * W, W), exits)
+            reason = select(held, load(kind_table, kt + L.IRQ_WINDOW_REASON * W, W), reason)
+            start = select(held, select(both(ge(ready, window_start), gt(window_end, ready)),
+                                        window_end, ready), start)
         latency = sub(start, arrive)
         if may(idle):
             store(state, cs + L.S_IDLE * W, zero)
@@ -149,7 +168,11 @@ def delivery(W: int):
         # idling absorbed any lag: the timeline restarts at the handler; else the
         # interrupted work still has to be done, after the stall
         lag = sub(start, tv)
-        store(state, cs + L.S_SHIFT * W, select(idle, lag, vmax(add(shift, stall), lag)))
+        shift = select(idle, lag, vmax(add(shift, stall), lag))
+        store(state, cs + L.S_SHIFT * W, shift)
+        if dur > 0:  # interrupts off from its start to dur later on the vCPU's timeline
+            store(state, cs + L.S_HANDLER_AT * W, start)
+            store(state, cs + L.S_IRQ_ON_AT * W, add(add(tv, splat(dur, W)), shift))
         exit_ns = select(gt(exits, zero), stall, zero)
         terr = select(matched, latency, never)
         return start, latency, stall, exit_ns, terr, exits, reason

@@ -14,6 +14,12 @@ Replay semantics (per vCPU state, carried across chunks in ``state``):
   the handler waits for the window's end; otherwise it starts when ready, even if
   that is before guest events the trace order processed earlier.
   ``latency`` = handler start - arrival; timer error = handler start - deadline.
+* A handler runs with interrupts off for its ``dur`` (0: unknown, no effect): an interrupt
+  due between the start and the return of the vCPU's latest handler waits for that return
+  and is then delivered through the interrupt window (``delivery.py``). The return is
+  ``dur`` after the handler's start on the vCPU's timeline, later by the stalls of guest
+  actions inside it (the IRET is guest work too). Handlers do not occupy the vCPU
+  otherwise: the trace's own events inside a handler carry its time.
 * After an interrupt, a running vCPU's timeline is no earlier than the handler and
   still owes the stall (``shift = max(shift + stall, start - ts)``); a halted vCPU's
   idle time absorbed any lag, so its timeline restarts at the handler
@@ -36,8 +42,10 @@ faster with a branch, the block of selects sits under ``if may(mask):`` (a branc
 1, always taken at 4), or under a test of ``W`` itself, which numba folds.
 
 Calling convention (the contract for plug-in kernels too): ``kernel(ts, cpu, kind, target,
-arg, kind_table, ipi_table, n_cpus, hdr, state, out, kind_agg, exit_agg, lat_counts,
-terr_counts)``, returning the rows processed. The model tables hold one table per cost
+arg, dur, kind_table, ipi_table, n_cpus, hdr, state, out, kind_agg, exit_agg, lat_counts,
+terr_counts)``, returning the rows processed. ``ts`` ... ``dur`` are the trace's columns
+``ts_ns``, ``cpu``, ``kind`` (int8 code), ``target``, ``arg`` and ``dur_ns`` (int64: an
+interrupt handler's run time, 0 where unknown). The model tables hold one table per cost
 level (``layout.py``); a kernel reads an event's costs from the level
 ``spread.cost_level(seed, ts, cpu, kind, levels)`` picks (the seed in ``IPI_COST_SEED``).
 Every array is one-dimensional and C-contiguous: tables, state and aggregates are the
@@ -142,8 +150,8 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
     deliver, pending_at, eoi_action, blocked_send, arrival = delivery(W)
 
     @kernel
-    def replay(ts, cpu, kind, target, arg, kind_levels, ipi_levels, n_cpus, hdr, state, out,
-               kind_agg, exit_agg, lat_counts, terr_counts):
+    def replay(ts, cpu, kind, target, arg, dur, kind_levels, ipi_levels, n_cpus, hdr, state,
+               out, kind_agg, exit_agg, lat_counts, terr_counts):
         """Replay one chunk for ``W`` backends; all outputs are written in place."""
         sources  # noqa: B018 (see replay_kernel)
         # one table per cost level (layout.py): an event's level is a pure function of the
@@ -175,7 +183,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
             # each block's rows from 0: LLVM then knows that no index is negative
             hi = min(lo + block, n)
             ts_b, cpu_b, kind_b = ts[lo:hi], cpu[lo:hi], kinds[lo:hi]
-            target_b, arg_b = target[lo:hi], arg[lo:hi]
+            target_b, arg_b, dur_b = target[lo:hi], arg[lo:hi], dur[lo:hi]
             for i in range(hi - lo):
                 c = np.int64(cpu_b[i])
                 k = np.int64(kind_b[i])
@@ -191,7 +199,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                 shift = load(state, cs + L.S_SHIFT * W, W)
                 if (IRQ_BITS >> k) & 1:
                     start, latency, stall, exit_ns, terr, exits, reason = deliver(
-                        state, kind_table, ipi_table, cs, kt, k, tv, shift)
+                        state, kind_table, ipi_table, cs, kt, k, tv, shift, dur_b[i])
                 else:
                     want = add(tv, shift)
                     start = vmax(want, load(state, cs + L.S_BUSY * W, W))
@@ -331,6 +339,13 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                               select(both(stalls, gt(start, window_end)), start,
                                      load(state, cs + L.S_STALL_START * W, W)))
                         store(state, cs + L.S_STALL_END * W, select(stalls, end, window_end))
+                        # a stall inside an interrupt handler delays its return (IRET) as it
+                        # delays the rest of the guest's work: by the shift it adds
+                        on_at = load(state, cs + L.S_IRQ_ON_AT * W, W)
+                        inside = both(ge(want, load(state, cs + L.S_HANDLER_AT * W, W)),
+                                      gt(on_at, want))
+                        store(state, cs + L.S_IRQ_ON_AT * W, select(
+                            both(stalls, inside), add(on_at, sub(end, want)), on_at))
                     store(state, cs + L.S_SHIFT * W, sub(end, tv))
                     latency = add(sub(start, want), cost)
                     stall = cost

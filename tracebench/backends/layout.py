@@ -105,6 +105,9 @@ class State(Column):
     IRQ_OFF_AT = 13, "its latest halting idle entry (sti; hlt: interrupts on again), ns", NO_TIME
     HLT_PENDING = 14, "1: its latest HLT found an interrupt pending (returned at once); "\
         "2: an interrupt came while the guest polled before HLT (no HLT)"
+    HANDLER_AT = 15, "start of its latest interrupt handler with a known run time, ns"
+    IRQ_ON_AT = 16, "that handler's return (IRET: interrupts on again) on its timeline; an "\
+        "interrupt due between the two waits for it, ns"
 
 
 class Out(CodeEnum):
@@ -220,7 +223,7 @@ class IpiCol(TableColumn):
 # tests/test_layout.py checks every name against its member).
 (S_SHIFT, S_BUSY, S_DEADLINE, S_IPI_ARRIVE, S_IDLE, S_IDLE_SINCE, S_WOKE_AT, S_DEADLINE_TRACE,
  S_STALL_START, S_STALL_END, S_IPI_SELF, S_HOST_START, S_HOST_END, S_IRQ_OFF_AT,
- S_HLT_PENDING) = map(int, State)
+ S_HLT_PENDING, S_HANDLER_AT, S_IRQ_ON_AT) = map(int, State)
 (OUT_START_NS, OUT_LATENCY_NS, OUT_STALL_NS, OUT_EXIT_NS, OUT_TIMER_ERROR_NS, OUT_EXITS,
  OUT_EXIT_REASON) = map(int, Out)
 A_COUNT, A_EXITS, A_STALL = map(int, KindAgg)

@@ -40,6 +40,7 @@ class VcpuState:
     irq_off_at: int | None = None  # its latest halting idle entry (sti; hlt)
     hlt_pending: int = 0  # 1: that HLT found an interrupt pending (no blocking); 2: an
     # interrupt came while the guest polled before HLT (no HLT)
+    handler: tuple[int, int] = (0, 0)  # [start, IRET) of its latest handler with a run time
 
 
 @dataclasses.dataclass
@@ -63,8 +64,9 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
     vcpus = [VcpuState() for _ in range(n_cpus)]
     res = ReferenceResult([], [], [], [], [], [], [])
     rows = zip(cols["ts_ns"].tolist(), cols["cpu"].tolist(), cols["kind"].tolist(),
-               cols["target"].tolist(), cols["arg"].tolist(), strict=True)
-    for t, c, k, tg, arg in rows:
+               cols["target"].tolist(), cols["arg"].tolist(), cols["dur_ns"].tolist(),
+               strict=True)
+    for t, c, k, tg, arg, dur in rows:
         v = vcpus[c]
         # the event's cost level (one, or a quantile level drawn from the event itself)
         lv = cost_level(seed, t, c, k, model.levels) if model.levels > 1 else 0
@@ -112,10 +114,18 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
                 reason = row[L.IRQ_RUN_REASON]
             v.idle = False
             start = v.stall_window[1] if v.stall_window[0] <= ready < v.stall_window[1] else ready
+            if v.handler[0] <= start < v.handler[1]:  # due inside a handler: at its IRET
+                ready = v.handler[1] + row[L.IRQ_WINDOW]
+                stall, exits = row[L.IRQ_WINDOW_STALL], row[L.IRQ_WINDOW_EXITS]
+                reason = row[L.IRQ_WINDOW_REASON]
+                start = (v.stall_window[1] if v.stall_window[0] <= ready < v.stall_window[1]
+                         else ready)
             if woke:
                 v.woke_at = start
             v.busy = max(v.busy, start)
             v.shift = start - t if woke else max(v.shift + stall, start - t)
+            if dur > 0:  # interrupts off until dur later on the timeline its work is on
+                v.handler = (start, t + dur + v.shift)
             latency = start - arrive
             if matched:
                 terr = start - arrive
@@ -184,6 +194,8 @@ def replay_reference(cols: dict[str, np.ndarray], model: CompiledModel,
             if cost > 0:  # back-to-back stalls form one window
                 lo = v.stall_window[0] if start <= v.stall_window[1] else start
                 v.stall_window = (lo, start + cost)
+                if v.handler[0] <= want < v.handler[1]:  # inside a handler: delays its IRET
+                    v.handler = (v.handler[0], v.handler[1] + start + cost - want)
             v.shift = start + cost - t
             latency = start - want + cost
         res.start_ns.append(start)

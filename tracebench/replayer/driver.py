@@ -128,8 +128,8 @@ def kernel_args(cols: Mapping[str, np.ndarray], kind_table, ipi_table, n_cpus: i
                 state, out, kind_agg, exit_agg, lat_counts, terr_counts) -> tuple:
     """A kernel's arguments in the contract's order (``kernel.py``), arrays flattened."""
     return (cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-            flat(kind_table), flat(ipi_table), n_cpus, hdr, flat(state), out, flat(kind_agg),
-            flat(exit_agg), flat(lat_counts), flat(terr_counts))
+            cols["dur_ns"], flat(kind_table), flat(ipi_table), n_cpus, hdr, flat(state), out,
+            flat(kind_agg), flat(exit_agg), flat(lat_counts), flat(terr_counts))
 
 
 class LaneGroup:
