@@ -19,7 +19,7 @@ from tracebench.backends.costs import CYCLE_PARAMS, profile_values
 from tracebench.backends.mechanisms import check_mechanisms, compose
 from tracebench.backends.model import COST_MASK, SETTLED_MASK, CompiledModel
 from tracebench.backends.params import Param, ParamSet, base_name
-from tracebench.backends.spread import level_tables
+from tracebench.backends.spread import level_tables, rescaled
 from tracebench.errors import ParamError
 
 _ALL_PARAMS = {p.name: p for p in CYCLE_PARAMS}
@@ -63,14 +63,13 @@ class Backend:
         for p in CYCLE_PARAMS:
             if p.name in used:
                 if p.name in self.param_defaults:
-                    p = dataclasses.replace(p, default=float(self.param_defaults[p.name]),
-                                            source=f"backend {self.name} ({self.origin})")
-                    if p.spread and f"{p.name}.p99" not in self.param_defaults:
+                    median = float(self.param_defaults[p.name])
+                    spread = p.spread
+                    if spread and f"{p.name}.p99" not in self.param_defaults:
                         # the backend's own median keeps the default spread's shape
-                        scale = p.default / next(q.default for q in CYCLE_PARAMS
-                                                 if q.name == p.name) if p.default else 0
-                        p = dataclasses.replace(p, spread={f: v * scale if f != "sigma" else v
-                                                           for f, v in p.spread.items()})
+                        spread = rescaled(spread, median / p.default) if p.default else {}
+                    p = dataclasses.replace(p, default=median, spread=spread,
+                                            source=f"backend {self.name} ({self.origin})")
                 specs.append(p)
         return specs
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tracebench.backends.params import Param
+from tracebench.backends.params import Param, base_name, param_values_from_toml
 from tracebench.errors import ParamError
 
 _KUT_PIO = "kvm-unit-tests commit 00bfecaa 'vmexit: time ... simple PIO' (2012)"
@@ -165,8 +165,8 @@ CYCLE_PARAMS: tuple[Param, ...] = (
           spreadable=False),
 )
 
-_KVM_STAT = ("shifted log-normal fitted to a perf kvm stat row's Min, Avg and +-%% (CV = "
-             "%%/100 x sqrt(n)), COSTS.md b.2 (Linux guest, TSC-deadline era, 2021)")
+_KVM_STAT = ("shifted log-normal fitted to a perf kvm stat row's Min, Avg and +-% (CV = "
+             "%/100 x sqrt(n)), COSTS.md b.2 (Linux guest, TSC-deadline era, 2021)")
 _MEDIAN_SHAPE = ("[D] p99/p50 4 and min/p50 0.5: the median shape of 15 x86 exit classes "
                  "in the perf kvm stat tables of COSTS.md b.2/b.4/b.5 (n >= 300 each)")
 _EXT_SHAPE = ("[D] p99/p50 6.5, min/p50 0.42: EXTERNAL_INTERRUPT rows of COSTS.md b.2, b.4, "
@@ -220,7 +220,7 @@ class CpuProfile:
     sources: dict
 
     def __post_init__(self):
-        unknown = {k.partition(".")[0] for k in self.values} - CYCLE_PARAM_NAMES
+        unknown = {base_name(k) for k in self.values} - CYCLE_PARAM_NAMES
         assert not unknown, f"profile {self.name}: unknown {unknown}"
         assert set(self.sources) == set(self.values), f"profile {self.name}: unsourced values"
 
@@ -278,8 +278,6 @@ def profile_values(name: str | None) -> dict:
     if name is None:
         return {}
     if name.endswith(".toml"):
-        from tracebench.backends.params import base_name, param_values_from_toml
-
         values = param_values_from_toml(name)
         unknown = sorted(k for k in values if base_name(k) not in CYCLE_PARAM_NAMES)
         if unknown:

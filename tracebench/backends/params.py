@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tracebench.backends.spread import FACETS, Spread
+from tracebench.backends.spread import FACETS, Spread, rescaled
 from tracebench.backends.tomlfile import flat_params, read_toml
 from tracebench.errors import ParamError
 
@@ -107,8 +107,7 @@ class ParamSet(Mapping):
             if "" in new:
                 old, median = self._values[name], new.pop("")
                 if facets and old > 0:  # facets not given keep their place in the shape
-                    facets = {f: (v * median / old if f in ("p99", "min") else v)
-                              for f, v in facets.items()}
+                    facets = rescaled(facets, median / old)
                 self._values[name] = median
             if "p99" in new and "sigma" not in new:
                 facets.pop("sigma", None)
@@ -183,15 +182,9 @@ def parse_assignments(items: Iterable[str]) -> dict[str, float]:
     return out
 
 
-def load_toml(path: str | Path) -> dict:
-    """Read a TOML file; every failure (missing, folder, unreadable, not UTF-8, syntax) is
-    one line naming the file (and the line, for syntax)."""
-    return read_toml(path)
-
-
 def param_values_from_toml(path: str | Path) -> dict[str, float]:
     """Parameter overrides from a TOML file: top-level keys or a ``[params]`` table."""
-    data = load_toml(path)
+    data = read_toml(path)
     table = data.get("params", data)
     if not isinstance(table, dict):
         raise ParamError(f"{path}: params must be a table, got {table!r}"[:200])

@@ -95,6 +95,12 @@ class Spread:
         return float(self.at(_Z99))
 
 
+def rescaled(facets: dict[str, float], ratio: float) -> dict[str, float]:
+    """``facets`` for a median ``ratio`` times the old one, the shape kept: the p99 and the
+    floor scale with the median, sigma is the shape itself."""
+    return {f: v if f == "sigma" else v * ratio for f, v in facets.items()}
+
+
 def level_tables(compose_at, spreads: dict[str, Spread], cost_mask: np.ndarray
                  ) -> np.ndarray:
     """``(LEVELS, ...)`` float tables: ``compose_at(values)`` (a float table composed with

@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tracebench.backends.params import load_toml
+from tracebench.backends.tomlfile import read_toml
 from tracebench.errors import ParamError
 
 #: a grid larger than this is almost always a typo (a step of 1 cycle)
@@ -207,4 +207,4 @@ def grid_from_mapping(data: Mapping, source: str = "grid") -> Grid:
 
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid TOML file; errors name the file and the key."""
-    return grid_from_mapping(load_toml(path), str(path))
+    return grid_from_mapping(read_toml(path), str(path))
