@@ -25,6 +25,9 @@ import polars as pl
 
 MIN_PAIRS = 8
 PAIR_WINDOW_NS = 50_000
+#: TSC rates a fit may give, GHz (cycles per ns), as the model's tsc_ghz parameter: a fit
+#: outside them matched the wrong records (an idle CPU re-writing the same deadlines)
+TSC_GHZ = (0.1, 10.0)
 
 
 @dataclasses.dataclass
@@ -73,7 +76,11 @@ def _robust_line(x: np.ndarray, y: np.ndarray, tol: float):
         return None
     xm = x[inl].mean()
     ym = y[inl].mean()
-    s = float(np.sum((x[inl] - xm) * (y[inl] - ym)) / np.sum((x[inl] - xm) ** 2))
+    spread = np.sum((x[inl] - xm) ** 2)
+    if not spread > 0:
+        # the inliers share one x (an idle CPU re-writing the same two deadlines): no slope
+        return None
+    s = float(np.sum((x[inl] - xm) * (y[inl] - ym)) / spread)
     c = float(ym - s * xm)
     mask = np.zeros(n, bool)
     mask[order[inl]] = True
@@ -144,7 +151,7 @@ def calibrate(events: dict[str, pl.DataFrame]) -> Calibration:
             e = pairs["e"].to_numpy().astype(np.float64)
             v = pairs["v"].to_numpy().astype(np.float64)
             fit = _robust_line(e, v, tol=5_000.0)  # cycles
-            if fit is not None:
+            if fit is not None and TSC_GHZ[0] <= fit[0] <= TSC_GHZ[1]:
                 a, b, inl = fit
                 res = (v[inl] - a * e[inl] - b) / a
                 return dataclasses.replace(
@@ -162,7 +169,7 @@ def calibrate(events: dict[str, pl.DataFrame]) -> Calibration:
     v = pairs["v"].to_numpy().astype(np.float64)
     t = pairs["ts"].to_numpy().astype(np.float64)
     fit = _robust_line(v, t, tol=200_000.0)  # ns
-    if fit is None:
+    if fit is None or not (fit[0] > 0 and TSC_GHZ[0] <= 1.0 / fit[0] <= TSC_GHZ[1]):
         return cal
     s, c, inl = fit
     c = float(np.min(t[inl] - s * v[inl]))  # the earliest firing is taken as on time
