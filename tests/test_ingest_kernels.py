@@ -30,10 +30,16 @@ from tracebench.ingest.rules.base import (
     H_IPI_HINT,
     H_KVM_ENTRY,
     H_KVM_EXIT,
+    H_MARK,
     ROW_SCHEMA,
 )
 from tracebench.ingest.stream import merge
-from tracebench.ingest.stream.resolve import EOI_BEFORE_ENTRY_NS, IPI_DUP_WINDOW_NS, resolve
+from tracebench.ingest.stream.resolve import (
+    EOI_BEFORE_ENTRY_NS,
+    IPI_DUP_WINDOW_NS,
+    STEAL_GAP_NS,
+    resolve,
+)
 from tracebench.ingest.text import probe
 from tracebench.ingest.text.files import ChunkReader, scan_file
 from tracebench.schema import EventKind as K
@@ -43,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # --------------------------------------------------------------------------- resolve
 
 _IRQ = [int(K.TIMER_IRQ), int(K.IPI_IRQ), int(K.DEVICE_IRQ)]
+_WRMSR = [int(k) for k in (K.TIMER_ARM, K.TIMER_CANCEL, K.IPI_SEND, K.TPR_WRITE, K.APIC_WRITE)]
 _SORT = ["ts", "seq", "sub"]
 
 
@@ -59,13 +66,37 @@ def _neighbour(df: pl.DataFrame, kinds: list[int], n: int) -> pl.DataFrame:
     )
 
 
+def _host_time(df: pl.DataFrame, msr_traced: bool) -> pl.DataFrame:
+    """Per handler entry ``i``: its host time, the gaps (to the previous row on the CPU, any
+    kind) of the rows after it up to its handler's exit that are over STEAL_GAP_NS, or,
+    under traced MSR writes, end at a WRMSR's row."""
+    wrmsr = pl.col("kind").is_in(_WRMSR) | ((pl.col("kind") == int(K.EOI)) & (pl.col("arg") == 0))
+    owner = pl.when(pl.col("kind").is_in([*_IRQ, H_EXIT])).then(pl.col("i"))
+    rows = df.with_columns(
+        gap=pl.col("ts") - pl.col("ts").shift(1).over("cpu"),
+        owner=owner.forward_fill().over("cpu").shift(1).over("cpu"),
+    )
+    kind_of = df.select(owner="i", owner_kind="kind")
+    host = (pl.col("gap") > STEAL_GAP_NS) | (wrmsr & msr_traced)
+    inside = rows.join(kind_of, on="owner").filter(pl.col("owner_kind").is_in(_IRQ))
+    return inside.group_by("owner").agg(host=pl.col("gap").filter(host).sum())
+
+
 def _resolve_reference(cand: pl.DataFrame, infer_eoi: bool, msr_traced: bool):
     """The polars formulation the numba pass replaced (rows, exits, timed exits)."""
     df = cand.with_row_index("i")
     h = _neighbour(df, [*_IRQ, H_EXIT], -1)
-    dur = h.filter(
-        pl.col("kind").is_in(_IRQ) & (pl.col("nk") == H_EXIT) & (pl.col("naux") == pl.col("aux"))
-    ).select("i", d=pl.col("nts") - pl.col("ts"))
+    dur = (
+        h.filter(
+            pl.col("kind").is_in(_IRQ)
+            & (pl.col("nk") == H_EXIT)
+            & (pl.col("naux") == pl.col("aux"))
+        )
+        .join(_host_time(df, msr_traced), left_on="i", right_on="owner", how="left")
+        .with_columns(host=pl.col("host").fill_null(0))
+    )
+    hosted = dur.select("ts", "host")
+    dur = dur.select("i", d=pl.col("nts") - pl.col("ts") - pl.col("host"))
     ipi = _neighbour(df, [H_IPI_HINT, int(K.IPI_SEND)], -1)
     dup = (
         (pl.col("nk") == int(K.IPI_SEND))
@@ -116,14 +147,22 @@ def _resolve_reference(cand: pl.DataFrame, infer_eoi: bool, msr_traced: bool):
             )
         )
     out = pl.concat([df.filter(pl.col("kind") >= 0), *extra]).drop("i").sort(_SORT)
-    return out, exits, timed
+    return out, exits, timed, hosted
 
 
-def _random_cands(rng: np.random.Generator, n: int) -> dict:
+def _random_cands(rng: np.random.Generator, n: int, gaps: bool = False) -> dict:
+    """Random candidate rows over 3 s; ``gaps``: consecutive times apart by steps at the
+    host-time boundary (STEAL_GAP_NS and either side of it) and by large ones."""
     kinds = [*_IRQ, H_EXIT, H_IPI_HINT, int(K.IPI_SEND), int(K.EOI), H_KVM_EXIT, H_KVM_ENTRY,
-             int(K.TIMER_ARM), int(K.IDLE_ENTER)]  # fmt: skip
-    ts = np.sort(rng.integers(0, 3_000_000_000, n))
-    ts[rng.random(n) < 0.2] = ts[0]  # ties in time, told apart by the line number
+             int(K.TIMER_ARM), int(K.IDLE_ENTER), H_MARK, int(K.TPR_WRITE)]  # fmt: skip
+    if gaps:
+        step = rng.choice([0, 1_000, STEAL_GAP_NS - 1, STEAL_GAP_NS, STEAL_GAP_NS + 1, 0], n)
+        big = rng.random(n) < 0.2
+        step[big] = rng.integers(0, 30_000_000, int(big.sum()))
+        ts = np.cumsum(step).astype(np.int64)
+    else:
+        ts = np.sort(rng.integers(0, 3_000_000_000, n))
+        ts[rng.random(n) < 0.2] = ts[0]  # ties in time, told apart by the line number
     ts = np.sort(ts)
     rows = {
         "seq": rng.permutation(n * 3)[:n].astype(np.int64),
@@ -141,16 +180,19 @@ def _random_cands(rng: np.random.Generator, n: int) -> dict:
     return {k: v[order] for k, v in rows.items()}
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_resolve_equals_polars_reference(seed):
     rng = np.random.default_rng(seed)
-    cand = _random_cands(rng, int(rng.integers(50, 3_000)))
+    n = int(rng.integers(50, 3_000))
+    cand = _random_cands(rng, n, gaps=seed >= 6)
     infer, msr = bool(seed % 2), seed % 3 != 0
-    lo, cut = 400_000_000, 2_500_000_000
-    rows, exits, keep = resolve(cand, infer, msr, lo, cut, cut - 500_000_000)
+    span = int(cand["ts"][-1]) if seed >= 6 else 3_000_000_000
+    lo, cut = span * 2 // 15, span * 5 // 6
+    rows, exits, keep, host = resolve(cand, infer, msr, lo, cut, cut - 500_000_000)
     df = pl.DataFrame(cand, schema=ROW_SCHEMA).with_columns(sub=pl.lit(0, pl.Int8))
-    ref, ref_exits, ref_timed = _resolve_reference(df, infer, msr)
+    ref, ref_exits, ref_timed, ref_host = _resolve_reference(df, infer, msr)
     win = (pl.col("ts") >= lo) & (pl.col("ts") < cut)
+    assert host["exit_ns"] + host["steal_ns"] == ref_host.filter(win)["host"].sum()
     ref = ref.filter(win)
     for k, v in rows.items():
         assert np.array_equal(v, ref[k].to_numpy()), k

@@ -52,6 +52,7 @@ _GUEST = [
     "power:cpu_idle",
     "timer:hrtimer_start",
     "timer:hrtimer_expire_entry",
+    "timer:hrtimer_expire_exit",  # with the entry: splits a timer handler's time (dur_ns)
     "ipi:ipi_send_cpu",
     "ipi:ipi_send_cpumask",
 ]

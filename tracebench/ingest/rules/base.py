@@ -24,6 +24,7 @@ H_IPI_HINT = -2  # ipi_send_cpu/_cpumask: an ipi_send unless an ICR write follow
 H_KVM_EXIT = -3  # ``aux`` = exit reason id, ``arg`` = 1 for HLT
 H_KVM_ENTRY = -4
 H_EXIT_HINT = -5  # a handler tracepoint that implies one exit; ``aux`` = exit reason id
+H_MARK = -6  # a traced moment and nothing else: splits a handler's time (resolve.py)
 
 #: columns (and dtypes) of candidate rows
 ROW_SCHEMA = {
@@ -58,6 +59,8 @@ class MapContext:
     ipi_vectors : vectors the guest writes to its ICR (kvm-host: tells IPIs from devices).
     injected_vectors : vectors ``kvm_inj_virq`` injects (kvm-host: their interrupts are
         taken at the injection; others, posted ones, at ``kvm_apic_accept_irq``).
+    bare_metal : recorded without a hypervisor (``--platform bare-metal``): a handler's
+        time is all its own (no host exits or preemption to leave out).
     """
 
     present: frozenset = frozenset()
@@ -67,6 +70,7 @@ class MapContext:
     pid_vcpu: dict = dataclasses.field(default_factory=dict)
     ipi_vectors: list = dataclasses.field(default_factory=list)
     injected_vectors: list = dataclasses.field(default_factory=list)
+    bare_metal: bool = False
 
     @property
     def msr_traced(self) -> bool:

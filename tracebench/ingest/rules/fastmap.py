@@ -2,16 +2,17 @@
 
 A compiled copy of the guest rules in ``guest.py`` for the records whose
 fields the kernel could read: ``write_msr`` (``msr_rows``), the handler entries and
-exits, ``cpu_idle``, ``ipi_send_cpu`` and ``hrtimer_start`` when MSR writes are
-traced. Each branch cites the rule it mirrors; the polars rules stay the reference
-(``tests/test_ingest_fastpath.py`` runs both on the same records).
+exits, ``cpu_idle``, ``ipi_send_cpu``, and the time marks (``TIME_MARKS``, and
+``hrtimer_start`` when MSR writes are traced). Each branch cites the rule it mirrors;
+the polars rules stay the reference (``tests/test_ingest_fastpath.py`` runs both on the
+same records).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tracebench.ingest.rules.base import EOI_TRACED, H_IPI_HINT, ROW_DTYPES
+from tracebench.ingest.rules.base import EOI_TRACED, H_IPI_HINT, H_MARK, ROW_DTYPES
 from tracebench.ingest.rules.guest import (
     APIC_TIMER_NS_PER_COUNT,
     GUEST_RULES,
@@ -23,6 +24,7 @@ from tracebench.ingest.rules.guest import (
     MSR_TMICT,
     MSR_TPR,
     MSR_TSC_DEADLINE,
+    TIME_MARKS,
     X2APIC_FIRST,
     X2APIC_LAST,
 )
@@ -37,6 +39,7 @@ FAST = {
     "ipi_send_cpu": F.R_IPI,
     **{entry: F.R_VEC for entry in HANDLERS},
     **{entry.removesuffix("_entry") + "_exit": F.R_VEC for entry in HANDLERS},
+    **{mark: F.R_MARK for mark in TIME_MARKS},
 }
 for _name in FAST:
     if _name not in GUEST_RULES:
@@ -62,7 +65,7 @@ def _bits(v, lo, n):
 @kernel
 def _map_nb(route, kind_of, fam_of, ids, ok, fa, fb, ts, seq, cpu, has_cal, tsc_per_ns,
             tsc_at_zero, c_i, c_cpu, c_kind, c_vec, c_target, c_arg, c_argt, c_aux,
-            miss_msr, miss_count):  # fmt: skip
+            miss_msr):  # fmt: skip
     """Map OK records; return (rows, unmapped MSR writes, bad row or -1).
 
     ``c_i`` is the record each row comes from. A bad row is a value the rule's casts
@@ -77,10 +80,7 @@ def _map_nb(route, kind_of, fam_of, ids, ok, fa, fb, ts, seq, cpu, has_cal, tsc_
         rt = route[eid]
         if rt == F.R_NORULE:
             continue
-        if rt == F.R_COUNT:
-            miss_count[eid] += 1
-            continue
-        kind = -1
+        kind = H_MARK  # R_MARK: the record's time is all it gives
         vec = -1
         target = -1
         arg = 0
@@ -173,11 +173,10 @@ def _map_nb(route, kind_of, fam_of, ids, ok, fa, fb, ts, seq, cpu, has_cal, tsc_
     return nc, nm, -1
 
 
-def map_fast(w: dict, route, kind_of, fam_of, calibration, miss_count: np.ndarray):
+def map_fast(w: dict, route, kind_of, fam_of, calibration):
     """Candidate rows (``base.ROW_SCHEMA`` columns as numpy) of the OK records of ``w``.
 
-    Returns (rows, msr values of unmapped MSR writes, bad record index or -1);
-    ``miss_count[id]`` counts ``R_COUNT`` records.
+    Returns (rows, msr values of unmapped MSR writes, bad record index or -1).
     """
     n = len(w["id"])
     cols = {
@@ -196,7 +195,7 @@ def map_fast(w: dict, route, kind_of, fam_of, calibration, miss_count: np.ndarra
     b = float(calibration.tsc_at_zero) if has_cal else 0.0
     nc, nm, bad = _map_nb(
         route, kind_of, fam_of, w["id"], w["ok"], w["a"], w["b"], w["ts"], w["seq"], w["cpu"],
-        has_cal, a, b, *cols.values(), miss_msr, miss_count,
+        has_cal, a, b, *cols.values(), miss_msr,
     )  # fmt: skip
     i = cols.pop("i")[:nc]
     rows = {"seq": w["seq"][i], "ts": w["ts"][i]}

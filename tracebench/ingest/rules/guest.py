@@ -36,11 +36,11 @@ from tracebench.ingest.rules.base import (
     EOI_TRACED,
     H_EXIT,
     H_IPI_HINT,
+    H_MARK,
     MapContext,
     RuleTable,
     as_i64,
     bits,
-    empty_rows,
     field,
     hex_u64,
     int_field,
@@ -271,20 +271,36 @@ def _cpu_idle(df, ctx):
     "tick/clockevent hrtimers (function tick_sched_timer, tick_nohz_handler, "
     "tick_nohz_highres_handler) -> timer_arm with arg = expires (CLOCK_MONOTONIC) moved to "
     "the trace clock, only where the trace has no MSR writes (they show the real timer "
-    "programming); other hrtimers, or any when MSR writes are traced, are not mapped",
+    "programming); other hrtimers, or any when MSR writes are traced, are time marks",
 )
 def _hrtimer_start(df, ctx):
     func = field("function", r"([A-Za-z0-9_.]+)")
-    tick = df.filter(func.is_in(TICK_FUNCTIONS))
     if ctx.msr_traced:
-        return empty_rows(), unmapped(df, "hrtimer_start")
+        return rows(df, H_MARK), unmapped(df.clear(), "")
+    tick = df.filter(func.is_in(TICK_FUNCTIONS))
     rest = df.filter(~func.is_in(TICK_FUNCTIONS) | func.is_null())
     exp = int_field("expires")
     if ctx.mono_offset_ns is None:
         arg, argt = lit(-1, pl.Int64), False
     else:
         arg, argt = exp + ctx.mono_offset_ns, True
-    return rows(tick, int(K.TIMER_ARM), arg=arg, argt=argt), unmapped(rest, "hrtimer_start")
+    arms = rows(tick, int(K.TIMER_ARM), arg=arg, argt=argt)
+    return pl.concat([arms, rows(rest, H_MARK)]), unmapped(df.clear(), "")
+
+
+#: events that only say when they happened: inside a handler, the gaps between them tell
+#: the guest's own work from its exits and from its host's preemption (stream/resolve.py)
+TIME_MARKS = ("hrtimer_expire_entry", "hrtimer_expire_exit", "hrtimer_cancel")
+
+
+@rule(
+    TIME_MARKS,
+    "(time mark)",
+    "no row: inside a handler, splits its time so that dur_ns leaves out the recording's "
+    "exits and host preemption",
+)
+def _time_mark(df, ctx):
+    return rows(df, H_MARK), unmapped(df.clear(), "")
 
 
 #: ``callback=`` of ipi_send_cpu -> vector the IPI will carry (Linux x86)

@@ -25,6 +25,7 @@ from tracebench.ingest.rules.base import MapContext
 from tracebench.ingest.stream import exits as exits_mod
 from tracebench.ingest.stream.families import PROBED, get_family
 from tracebench.ingest.stream.records import Source
+from tracebench.ingest.stream.resolve import STEAL_GAP_NS
 from tracebench.ingest.stream.routes import Events
 from tracebench.ingest.stream.window import CALIB_LINES, MAX_LINE_REPORT, Window
 from tracebench.ingest.text import probe
@@ -65,6 +66,8 @@ class _Stats:
         self.unmapped: dict[str, int] = {}
         self.kinds = np.zeros(len(EventKind), np.int64)
         self.inferred = 0
+        # handler time left out of dur_ns (stream/resolve.py): exits, steal, handlers preempted
+        self.handler_host = {"exit_ns": 0, "steal_ns": 0, "preempted": 0}
         self.malformed = 0
         self.bad_lines: list[int] = []
         self.lost = 0
@@ -147,7 +150,7 @@ def _ingest(
     for p, f in zip(paths, fmts, strict=True):
         header.update(f.header(head_lines(p)))
     stats = _Stats(strict)
-    ctx = MapContext()
+    ctx = MapContext(bare_metal=(environment or {}).get("platform") == "bare-metal")
     out_path = Path(output)
     exits_path = family.exits.path_for(out_path) if family.exits is not None else None
     meta = TraceMeta(
@@ -208,6 +211,10 @@ def _ingest(
             "inferred": {"eoi": stats.inferred} if family.infer_eoi else {},
             "inferred_rule": "eoi rows with arg=1 are implied (one EOI per interrupt that no "
             "traced EOI accounts for)",
+            "handler_time": (
+                _handler_time(stats.handler_host) if family.infer_eoi and not ctx.bare_metal
+                else {}
+            ),
             "malformed_lines": stats.malformed,
             "malformed_first": stats.bad_lines,
             "lost_events": stats.lost,
@@ -225,6 +232,16 @@ def _ingest(
         if exits_tmp is not None:
             family.exits.write(exits_tmp, acc, ctx.reasons, meta.to_json())
     return IngestResult(out_path, exits_path, writer.rows, meta)
+
+
+def _handler_time(host: dict) -> dict:
+    return {
+        **host,
+        "rule": "dur_ns is the guest's own time in a handler: left out are the gaps that end "
+        "at one of its WRMSRs (exit_ns: the recording host's exits) and the gaps over "
+        f"{STEAL_GAP_NS // 1000} us between traced moments (steal_ns: its host preempted "
+        "the vCPU; preempted: handlers with such a gap)",
+    }
 
 
 class _ReaderThread:

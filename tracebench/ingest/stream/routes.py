@@ -33,7 +33,7 @@ def route_of(family: Family, short: str, msr_traced: bool) -> tuple[int, int, in
     if short not in family.rules:
         return (F.R_NORULE if short in CALIB_EVENTS else F.R_SKIP), 0, 0
     if short == "hrtimer_start" and msr_traced:
-        return F.R_COUNT, 0, 0  # guest._hrtimer_start: counted, not mapped, under MSR writes
+        return F.R_MARK, 0, 0  # guest._hrtimer_start: only a time mark under MSR writes
     route = family.fast.get(short, F.R_SLOW)
     if route == F.R_VEC:
         entry = short if short in HANDLERS else short.removesuffix("_exit") + "_entry"
@@ -60,7 +60,7 @@ class Events:
     ``hrtimer_start`` is the one route that depends on the whole input (are MSR writes
     traced?): until the scanner thread has found a ``write_msr`` its records go to the
     polars rule (which reads the driver's whole-input answer); afterwards they are
-    only counted, which is what that rule does when MSR writes are traced.
+    time marks, which is what that rule makes of them when MSR writes are traced.
     """
 
     def __init__(self, family: Family, needles: Needles):

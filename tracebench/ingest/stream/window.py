@@ -196,15 +196,14 @@ class Window:
                 self._late(ch, late, list(order.items()), where)
                 w = {k: v[~late] for k, v in w.items()}
             slow = {k: df.filter(pl.col("ts") >= self.cut) for k, df in slow.items()}
-        miss_count = np.zeros(len(ev.short), np.int64)
-        fast, miss_msr, bad = map_fast(w, ev.route, ev.kind, ev.fam, self.calibration, miss_count)
+        fast, miss_msr, bad = map_fast(w, ev.route, ev.kind, ev.fam, self.calibration)
         if bad >= 0:
             raise TraceError(
                 f"{where}:{int(w['seq'][bad])}: write_msr value out of range (a TSC deadline "
                 "beyond the trace clock's Int64 ns, or an ICR destination beyond Int32)"
             )
         parts = []
-        for short, ids in order.items():
+        for short in order:
             rule = self.family.rules.get(short)
             if short in slow and rule is not None:
                 rows, miss = _apply(rule, slow[short], self.ctx, where, st)
@@ -217,9 +216,6 @@ class Window:
                 vals, counts = np.unique(miss_msr, return_counts=True)
                 for v, n in zip(vals.tolist(), counts.tolist(), strict=True):
                     st.add(st.unmapped, f"write_msr(0x{v:x})", n)
-            n = int(miss_count[ids].sum())
-            if n:
-                st.add(st.unmapped, short, n)
         return _check_rows(merge.sort_new(fast, parts), st, where)
 
     def _process(self, ch: Chunk | None, final: bool, where: str) -> None:
@@ -239,7 +235,7 @@ class Window:
         newest = int(cand["ts"].max())
         cut = newest + 1 if final else newest - HOLD_NS
         lo = self.cut if self.cut is not None else -(1 << 62)
-        rows, exits, keep = resolve(
+        rows, exits, keep, host = resolve(
             cand,
             infer_eoi=self.family.infer_eoi,
             msr_traced=self.ctx.msr_traced,
@@ -248,8 +244,11 @@ class Window:
             hold_from=cut - HOLD_NS,
             exits_traced="kvm_exit" in self.ctx.present,
             open_reason=self.ctx.reason_id("UNKNOWN") if self.family.exits else -1,
+            host_time=not self.ctx.bare_metal,
         )
         self._emit(rows)
+        for key, v in host.items():
+            st.handler_host[key] += v
         if len(exits["ts"]):
             timed = exits["ns"] >= 0
             self.acc.add(

@@ -28,7 +28,7 @@ R_MSR = 2  # "HEX, value HEX" (write_msr)
 R_VEC = 3  # vector=N, else irq=N, else -1 (handler entry / exit)
 R_IDLE = 4  # state=N [cpu_id=N] (cpu_idle)
 R_IPI = 5  # cpu=N callback=NAME (ipi_send_cpu)
-R_COUNT = 6  # no rows, every record counted as unmapped under its name
+R_MARK = 6  # no fields: a time mark (rules/base.H_MARK) inside handlers
 
 # result of reading one payload
 SLOW, OK, DROP = 0, 1, 2  # DROP: the rule filters the record out (no field to read)
@@ -165,7 +165,7 @@ def read_one(buf, rt, o, end, hibit, cpu):
     """
     a = 0
     b = 0
-    if rt == R_NORULE or rt == R_COUNT:  # noqa: SIM109 (numba: plain compares)
+    if rt == R_NORULE or rt == R_MARK:  # noqa: SIM109 (numba: plain compares)
         return OK, a, b
     if rt == R_SLOW or hibit:
         return SLOW, a, b
