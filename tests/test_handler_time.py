@@ -105,3 +105,22 @@ def test_shipped_trace_handlers_hold_no_steal():
     assert timer.max() < 200_000
     host = meta.source["handler_time"]
     assert host["preempted"] > 250 and host["steal_ns"] > 1e9
+
+
+def test_a_handler_preempted_past_the_window_does_not_depend_on_chunks(tmp_path):
+    """A handler whose host kept it 150 ms (longer than the 100 ms HOLD_NS window) while
+    the other CPU kept tracing: the window waits for its exit at any chunk size."""
+    lines = [_line(1_000_000, "local_timer_entry", "vector=236")]
+    lines += [_line(1_000_000 + 500 * i, "hrtimer_cancel", "hrtimer=1", cpu=1)
+              for i in range(1, 400)]
+    lines += [_line(1_150_003, "hrtimer_expire_entry", "hrtimer=1 function=x now=1"),
+              _line(1_150_005, "local_timer_exit", "vector=236")]
+    lines += [_line(1_200_000 + 500 * i, "hrtimer_cancel", "hrtimer=1", cpu=1)
+              for i in range(400)]
+    path = tmp_path / "trace.txt"
+    path.write_text("\n".join(lines) + "\n")
+    for chunk in (4096, 1 << 20):
+        ingest([path], tmp_path / "t.parquet", force=True, chunk_bytes=chunk)
+        cols, meta = read_trace(tmp_path / "t.parquet")
+        assert cols["dur_ns"][cols["kind"] == int(K.TIMER_IRQ)].tolist() == [2_000], chunk
+        assert meta.source["handler_time"]["steal_ns"] == 150_003_000

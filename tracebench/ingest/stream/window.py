@@ -1,11 +1,13 @@
 """The streaming driver: chunks of records -> candidate rows -> a window of canonical rows.
 
 Memory stays bounded: only a window of candidate rows is kept between chunks:
-those within :data:`HOLD_NS` of the newest timestamp (a handler entry waits there
-for its exit), plus the last row of each kind on each CPU (for relations that look
-back, e.g. "is there an EOI just before this interrupt"). Rows are written once
-their time is older than the window, so every relation is found as if the file
-had been read whole, as long as it spans less than :data:`HOLD_NS`.
+those within :data:`HOLD_NS` of the newest timestamp, plus the last row of each kind
+on each CPU (for relations that look back, e.g. "is there an EOI just before this
+interrupt"). Rows are written once their time is older than the window, so every
+relation is found as if the file had been read whole, as long as it spans less than
+:data:`HOLD_NS`. A handler still open holds the window at its entry for up to
+:data:`MAX_HANDLER_NS`: its host can preempt it for longer than HOLD_NS (184 ms in
+fc-guest-mixed), and its time must not depend on where the chunks end.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from tracebench.errors import TraceError
-from tracebench.ingest.rules.base import EOI_INFERRED, H_IPI_HINT, MapContext
+from tracebench.ingest.rules.base import EOI_INFERRED, H_EXIT, H_IPI_HINT, MapContext
 from tracebench.ingest.rules.fastmap import map_fast
 from tracebench.ingest.stream import calibrate as cal_mod
 from tracebench.ingest.stream import merge
@@ -82,8 +84,12 @@ def _range_text(exc: Exception) -> str:
         return f"field out of range: value {m.group(3)} does not fit its column ({m.group(2)})"
     return f"field out of range: {str(exc).splitlines()[0]}"
 
-#: relations (entry -> exit, send -> ICR write) longer than this are not found
+#: relations (send -> ICR write, EOI -> entry) longer than this are not found
 HOLD_NS = 100_000_000
+#: a handler's entry -> exit longer than this is not found (its dur_ns stays 0)
+MAX_HANDLER_NS = 1_000_000_000
+_IRQ_KINDS = np.array([int(EventKind.TIMER_IRQ), int(EventKind.IPI_IRQ),
+                       int(EventKind.DEVICE_IRQ)], np.int8)  # fmt: skip
 #: lines at the start of the input used to calibrate the TSC -> ns map
 CALIB_LINES = 200_000
 #: late lines reported by number, per event and chunk (the rest are only counted)
@@ -235,6 +241,8 @@ class Window:
         newest = int(cand["ts"].max())
         cut = newest + 1 if final else newest - HOLD_NS
         lo = self.cut if self.cut is not None else -(1 << 62)
+        if not final:
+            cut = max(lo, min(cut, _open_handlers_from(cand, newest - MAX_HANDLER_NS)))
         rows, exits, keep, host = resolve(
             cand,
             infer_eoi=self.family.infer_eoi,
@@ -307,6 +315,21 @@ class Window:
         if self.family.infer_eoi and interrupts and self.stats.inferred == interrupts:
             feats.append("eoi-not-traced")
         return feats
+
+
+def _open_handlers_from(cand: dict, since: int) -> int:
+    """The earliest entry at or after ``since`` of a handler whose exit is not among
+    ``cand`` yet (the latest handler row on its CPU), or a time past every row."""
+    kind = cand["kind"]
+    rows = np.flatnonzero(np.isin(kind, _IRQ_KINDS) | (kind == H_EXIT))
+    if len(rows) == 0:
+        return 1 << 62
+    cpu = cand["cpu"][rows][::-1]
+    _, first = np.unique(cpu, return_index=True)  # per CPU, its latest handler row
+    latest = rows[::-1][first]
+    ts = cand["ts"][latest]
+    open_ = np.isin(kind[latest], _IRQ_KINDS) & (ts >= since)
+    return int(ts[open_].min()) if open_.any() else 1 << 62
 
 
 def _frame(cols: dict) -> pl.DataFrame:
