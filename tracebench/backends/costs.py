@@ -59,8 +59,9 @@ CYCLE_PARAMS: tuple[Param, ...] = (
           "(spread.py): the same seed gives the same bytes; backends with one seed draw alike",
           "seed of the cost draws", 0, 2**31 - 1, spreadable=False, integer=True),
     Param("spread_scale", 1, "x", "[S] 1: every distribution as given; 0: every cost a "
-          "constant at its median (the model before cost distributions)",
-          "multiplies the log-normal shape (sigma) of every distributed cost", 0, 10,
+          "constant at its mean (the model before cost distributions)",
+          "multiplies the log-normal shape (sigma) of every distributed cost about the same "
+          "mean", 0, 10,
           spreadable=False),
     Param("exit_roundtrip_cyc", 1530, "cycles", "[C] vmcall 1,529-1,539 cycles, Skylake-SP, "
           "Wanpeng Li, kvm@vger, 13 Mar 2020", "VM exit + trivial handler + VM entry"),

@@ -8,6 +8,11 @@ A parameter's plain value is its median (p50). Facets give it a spread (``NAME.F
   the shape exit-handling and wake-up times take (a hard floor, a long right tail);
 * ``NAME.sigma``: the same log-normal by its shape parameter instead of its p99.
 
+A published figure is usually a mean (kvm-unit-tests' cycles per iteration, ``perf kvm
+stat``'s Avg time): :func:`median_for_mean` gives the median that makes a shape's mean that
+figure (the default costs are made so, costs.py). ``spread_scale`` multiplies every sigma
+about the same mean (:meth:`Spread.scaled`): 0 is the constant at the mean.
+
 How a replay samples it. A backend's cost tables are compositions of parameters
 (``mechanisms.py``), so the model is composed again with every distributed parameter at
 one quantile ``u``: :data:`LEVELS` tables, level ``j`` at ``u = (j + 0.5) / LEVELS``. The
