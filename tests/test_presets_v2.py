@@ -28,7 +28,7 @@ from tracebench.schema import TARGET_ALL_BUT_SELF, TARGET_MASK, EventKind
 from tracebench.schema import ExitReason as R
 from tracebench.trace import write_trace
 
-#: exact times the model composes: every cost at its mean, the published figure (conftest.constant_costs)
+#: exact times the model composes: every cost at its mean (conftest.constant_costs)
 pytestmark = pytest.mark.usefixtures("constant_costs")
 
 GHZ = 2.4

@@ -47,7 +47,7 @@ from tests.helpers import make_cols, run_kernel, run_reference
 from tracebench.backends import get_backend
 from tracebench.schema import ExitReason as R
 
-#: exact times the model composes: every cost at its mean, the published figure (conftest.constant_costs)
+#: exact times the model composes: every cost at its mean (conftest.constant_costs)
 pytestmark = pytest.mark.usefixtures("constant_costs")
 
 #: the values the timelines below were computed with, where the defaults have moved since
