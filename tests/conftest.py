@@ -8,10 +8,10 @@ def tmp_trace(tmp_path):
 
 @pytest.fixture
 def constant_costs(monkeypatch):
-    """Every cost at its median (``spread_scale`` defaults to 0), for tests that pin exact
-    times the model composes: the published kvm-unit-tests figures are means of quiet
-    loops, and a boundary test needs one known cost. Distributions are tested in
-    test_cost_spread.py."""
+    """Every cost the constant at its mean (``spread_scale`` defaults to 0), for tests that
+    pin exact times the model composes: the published kvm-unit-tests figures are means of
+    quiet loops (the defaults' means), and a boundary test needs one known cost.
+    Distributions are tested in test_cost_spread.py."""
     import dataclasses
 
     from tracebench.backends import base

@@ -133,14 +133,16 @@ def test_a_levels_cost_is_that_quantile_of_the_composed_cost():
                              "exit_roundtrip_cyc.min": 900})
     model = b.compile(ps)
     assert model.levels == LEVELS
-    flat = b.params(overrides={"spread_scale": 0})
+    # sigma 0: every cost a constant at its median (spread_scale 0 puts each at its mean)
+    flat = b.params(overrides={**only, "exit_roundtrip_cyc.sigma": 0})
     base = b.compile(flat)
     assert base.levels == 1
     s = ps.spread("exit_roundtrip_cyc")
     col = (K.TIMER_ARM, L.ACT_COST)
     for j in (0, 10, 511, 1013, LEVELS - 1):
         x = float(s.at(LEVEL_Z[j]))
-        ps_j = b.params(overrides={"exit_roundtrip_cyc": x, "spread_scale": 0})
+        ps_j = b.params(overrides={**only, "exit_roundtrip_cyc": x,
+                                   "exit_roundtrip_cyc.sigma": 0})
         want = b.compile(ps_j).kind_table[col]
         assert abs(int(model.kind_levels[j][col]) - int(want)) <= 1, j
     costs = model.kind_levels[:, col[0], col[1]]
@@ -150,16 +152,50 @@ def test_a_levels_cost_is_that_quantile_of_the_composed_cost():
     assert (model.kind_levels[:, :, L.ACT_EXITS] == base.kind_table[:, L.ACT_EXITS]).all()
 
 
-def test_spread_scale_zero_is_the_constant_model():
+def test_spread_scale_zero_is_the_constant_model_at_the_means():
+    """spread_scale 0 makes every distributed cost the constant at its mean (the published
+    figure, for the defaults); the same costs given as constants by hand agree."""
     cols = make_cols([(0, 0, "timer_arm", -1, 5000), (0, 1, "idle_enter"),
                       (5000, 0, "timer_irq"), (6000, 0, "ipi_send", 1), (7000, 1, "ipi_irq")])
     spread = {"halt_wakeup_cyc.p99": 20000, "exit_roundtrip_cyc.p99": 5000}
-    plain, _ = run_kernel("full-virt", cols, 2, params={"spread_scale": 0})
+    b = get_backend("full-virt")
+    ps = b.params(overrides=spread)
+    means = {n: s.mean for n, s in ps.spreads().items()}
+    assert means["exit_roundtrip_cyc"] > ps["exit_roundtrip_cyc"]  # a right tail
+    by_hand = {**spread, **means, **{f"{n}.sigma": 0 for n in means}}
+    by_hand = {k: v for k, v in by_hand.items() if not k.endswith(".p99")}
     off, _ = run_kernel("full-virt", cols, 2, params={**spread, "spread_scale": 0})
+    const, _ = run_kernel("full-virt", cols, 2, params=by_hand)
     on, _ = run_kernel("full-virt", cols, 2, params=spread)
-    for col in plain:
-        assert np.array_equal(plain[col], off[col])
-    assert any(not np.array_equal(plain[c], on[c]) for c in plain)
+    for col in off:
+        assert np.array_equal(off[col], const[col])
+    assert any(not np.array_equal(off[c], on[c]) for c in off)
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_SPREADS))
+def test_a_default_spreads_mean_is_its_published_figure(name):
+    """The published figures are means (kvm-unit-tests' cycles per iteration, perf kvm
+    stat's Avg): the default median is below the figure, the mean the replay draws is it."""
+    from tracebench.backends.costs import CYCLE_PARAMS
+
+    figure = {p.name: p for p in CYCLE_PARAMS}[name]
+    ps = ParamSet(CYCLE_PARAMS)
+    s = ps.spread(name)
+    mean = float(np.mean(s.at(LEVEL_Z)))
+    published = round(mean)  # every default figure is a whole number of cycles
+    assert mean == pytest.approx(published, rel=1e-9) and s.p50 < published
+    assert f"mean {published:,}" in figure.source
+    # the levels a replay draws average to the figure; spread_scale keeps it
+    half = ParamSet(CYCLE_PARAMS, {"spread_scale": 0.5}).spread(name)
+    assert float(np.mean(half.at(LEVEL_Z))) == pytest.approx(mean, rel=1e-9)
+    assert half.p50 > s.p50 and half.p99 < s.p99
+    assert ParamSet(CYCLE_PARAMS, {"spread_scale": 0}).model_values()[name] == published
+
+
+def test_a_profiles_published_mean_stays_its_mean():
+    ps = get_backend("full-virt").params(profile="modern-2024")
+    assert ps.spread("exit_roundtrip_cyc").mean == 1050  # cpuid exit, Dec 2024
+    assert ps["exit_roundtrip_cyc"] < 1050
 
 
 def test_lane_groups_keep_seeds_apart():
@@ -201,7 +237,7 @@ def test_facets_from_the_command_line_and_toml(tmp_path):
 
 def test_a_new_median_keeps_the_shape():
     ps = get_backend("full-virt").params(overrides={"halt_wakeup_cyc.p99": 9600})
-    ps.update({"halt_wakeup_cyc": 2400})
+    ps.update({"halt_wakeup_cyc": ps["halt_wakeup_cyc"] / 2})
     assert ps["halt_wakeup_cyc.p99"] == pytest.approx(4800)
 
 

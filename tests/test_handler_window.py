@@ -28,7 +28,7 @@ from tracebench.backends.layout import (
 from tracebench.schema import EventKind as K
 from tracebench.schema import ExitReason as R
 
-#: exact times the model composes: every cost at its median (conftest.constant_costs)
+#: exact times the model composes: every cost at its mean (conftest.constant_costs)
 pytestmark = pytest.mark.usefixtures("constant_costs")
 
 D = 10_000  # the first handler's run time, ns

@@ -35,7 +35,7 @@ from tracebench.replayer.driver import BackendRun, LaneGroup, flat
 from tracebench.schema import EventKind as K
 from tracebench.schema import ExitReason as R
 
-#: exact times the model composes: every cost at its median (conftest.constant_costs)
+#: exact times the model composes: every cost at its mean (conftest.constant_costs)
 pytestmark = pytest.mark.usefixtures("constant_costs")
 
 SVM = Path(__file__).parent / "data/realtraces/kvm-svm-selfipi-eoi-idlehlt"

@@ -17,7 +17,7 @@ from tracebench.backends import get_backend
 from tracebench.backends.base import Backend
 from tracebench.replayer.driver import BackendRun
 
-#: exact times the model composes: every cost at its median (conftest.constant_costs)
+#: exact times the model composes: every cost at its mean (conftest.constant_costs)
 pytestmark = pytest.mark.usefixtures("constant_costs")
 
 TOLERANCE = 0.015

@@ -47,7 +47,7 @@ from tests.helpers import make_cols, run_kernel, run_reference
 from tracebench.backends import get_backend
 from tracebench.schema import ExitReason as R
 
-#: exact times the model composes: every cost at its median (conftest.constant_costs)
+#: exact times the model composes: every cost at its mean (conftest.constant_costs)
 pytestmark = pytest.mark.usefixtures("constant_costs")
 
 #: the values the timelines below were computed with, where the defaults have moved since
@@ -58,8 +58,11 @@ HAND_PARAMS = {"insn_emulation_cyc": 1700, "userspace_exit_cyc": 13000,
 
 
 def _hand(backend: str) -> dict:
-    used = {p.name for p in get_backend(backend).param_specs()}
-    return {k: v for k, v in HAND_PARAMS.items() if k in used}
+    """HAND_PARAMS the backend reads, each a constant of exactly that value (sigma 0: a
+    value given is a median, and spread_scale 0 would put the cost at its mean)."""
+    specs = {p.name: p for p in get_backend(backend).param_specs()}
+    out = {k: v for k, v in HAND_PARAMS.items() if k in specs}
+    return {**out, **{f"{k}.sigma": 0 for k in out if specs[k].spread}}
 
 TRACE = [
     (0, 0, "timer_arm", -1, 10000),

@@ -64,6 +64,28 @@ def test_validate_reproduces_validation_md(args, rows, monkeypatch):
             assert r["ratio"] is None
         else:
             assert r["ratio"] == pytest.approx(float(want["ratio"]), abs=5e-4)
+        # the model's mean time per exit (every cost at its mean): a cost default that
+        # moves a mean moves these
+        if want["pred_avg_us"] == "–":
+            assert r["pred_avg_us"] is None
+        else:
+            assert r["pred_avg_us"] == pytest.approx(float(want["pred_avg_us"]), abs=5e-4)
+
+
+def test_predicted_time_is_the_models_mean_not_a_draw(monkeypatch):
+    """pred_avg_us compares with perf kvm stat's Avg (a mean of many exits): it is the
+    model's expected time per exit, so the seed of the cost draws and the width of the
+    spreads (spread_scale keeps every mean) cannot move it, while the costs' means do."""
+    monkeypatch.chdir(ROOT)
+    trace = str(SVM / "trace_idle_hlt_off.txt")
+
+    def times(*params):
+        doc = validate_json([trace, *(a for p in params for a in ("--param", p))])
+        return {r["reason"]: r["pred_avg_us"] for r in doc["rows"]}
+
+    base = times()
+    assert base == times("cost_seed=7") == times("spread_scale=2", "cost_seed=3")
+    assert times("exit_roundtrip_cyc=2000")["MSR_WRITE"] > base["MSR_WRITE"]
 
 
 def repeated_cycle(k: int) -> str:

@@ -86,7 +86,7 @@ class Backend:
 
     def compile(self, params: ParamSet) -> CompiledModel:
         """The cost tables: one level, or ``spread.LEVELS`` where a cost is a distribution."""
-        model, _ = compose(self.mechanisms, params)
+        model, _ = compose(self.mechanisms, params.model_values())
         ghz, seed = params["tsc_ghz"], int(params["cost_seed"])
         spreads = params.spreads()
         if not spreads:

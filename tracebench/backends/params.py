@@ -125,19 +125,31 @@ class ParamSet(Mapping):
     def copy(self) -> ParamSet:
         return ParamSet(self.specs.values(), self.as_dict())
 
+    def _given(self, name: str) -> Spread | None:
+        facets = self._facets.get(name)
+        return Spread.of(name, self._values[name], facets, name) if facets else None
+
     def spread(self, name: str) -> Spread | None:
         """The distribution of ``name`` (None: a constant), its shape times
-        ``spread_scale`` where the set has one."""
-        facets = self._facets.get(name)
-        s = Spread.of(name, self._values[name], facets, name) if facets else None
-        scale = self._values.get("spread_scale", 1.0)
-        if s is None or scale == 1.0:
-            return s
-        return dataclasses.replace(s, sigma=s.sigma * scale) if scale > 0 else None
+        ``spread_scale`` where the set has one, about the same mean (``Spread.scaled``)."""
+        s = self._given(name)
+        return s.scaled(self._values.get("spread_scale", 1.0)) if s is not None else None
 
     def spreads(self) -> dict[str, Spread]:
         """Every distributed parameter's distribution."""
         return {n: s for n in self._facets if (s := self.spread(n)) is not None}
+
+    def model_values(self) -> dict[str, float]:
+        """The values a one-level model composes: each distributed cost at its median as
+        ``spread_scale`` places it, and where that makes it a constant (``spread_scale``
+        0), at its mean: the constant model keeps every cost's mean."""
+        out = dict(self)
+        for name in self._facets:
+            given = self._given(name)
+            if given is not None:
+                s = self.spread(name)
+                out[name] = s.p50 if s is not None else given.mean
+        return out
 
     def __getitem__(self, key: str) -> float:
         if key in self._values:

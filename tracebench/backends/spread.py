@@ -8,6 +8,11 @@ A parameter's plain value is its median (p50). Facets give it a spread (``NAME.F
   the shape exit-handling and wake-up times take (a hard floor, a long right tail);
 * ``NAME.sigma``: the same log-normal by its shape parameter instead of its p99.
 
+A published figure is usually a mean (kvm-unit-tests' cycles per iteration, ``perf kvm
+stat``'s Avg time): :func:`median_for_mean` gives the median that makes a shape's mean that
+figure (the default costs are made so, costs.py). ``spread_scale`` multiplies every sigma
+about the same mean (:meth:`Spread.scaled`): 0 is the constant at the mean.
+
 How a replay samples it. A backend's cost tables are compositions of parameters
 (``mechanisms.py``), so the model is composed again with every distributed parameter at
 one quantile ``u``: :data:`LEVELS` tables, level ``j`` at ``u = (j + 0.5) / LEVELS``. The
@@ -93,6 +98,49 @@ class Spread:
     @property
     def p99(self) -> float:
         return float(self.at(_Z99))
+
+    @property
+    def mean(self) -> float:
+        """The mean a replay draws: the average of the :data:`LEVELS` quantiles (the
+        log-normal's own mean, ``exp(sigma**2 / 2)``, less the tail beyond the top level:
+        1.2 % less at sigma 1.04, the widest default). Rounded to 1e-6 so that a median
+        derived from a published mean (:func:`median_for_mean`) gives that mean back
+        exactly."""
+        return round(self._mean, 6)
+
+    @property
+    def _mean(self) -> float:
+        return self.floor + (self.p50 - self.floor) * _level_mean(self.sigma)
+
+    def scaled(self, k: float) -> Spread | None:
+        """The shape (sigma) times ``k`` about the same mean and floor, a mean-preserving
+        spread: the median moves so the mean stays; ``k = 0`` is the constant at the mean
+        (None)."""
+        if k == 1:
+            return self
+        if k <= 0:
+            return None
+        sigma = self.sigma * k
+        p50 = self.floor + (self.mean - self.floor) / _level_mean(sigma)
+        return Spread(p50, sigma, self.floor)
+
+
+def _level_mean(sigma: float) -> float:
+    """Mean of ``exp(sigma * z)`` over the levels' quantiles (1 for sigma 0)."""
+    return float(np.mean(np.exp(sigma * LEVEL_Z))) if sigma else 1.0
+
+
+def median_for_mean(name: str, mean: float, facets: dict[str, float]) -> tuple[
+        float, dict[str, float]]:
+    """The median and facets of the distribution with the shape ``facets`` describe (given
+    at a median of ``mean``) whose mean is ``mean``: for a published figure that is a mean
+    (kvm-unit-tests' cycles per iteration, ``perf kvm stat``'s Avg time). The shape, sigma
+    and the floor's place relative to the median, is kept (:func:`rescaled`)."""
+    s = Spread.of(name, mean, facets, name)
+    if s is None:
+        return mean, dict(facets)
+    ratio = mean / s._mean
+    return mean * ratio, rescaled(facets, ratio)
 
 
 def rescaled(facets: dict[str, float], ratio: float) -> dict[str, float]:

@@ -85,7 +85,7 @@ def predicted_by_reason(exits: pl.DataFrame, fold_msr: bool) -> pl.DataFrame:
 
 def compare(predicted: pl.DataFrame, measured: pl.DataFrame, backend: str,
             pred_duration_s: float | None, meas_duration_s: float | None,
-            same_interval: bool) -> Comparison:
+            same_interval: bool, pred_times: pl.DataFrame | None = None) -> Comparison:
     """Join both sides by reason and compute shares, rates, mean times and ratios.
 
     Parameters
@@ -94,10 +94,14 @@ def compare(predicted: pl.DataFrame, measured: pl.DataFrame, backend: str,
     measured : a measured-exits table (trace ingest or report).
     pred_duration_s, meas_duration_s : the intervals each side covers (None: unknown).
     same_interval : the measured exits come from the replayed trace itself.
+    pred_times : the exits table whose time per exit is ``pred_avg_us`` (default
+        ``predicted``): ``validate`` passes the replay with every cost at its mean.
     """
     meas = measured_by_reason(measured)
     fold = UNDIRECTED_MSR.upper() in set(meas["reason"].to_list())
     pred = predicted_by_reason(predicted, fold)
+    times = {r["reason"]: r for r in predicted_by_reason(
+        predicted if pred_times is None else pred_times, fold).to_dicts()}
     p_total = max(int(pred["samples"].sum() or 0), 0)
     m_total = max(int(meas["samples"].sum() or 0), 0)
     if same_interval:
@@ -120,7 +124,8 @@ def compare(predicted: pl.DataFrame, measured: pl.DataFrame, backend: str,
             "meas_pct": 100 * ms / m_total if m_total else 0.0,
             "pred_rate_s": ps / pred_duration_s if pred_duration_s else None,
             "meas_rate_s": ms / meas_duration_s if meas_duration_s else None,
-            "pred_avg_us": p["total_ns"] / ps / 1000 if p and ps else None,
+            "pred_avg_us": (t["total_ns"] / t["samples"] / 1000
+                            if (t := times.get(reason)) and t["samples"] else None),
             "meas_avg_us": m["total_ns"] / m["timed"] / 1000 if m and m["timed"] else None,
         }
         if basis == "count":

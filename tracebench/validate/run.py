@@ -154,9 +154,15 @@ def validate(host_traces: Sequence[str | os.PathLike], backend: str = "auto",
             preset, why = backend, ["given with -b"]
         result = replay([out], [preset], profile=profile, params=params or {}, events=False)
         pred = result.exits
+        # mean time per exit, like perf kvm stat's Avg: the model's expectation, not the
+        # mean of the few costs a short trace draws. Every cost at its mean (spread_scale 0
+        # keeps each mean) makes an exit's cost its expected cost; the exits are the same
+        means = replay([out], [preset], profile=profile,
+                       params={**(params or {}), "spread_scale": 0}, events=False).exits
         backend_name = pred["backend"][0] if pred.height else preset
         duration_s = meta.duration_ns / 1e9
-    comp = compare(pred, m_table, backend_name, duration_s or None, m_dur, same)
+    comp = compare(pred, m_table, backend_name, duration_s or None, m_dur, same,
+                   pred_times=means)
     if comp.basis == "share":
         notes.append(f"{source} covers another interval than the trace and gives no "
                      "duration: ratios compare each reason's share of all exits")
