@@ -257,6 +257,26 @@ IPI_COL_NAMES = tuple(m.label for m in IpiCol)
 KIND_COST_COLS = tuple(m for m in KindCol if m.quantity in (Q.NS, Q.NS_SETTLED))
 IPI_COST_COLS = tuple(m for m in IpiCol if m.quantity in (Q.NS, Q.NS_SETTLED))
 
+# The cost draws: what an event reads at its cost level, apart from the level-free columns.
+# A guest action reads its ACT_COST, an interrupt its IRQ_* costs, and any event may read
+# the IPI table's costs; each is one short row per level, its slots in these orders.
+ACT_DRAWN = tuple(m for m in KindCol if m.quantity == Q.NS and m.name.startswith("ACT_"))
+IRQ_DRAWN = tuple(m for m in KindCol if m.quantity == Q.NS and m.name.startswith("IRQ_"))
+IPI_DRAWN = tuple(m for m in IpiCol if m.quantity == Q.NS)
+(D_ACT_COST,) = range(len(ACT_DRAWN))
+(D_IRQ_HOST, D_IRQ_RUN, D_IRQ_RUN_STALL, D_IRQ_WAKE, D_IRQ_WINDOW, D_IRQ_WINDOW_STALL,
+ D_IRQ_INJECT, D_IRQ_POLL_WAKE, D_IRQ_ADVANCE_MIN) = range(len(IRQ_DRAWN))
+(D_IPI_TARGET_COST, D_IPI_CALL_COST, D_IPI_SHORT_COST, D_IPI_HLT_RETURN_COST,
+ D_IPI_HOST_POLL, D_IPI_GUEST_POLL, D_IPI_EOI_PENDING_COST, D_IPI_BLOCKED_COST,
+ D_IPI_BLOCKED_TARGET_COST) = range(len(IPI_DRAWN))
+#: the draws' directory, right after the median kind table: the number of levels (1 or
+#: ``spread.LEVELS``), then for each kind and last for the IPI table the offset of its
+#: level-0 row and the step from one level's row to the next (0: one row serves every level)
+DIR_LEVELS = 0
+DIR_KIND = 1
+DIR_IPI = DIR_KIND + 2 * N_KINDS
+N_DIR = DIR_IPI + 2
+
 
 def _rows(columns: type[Column], lead: tuple[int, ...]) -> np.ndarray:
     """int64 array ``lead + (len(columns),)`` with each column at its initial value."""
