@@ -107,7 +107,7 @@ from tracebench.backends.lanewise import (
     vmax,
 )
 from tracebench.backends.outputs import block_rows, store_outputs
-from tracebench.backends.spread import cost_level
+from tracebench.backends.spread import seed_hash, seeded_level
 from tracebench.jit import kernel, lowest_bit, popcount
 from tracebench.schema import N_KINDS, EventKind, ExitReason
 
@@ -162,6 +162,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
         levels = draws[dr + L.DIR_LEVELS]
         seed = ipi_table[L.IPI_COST_SEED * W]
         ipi_row, ipi_step = draws[dr + L.DIR_IPI], draws[dr + L.DIR_IPI + 1]
+        h0 = seed_hash(seed)  # the seed's round of the hash, once
         # Loop invariants in locals: the histogram geometry, and kind codes read as
         # unsigned so that no index needs a negative-wraparound check.
         unit_mag = hdr[L.H_UNIT_MAG]
@@ -194,7 +195,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                 kc = draws[dr + L.DIR_KIND + 2 * k]  # the event's draw rows
                 ic = ipi_row
                 if levels > 1:
-                    lv = cost_level(seed, t, c, k, levels)
+                    lv = seeded_level(h0, t, c, k, levels)
                     kc += lv * draws[dr + L.DIR_KIND + 2 * k + 1]
                     ic += lv * ipi_step
                 tv = splat(t, W)
