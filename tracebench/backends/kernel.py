@@ -157,11 +157,11 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
         # the costs an event reads are in its draw rows at its cost level (layout.py), a
         # pure function of the event (spread.cost_level), one for all lanes (a lane group
         # shares the seed); the rest of the model is in the median tables
-        draws = kind_table
         dr = N_KINDS * L.N_KIND_COLS * W
-        levels = draws[dr + L.DIR_LEVELS]
+        draws = kind_table[dr + L.N_DIR:].view(L.DRAW_DTYPE)
+        levels = kind_table[dr + L.DIR_LEVELS]
         seed = ipi_table[L.IPI_COST_SEED * W]
-        ipi_row, ipi_step = draws[dr + L.DIR_IPI], draws[dr + L.DIR_IPI + 1]
+        ipi_row, ipi_step = kind_table[dr + L.DIR_IPI], kind_table[dr + L.DIR_IPI + 1]
         h0 = seed_hash(seed)  # the seed's round of the hash, once
         # Loop invariants in locals: the histogram geometry, and kind codes read as
         # unsigned so that no index needs a negative-wraparound check.
@@ -192,11 +192,11 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                 cs = c * row_state
                 kt = k * (L.N_KIND_COLS * W)
                 t = ts_b[i]
-                kc = draws[dr + L.DIR_KIND + 2 * k]  # the event's draw rows
+                kc = kind_table[dr + L.DIR_KIND + 2 * k]  # the event's draw rows
                 ic = ipi_row
                 if levels > 1:
                     lv = seeded_level(h0, t, c, k, levels)
-                    kc += lv * draws[dr + L.DIR_KIND + 2 * k + 1]
+                    kc += lv * kind_table[dr + L.DIR_KIND + 2 * k + 1]
                     ic += lv * ipi_step
                 tv = splat(t, W)
                 shift = load(state, cs + L.S_SHIFT * W, W)

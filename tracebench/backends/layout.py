@@ -273,6 +273,8 @@ IPI_DRAWN = tuple(m for m in IpiCol if m.quantity == Q.NS)
 #: ``spread.LEVELS``), then for each kind and last for the IPI table the offset of its
 #: level-0 row and the step from one level's row to the next (0: one row serves every level)
 DIR_LEVELS = 0
+#: the draws' storage type (offsets in the directory count its elements from the first row)
+DRAW_DTYPE = np.dtype(np.int32)
 DIR_KIND = 1
 DIR_IPI = DIR_KIND + 2 * N_KINDS
 N_DIR = DIR_IPI + 2

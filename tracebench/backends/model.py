@@ -108,6 +108,12 @@ class CompiledModel:
         out (rounded here), the seed of the cost draws, and the median tables (default:
         the only level)."""
         flat = np.rint(flat).astype(np.int64)
+        costs = flat[:, COST_MASK]
+        if costs.size and (costs.min() < DRAW_MIN or costs.max() > DRAW_MAX):
+            # the kernel's cost draws are int32 (kernel_tables): 2.1 s per event, where a
+            # top quantile level of a wide distribution could otherwise reach far past it
+            raise ValueError(f"a cost reaches {costs.max() / 1e9:.3g} s per event (at its top "
+                             f"quantile level); the model holds costs up to {DRAW_MAX / 1e9:.3g} s")
         n_kind = N_KINDS * L.N_KIND_COLS
         kind = np.ascontiguousarray(flat[:, :n_kind]).reshape(-1, N_KINDS, L.N_KIND_COLS)
         ipi = flat[:, n_kind:].copy()
@@ -154,7 +160,7 @@ def kernel_tables(models: list[CompiledModel]) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError("a column read at the median varies with the cost level")
     directory = np.zeros(L.N_DIR, dtype=np.int64)
     directory[L.DIR_LEVELS] = levels
-    rows, at = [], kind.size + L.N_DIR
+    rows, at = [], 0
 
     def place(where: int, tables: list[np.ndarray]) -> None:
         nonlocal at
@@ -169,9 +175,13 @@ def kernel_tables(models: list[CompiledModel]) -> tuple[np.ndarray, np.ndarray]:
         cols = list(L.IRQ_DRAWN if k in INTERRUPT_KINDS else L.ACT_DRAWN)
         place(L.DIR_KIND + 2 * k, [m.kind_levels[:, k, cols] for m in models])
     place(L.DIR_IPI, [m.ipi_levels[:, list(L.IPI_DRAWN)] for m in models])
-    return np.concatenate([kind.ravel(), directory, *rows]), ipi.ravel()
+    draws = np.concatenate(rows)
+    assert draws.min() >= DRAW_MIN and draws.max() <= DRAW_MAX  # from_flat checked them
+    draws = np.concatenate([draws, [0] * (draws.size % 2)]).astype(L.DRAW_DTYPE)
+    return np.concatenate([kind.ravel(), directory, draws.view(np.int64)]), ipi.ravel()
 
 
+DRAW_MIN, DRAW_MAX = np.iinfo(L.DRAW_DTYPE).min, np.iinfo(L.DRAW_DTYPE).max
 _drawn_kind = np.zeros(L.N_KIND_COLS, dtype=bool)
 _drawn_kind[list(L.ACT_DRAWN + L.IRQ_DRAWN)] = True
 _drawn_ipi = np.zeros(L.N_IPI_COLS, dtype=bool)
