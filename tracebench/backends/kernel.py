@@ -45,9 +45,10 @@ Calling convention (the contract for plug-in kernels too): ``kernel(ts, cpu, kin
 arg, dur, kind_table, ipi_table, n_cpus, hdr, state, out, kind_agg, exit_agg, lat_counts,
 terr_counts)``, returning the rows processed. ``ts`` ... ``dur`` are the trace's columns
 ``ts_ns``, ``cpu``, ``kind`` (int8 code), ``target``, ``arg`` and ``dur_ns`` (int64: an
-interrupt handler's run time, 0 where unknown). The model tables hold one table per cost
-level (``layout.py``); a kernel reads an event's costs from the level
-``spread.cost_level(seed, ts, cpu, kind, levels)`` picks (the seed in ``IPI_COST_SEED``).
+interrupt handler's run time, 0 where unknown). The model tables are the median tables,
+the cost draws after the kind table (``layout.py``); a kernel reads an event's costs from
+its draw rows at the level ``spread.cost_level(seed, ts, cpu, kind, levels)`` picks (the
+seed in ``IPI_COST_SEED``), the rest from the median tables.
 Every array is one-dimensional and C-contiguous: tables, state and aggregates are the
 row-major flattening of the shapes in ``layout.py`` (``BackendRun`` keeps the N-D views),
 with the lane axis of a lane group where ``layout.LANE_AXIS`` puts it. ``out`` receives the

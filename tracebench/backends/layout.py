@@ -12,8 +12,8 @@ Arrays a kernel takes besides the trace columns (one backend; flattened in C ord
 ============  ==============================  ===========================================
 array         shape                           index enum
 ============  ==============================  ===========================================
-kind_table    (levels, N_KINDS, N_KIND_COLS)  :class:`KindCol` (``ACT_*``, ``IRQ_*``)
-ipi_table     (levels, N_IPI_COLS)            :class:`IpiCol` (``IPI_*``)
+kind_table    (N_KINDS, N_KIND_COLS) + draws  :class:`KindCol` (``ACT_*``, ``IRQ_*``)
+ipi_table     (N_IPI_COLS,)                   :class:`IpiCol` (``IPI_*``)
 hdr           (N_HDR,)                        :class:`Hdr` (``H_*``), from ``hist.geometry()``
 state         (n_cpus, N_STATE)               :class:`State` (``S_*``)
 out           see ``kernel.py``               :class:`Out` (``OUT_*``)
@@ -23,9 +23,15 @@ lat_counts    (N_KINDS, counts length)        HdrHistogram counts per event kind
 terr_counts   (counts length,)                HdrHistogram counts of timer errors
 ============  ==============================  ===========================================
 
-The model tables hold one table per cost level (``levels`` = 1 where every cost is a
-constant, ``spread.LEVELS`` where one is a distribution): a kernel finds ``levels`` from
-the table's length and an event's level with ``spread.cost_level`` (``kernel.py``).
+The model tables are the median tables (every parameter at its p50); where a cost is a
+distribution, an event reads its costs at the level ``spread.cost_level`` draws for it
+(``kernel.py``) from the cost draws, which follow the kind table (``model.kernel_tables``):
+:data:`N_DIR` int64 of directory (``DIR_*``: the number of levels, 1 where every cost is a
+constant, and per kind and for the IPI table where its rows are), then the draw rows,
+:data:`DRAW_DTYPE`: per kind one row of the costs its events read (``ACT_DRAWN`` for a guest
+action, ``IRQ_DRAWN`` for an interrupt) and for the IPI table one of ``IPI_DRAWN``, per level
+(one row for every level where none of them varies), slots named ``D_*``. A column not
+drawn is the same at every level: the median table's.
 
 A lane group (``LANES`` backends to a pass) adds a lane axis to each: last where the kernel
 reads every lane's value of one column as one vector, first where a lane's part is handed

@@ -91,10 +91,11 @@ SETTLED_MASK = _entries((L.Q.NS_SETTLED,))
 
 @dataclasses.dataclass(frozen=True)
 class CompiledModel:
-    """What a kernel needs, int64: ``kind_levels`` (levels x N_KINDS x N_KIND_COLS) and
+    """The model, int64: ``kind_levels`` (levels x N_KINDS x N_KIND_COLS) and
     ``ipi_levels`` (levels x N_IPI_COLS), one table per cost level (``spread.py``; one
-    level where every cost is a constant). ``kind_table`` and ``ipi_table`` are the median
-    tables (the model at every parameter's p50), for reading."""
+    level where every cost is a constant), as the reference reads them; ``kind_table`` and
+    ``ipi_table``, the median tables (the model at every parameter's p50). A kernel takes
+    them in the compact form of :func:`kernel_tables`."""
 
     kind_table: np.ndarray
     ipi_table: np.ndarray
