@@ -178,7 +178,7 @@ def test_row_block_and_columns_hold_the_same_outputs():
     rows = np.full((5000, N_OUT), 7, dtype=np.int64)
     f = runner.flat
     replay_chunk_nb(cols["ts_ns"], cols["cpu"], cols["kind"], cols["target"], cols["arg"],
-                    cols["dur_ns"], f(by_rows.model.kind_levels), f(by_rows.model.ipi_levels), 4,
+                    cols["dur_ns"], *by_rows._tables, 4,
                     hist.geometry(), f(by_rows.state), f(rows), f(by_rows.kind_agg),
                     f(by_rows.exit_agg), f(by_rows.lat_counts), by_rows.terr_counts)
     assert list(got) == list(runner.COLUMN_DTYPES) == list(OUT_NAMES)

@@ -89,19 +89,20 @@ class Backend:
         model, _ = compose(self.mechanisms, params.model_values())
         ghz, seed = params["tsc_ghz"], int(params["cost_seed"])
         spreads = params.spreads()
-        if not spreads:
-            return model.to_ns(ghz, seed)
 
         def at(values):
             return compose(self.mechanisms, {**params, **values})[0].ns_tables(ghz)
 
         try:
+            if not spreads:
+                return model.to_ns(ghz, seed)
             levels = level_tables(at, spreads, COST_MASK | SETTLED_MASK)
+            median = model.ns_tables(ghz)
+            levels[:, SETTLED_MASK] = median[SETTLED_MASK]
+            return CompiledModel.from_flat(levels, seed, median=median)
         except ValueError as exc:
-            raise ParamError(f"backend {self.name}: {exc} ({', '.join(spreads)})") from None
-        median = model.ns_tables(ghz)
-        levels[:, SETTLED_MASK] = median[SETTLED_MASK]
-        return CompiledModel.from_flat(levels, seed, median=median)
+            raise ParamError(f"backend {self.name}: {exc} ({', '.join(spreads)})"
+                             if spreads else f"backend {self.name}: {exc}") from None
 
     def get_kernel(self) -> Callable:
         if self.kernel is not None:

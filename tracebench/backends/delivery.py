@@ -82,7 +82,7 @@ def delivery(W: int):
         return either(both(ne(sent, never), ge(at, sent)), both(ne(dl, never), ge(at, dl)))
 
     @register_jitable(inline="always")
-    def deliver(state, kind_table, ipi_table, cs, kt, k, tv, shift, dur):
+    def deliver(state, kind_table, draws, cs, kt, kc, ic, k, tv, shift, dur):
         zero = splat(np.int64(0), W)
         never = splat(np.int64(NO_TIME), W)
         matched = splat(False, W)
@@ -102,8 +102,7 @@ def delivery(W: int):
             store(state, cs + L.S_IPI_ARRIVE * W, never)
         else:  # device interrupts keep their absolute time
             arrive = tv
-        col = kt + L.IRQ_HOST * W
-        host = add(arrive, load(kind_table, col, W))
+        host = add(arrive, load(draws, kc + L.D_IRQ_HOST * W, W))
         idle = ne(load(state, cs + L.S_IDLE * W, W), zero)
         no = splat(False, W)
         off_at = load(state, cs + L.S_IRQ_OFF_AT * W, W)
@@ -114,34 +113,34 @@ def delivery(W: int):
         in_host = both(both(kicks, eq(masked, no)), both(eq(idle, no), either(self_ipi, inside)))
         # a halted vCPU blocks from its HLT (after the guest's haltpoll window, if any);
         # the host polls for a while before it schedules the vCPU thread out
-        wake = load(kind_table, kt + L.IRQ_WAKE * W, W)
+        wake = load(draws, kc + L.D_IRQ_WAKE * W, W)
         # straight selects, no branch: which path an interrupt takes varies from one to the
         # next, and a mispredicted branch costs more than these few loads
         hlt_at = load(state, cs + L.S_IDLE_SINCE * W, W)
-        polled = both(idle, both(gt(load(ipi_table, L.IPI_GUEST_POLL * W, W), zero),
+        polled = both(idle, both(gt(load(draws, ic + L.D_IPI_GUEST_POLL * W, W), zero),
                                  gt(hlt_at, host)))
         asleep = both(idle, eq(polled, no))
         store(state, cs + L.S_HLT_PENDING * W, select(both(polled, eq(masked, no)), splat(
             np.int64(2), W), load(state, cs + L.S_HLT_PENDING * W, W)))
-        wake = select(gt(add(hlt_at, load(ipi_table, L.IPI_HOST_POLL * W, W)), host),
-                      load(kind_table, kt + L.IRQ_POLL_WAKE * W, W), wake)
-        ready = select(asleep, add(host, wake), add(host, load(kind_table, kt + L.IRQ_RUN * W, W)))
+        wake = select(gt(add(hlt_at, load(draws, ic + L.D_IPI_HOST_POLL * W, W)), host),
+                      load(draws, kc + L.D_IRQ_POLL_WAKE * W, W), wake)
+        ready = select(asleep, add(host, wake), add(host, load(draws, kc + L.D_IRQ_RUN * W, W)))
         # lapic_timer_advance (matched timers only): woken early, the host waits for the
         # deadline
         early = both(both(asleep, matched), gt(load(kind_table, kt + L.IRQ_ADVANCE * W, W), zero))
         ready = select(early, vmax(sub(ready, load(kind_table, kt + L.IRQ_ADVANCE * W, W)),
-                                   add(arrive, load(kind_table, kt + L.IRQ_ADVANCE_MIN * W, W))),
+                                   add(arrive, load(draws, kc + L.D_IRQ_ADVANCE_MIN * W, W))),
                        ready)
-        stall = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_STALL * W, W))
+        stall = select(asleep, zero, load(draws, kc + L.D_IRQ_RUN_STALL * W, W))
         exits = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_EXITS * W, W))
         reason = select(asleep, zero, load(kind_table, kt + L.IRQ_RUN_REASON * W, W))
-        inject = load(kind_table, kt + L.IRQ_INJECT * W, W)
+        inject = load(draws, kc + L.D_IRQ_INJECT * W, W)
         ready = select(in_host, add(select(self_ipi, host, host_end), inject), ready)
         stall = select(in_host, inject, stall)
         exits = select(in_host, zero, exits)
         ready = select(masked, add(vmax(host, load(state, cs + L.S_BUSY * W, W)),
-                                   load(kind_table, kt + L.IRQ_WINDOW * W, W)), ready)
-        stall = select(masked, load(kind_table, kt + L.IRQ_WINDOW_STALL * W, W), stall)
+                                   load(draws, kc + L.D_IRQ_WINDOW * W, W)), ready)
+        stall = select(masked, load(draws, kc + L.D_IRQ_WINDOW_STALL * W, W), stall)
         exits = select(masked, load(kind_table, kt + L.IRQ_WINDOW_EXITS * W, W), exits)
         reason = select(masked, load(kind_table, kt + L.IRQ_WINDOW_REASON * W, W), reason)
         # Queue only behind the stall in progress when delivery is ready; an interrupt that
@@ -153,8 +152,8 @@ def delivery(W: int):
         on_at = load(state, cs + L.S_IRQ_ON_AT * W, W)
         held = both(ge(start, load(state, cs + L.S_HANDLER_AT * W, W)), gt(on_at, start))
         if may(held):
-            ready = add(on_at, load(kind_table, kt + L.IRQ_WINDOW * W, W))
-            stall = select(held, load(kind_table, kt + L.IRQ_WINDOW_STALL * W, W), stall)
+            ready = add(on_at, load(draws, kc + L.D_IRQ_WINDOW * W, W))
+            stall = select(held, load(draws, kc + L.D_IRQ_WINDOW_STALL * W, W), stall)
             exits = select(held, load(kind_table, kt + L.IRQ_WINDOW_EXITS * W, W), exits)
             reason = select(held, load(kind_table, kt + L.IRQ_WINDOW_REASON * W, W), reason)
             start = select(held, select(both(ge(ready, window_start), gt(window_end, ready)),
@@ -178,27 +177,28 @@ def delivery(W: int):
         return start, latency, stall, exit_ns, terr, exits, reason
 
     @register_jitable(inline="always")
-    def eoi_action(state, ipi_table, cs, at, is_eoi, cost, exits, reason):
+    def eoi_action(state, ipi_table, draws, ic, cs, at, is_eoi, cost, exits, reason):
         """An EOI's (cost, exits, reason): KVM's PV EOI takes the EOI write's exit when
         another interrupt is pending (the host left the PV EOI bit clear to see it)."""
         asks = both(both(splat(is_eoi, W), gt(load(ipi_table, L.IPI_EOI_PENDING_EXITS * W, W),
                                               splat(np.int64(0), W))), pending_at(state, cs, at))
-        return (select(asks, load(ipi_table, L.IPI_EOI_PENDING_COST * W, W), cost),
+        return (select(asks, load(draws, ic + L.D_IPI_EOI_PENDING_COST * W, W), cost),
                 select(asks, load(ipi_table, L.IPI_EOI_PENDING_EXITS * W, W), exits),
                 select(asks, load(ipi_table, L.IPI_EOI_PENDING_REASON * W, W), reason))
 
     @register_jitable(inline="always")
-    def blocked_at(state, ipi_table, rs, at):
+    def blocked_at(state, draws, ic, rs, at):
         """Lane mask: the vCPU at state offset ``rs`` is blocked at ``at``: halted, its HLT
         executed (the guest's haltpoll is over) and the host's halt-polling over (KVM
         clears AVIC's IsRunning in kvm_arch_vcpu_blocking, once it stops polling)."""
         hlt_at = load(state, rs + L.S_IDLE_SINCE * W, W)
         return both(both(ne(load(state, rs + L.S_IDLE * W, W), splat(np.int64(0), W)),
                          ne(hlt_at, splat(np.int64(NO_TIME), W))),
-                    ge(at, add(hlt_at, load(ipi_table, L.IPI_HOST_POLL * W, W))))
+                    ge(at, add(hlt_at, load(draws, ic + L.D_IPI_HOST_POLL * W, W))))
 
     @register_jitable(inline="always")
-    def blocked_send(state, ipi_table, row_state, c, tg, mask, n_cpus, at, cost, exits, reason):
+    def blocked_send(state, ipi_table, draws, ic, row_state, c, tg, mask, n_cpus, at, cost,
+                     exits, reason):
         """A send's (cost, exits, reason) once its blocked destinations (``tg`` as in the
         trace, ``mask`` its destination mask; the sender itself runs) are counted: one
         BLOCKED exit per send that has any, plus BLOCKED_TARGET per blocked destination
@@ -209,32 +209,32 @@ def delivery(W: int):
         n = zero
         if tg >= 0:
             if tg != c:
-                n = select(blocked_at(state, ipi_table, tg * row_state, at), one, zero)
+                n = select(blocked_at(state, draws, ic, tg * row_state, at), one, zero)
         elif tg == -1:
             for d in range(n_cpus):
                 if d != c:
-                    n = add(n, select(blocked_at(state, ipi_table, d * row_state, at), one, zero))
+                    n = add(n, select(blocked_at(state, draws, ic, d * row_state, at), one, zero))
         else:
             m = mask
             while m != 0:
                 d = np.int64(lowest_bit(m))
                 if d != c:
-                    n = add(n, select(blocked_at(state, ipi_table, d * row_state, at), one, zero))
+                    n = add(n, select(blocked_at(state, draws, ic, d * row_state, at), one, zero))
                 m &= m - np.uint64(1)
         asleep = both(gt(n, zero), gt(load(ipi_table, L.IPI_BLOCKED_EXITS * W, W), zero))
-        extra = add(load(ipi_table, L.IPI_BLOCKED_COST * W, W),
-                    mul(n, load(ipi_table, L.IPI_BLOCKED_TARGET_COST * W, W)))
+        extra = add(load(draws, ic + L.D_IPI_BLOCKED_COST * W, W),
+                    mul(n, load(draws, ic + L.D_IPI_BLOCKED_TARGET_COST * W, W)))
         return (add(cost, select(asleep, extra, zero)),
                 add(exits, select(asleep, load(ipi_table, L.IPI_BLOCKED_EXITS * W, W), zero)),
                 select(asleep, load(ipi_table, L.IPI_BLOCKED_REASON * W, W), reason))
 
     @register_jitable(inline="always")
-    def arrival(state, ipi_table, rs, other, blocks, sent, done):
+    def arrival(state, draws, ic, rs, other, blocks, sent, done):
         """When a send reaches the destination at state offset ``rs``: ``sent`` (hardware
         delivery), or, blocked where a blocked destination makes the sender exit
         (``blocks``), ``done``, when that exit (the wake-up) ends."""
         if other and may(blocks):
-            return select(both(blocks, blocked_at(state, ipi_table, rs, sent)), done, sent)
+            return select(both(blocks, blocked_at(state, draws, ic, rs, sent)), done, sent)
         return done
 
     return deliver, pending_at, eoi_action, blocked_send, arrival

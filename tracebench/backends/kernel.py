@@ -45,9 +45,10 @@ Calling convention (the contract for plug-in kernels too): ``kernel(ts, cpu, kin
 arg, dur, kind_table, ipi_table, n_cpus, hdr, state, out, kind_agg, exit_agg, lat_counts,
 terr_counts)``, returning the rows processed. ``ts`` ... ``dur`` are the trace's columns
 ``ts_ns``, ``cpu``, ``kind`` (int8 code), ``target``, ``arg`` and ``dur_ns`` (int64: an
-interrupt handler's run time, 0 where unknown). The model tables hold one table per cost
-level (``layout.py``); a kernel reads an event's costs from the level
-``spread.cost_level(seed, ts, cpu, kind, levels)`` picks (the seed in ``IPI_COST_SEED``).
+interrupt handler's run time, 0 where unknown). The model tables are the median tables,
+the cost draws after the kind table (``layout.py``); a kernel reads an event's costs from
+its draw rows at the level ``spread.cost_level(seed, ts, cpu, kind, levels)`` picks (the
+seed in ``IPI_COST_SEED``), the rest from the median tables.
 Every array is one-dimensional and C-contiguous: tables, state and aggregates are the
 row-major flattening of the shapes in ``layout.py`` (``BackendRun`` keeps the N-D views),
 with the lane axis of a lane group where ``layout.LANE_AXIS`` puts it. ``out`` receives the
@@ -107,7 +108,7 @@ from tracebench.backends.lanewise import (
     vmax,
 )
 from tracebench.backends.outputs import block_rows, store_outputs
-from tracebench.backends.spread import cost_level
+from tracebench.backends.spread import seed_hash, seeded_level
 from tracebench.jit import kernel, lowest_bit, popcount
 from tracebench.schema import N_KINDS, EventKind, ExitReason
 
@@ -150,17 +151,19 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
     deliver, pending_at, eoi_action, blocked_send, arrival = delivery(W)
 
     @kernel
-    def replay(ts, cpu, kind, target, arg, dur, kind_levels, ipi_levels, n_cpus, hdr, state,
+    def replay(ts, cpu, kind, target, arg, dur, kind_table, ipi_table, n_cpus, hdr, state,
                out, kind_agg, exit_agg, lat_counts, terr_counts):
         """Replay one chunk for ``W`` backends; all outputs are written in place."""
         sources  # noqa: B018 (see replay_kernel)
-        # one table per cost level (layout.py): an event's level is a pure function of the
-        # event (spread.cost_level), one for all lanes (a lane group shares the seed)
-        kind_size = N_KINDS * L.N_KIND_COLS * W
-        ipi_size = L.N_IPI_COLS * W
-        levels = kind_levels.shape[0] // kind_size
-        seed = ipi_levels[L.IPI_COST_SEED * W]
-        kind_table = kind_levels
+        # the costs an event reads are in its draw rows at its cost level (layout.py), a
+        # pure function of the event (spread.cost_level), one for all lanes (a lane group
+        # shares the seed); the rest of the model is in the median tables
+        dr = N_KINDS * L.N_KIND_COLS * W
+        draws = kind_table[dr + L.N_DIR:].view(L.DRAW_DTYPE)
+        levels = kind_table[dr + L.DIR_LEVELS]
+        seed = ipi_table[L.IPI_COST_SEED * W]
+        ipi_row, ipi_step = kind_table[dr + L.DIR_IPI], kind_table[dr + L.DIR_IPI + 1]
+        h0 = seed_hash(seed)  # the seed's round of the hash, once
         # Loop invariants in locals: the histogram geometry, and kind codes read as
         # unsigned so that no index needs a negative-wraparound check.
         unit_mag = hdr[L.H_UNIT_MAG]
@@ -175,7 +178,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
         one = splat(np.int64(1), W)
         never = splat(np.int64(NO_TIME), W)
         hlt = splat(np.int64(HLT), W)
-        halts = ne(load(ipi_levels, L.IPI_HALTS * W, W), zero)
+        halts = ne(load(ipi_table, L.IPI_HALTS * W, W), zero)
         row_state = L.N_STATE * W
         n = ts.shape[0]
         block = block_rows(out, n, W)
@@ -190,16 +193,17 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                 cs = c * row_state
                 kt = k * (L.N_KIND_COLS * W)
                 t = ts_b[i]
-                ipi_table = ipi_levels
+                kc = kind_table[dr + L.DIR_KIND + 2 * k]  # the event's draw rows
+                ic = ipi_row
                 if levels > 1:
-                    lv = cost_level(seed, t, c, k, levels)
-                    kt += lv * kind_size
-                    ipi_table = ipi_levels[lv * ipi_size:(lv + 1) * ipi_size]
+                    lv = seeded_level(h0, t, c, k, levels)
+                    kc += lv * kind_table[dr + L.DIR_KIND + 2 * k + 1]
+                    ic += lv * ipi_step
                 tv = splat(t, W)
                 shift = load(state, cs + L.S_SHIFT * W, W)
                 if (IRQ_BITS >> k) & 1:
                     start, latency, stall, exit_ns, terr, exits, reason = deliver(
-                        state, kind_table, ipi_table, cs, kt, k, tv, shift, dur_b[i])
+                        state, kind_table, draws, cs, kt, kc, ic, k, tv, shift, dur_b[i])
                 else:
                     want = add(tv, shift)
                     start = vmax(want, load(state, cs + L.S_BUSY * W, W))
@@ -215,9 +219,9 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                         fan = splat(np.int64(nt), W)
                         short = both(splat(tg == -1, W),
                                      ne(load(ipi_table, L.IPI_USES_SHORTHAND * W, W), zero))
-                        cost = select(short, load(ipi_table, L.IPI_SHORT_COST * W, W),
-                                      add(load(ipi_table, L.IPI_CALL_COST * W, W),
-                                          mul(fan, load(ipi_table, L.IPI_TARGET_COST * W, W))))
+                        cost = select(short, load(draws, ic + L.D_IPI_SHORT_COST * W, W),
+                                      add(load(draws, ic + L.D_IPI_CALL_COST * W, W), mul(
+                                          fan, load(draws, ic + L.D_IPI_TARGET_COST * W, W))))
                         exits = select(short, load(ipi_table, L.IPI_SHORT_EXITS * W, W),
                                        add(load(ipi_table, L.IPI_CALL_EXITS * W, W),
                                            mul(fan, load(ipi_table, L.IPI_TARGET_EXITS * W, W))))
@@ -228,7 +232,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                         blocks = gt(load(ipi_table, L.IPI_BLOCKED_EXITS * W, W), zero)
                         if may(blocks):
                             cost, exits, reason = blocked_send(
-                                state, ipi_table, row_state, c, tg,
+                                state, ipi_table, draws, ic, row_state, c, tg,
                                 np.uint64(arg_b[i]) & cpu_mask, n_cpus, sent, cost, exits, reason)
                         done = add(start, cost)
                         # a self-IPI whose ICR write exited is injected on that re-entry
@@ -236,29 +240,29 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                         if tg >= 0:
                             rs = tg * row_state
                             store(state, rs + L.S_IPI_ARRIVE * W,
-                                  arrival(state, ipi_table, rs, tg != c, blocks, sent, done))
+                                  arrival(state, draws, ic, rs, tg != c, blocks, sent, done))
                             store(state, rs + L.S_IPI_SELF * W, own if tg == c else zero)
                         elif tg == -1:
                             for d in range(n_cpus):
                                 if d != c:
                                     store(state, d * row_state + L.S_IPI_ARRIVE * W, arrival(
-                                        state, ipi_table, d * row_state, True, blocks, sent, done))
+                                        state, draws, ic, d * row_state, True, blocks, sent, done))
                                     store(state, d * row_state + L.S_IPI_SELF * W, zero)
                         else:  # the set bits of the destination mask
                             m = np.uint64(arg_b[i]) & cpu_mask
                             while m != 0:
                                 d = np.int64(lowest_bit(m))
                                 store(state, d * row_state + L.S_IPI_ARRIVE * W, arrival(
-                                    state, ipi_table, d * row_state, d != c, blocks, sent, done))
+                                    state, draws, ic, d * row_state, d != c, blocks, sent, done))
                                 store(state, d * row_state + L.S_IPI_SELF * W,
                                       own if d == c else zero)
                                 m &= m - np.uint64(1)
                     else:
-                        cost = load(kind_table, kt + L.ACT_COST * W, W)
+                        cost = load(draws, kc + L.D_ACT_COST * W, W)
                         exits = load(kind_table, kt + L.ACT_EXITS * W, W)
                         reason = load(kind_table, kt + L.ACT_REASON * W, W)
                         if W == 1 or k == EOI:  # one backend: selects, not a mispredicted test
-                            cost, exits, reason = eoi_action(state, ipi_table, cs, start,
+                            cost, exits, reason = eoi_action(state, ipi_table, draws, ic, cs, start,
                                                              k == EOI, cost, exits, reason)
                     # Timer programming as selects, idle kinds behind one bit test: with the
                     # kinds interleaved, the jump table a chain of kind tests compiles to
@@ -288,7 +292,7 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                                 store(state, cs + L.S_IRQ_OFF_AT * W, select(
                                     halts, start, load(state, cs + L.S_IRQ_OFF_AT * W, W)))
                                 store(state, cs + L.S_IDLE_SINCE * W, select(halts, add(
-                                    start, load(ipi_table, L.IPI_GUEST_POLL * W, W)),
+                                    start, load(draws, ic + L.D_IPI_GUEST_POLL * W, W)),
                                     load(state, cs + L.S_IDLE_SINCE * W, W)))
                                 store(state, cs + L.S_WOKE_AT * W, select(
                                     halts, never, load(state, cs + L.S_WOKE_AT * W, W)))
@@ -316,8 +320,8 @@ def replay_kernel(lanes: int, sources: str = SOURCES):
                                 # or, with an interrupt pending, an exit that did not block
                                 # (none at all under AMD's idle-HLT intercept)
                                 quick = both(halted, eq(pend, one))
-                                cost = select(quick, load(ipi_table, L.IPI_HLT_RETURN_COST * W,
-                                                          W), cost)
+                                cost = select(quick, load(
+                                    draws, ic + L.D_IPI_HLT_RETURN_COST * W, W), cost)
                                 exits = select(quick, load(
                                     ipi_table, L.IPI_HLT_RETURN_EXITS * W, W), exits)
                                 exit_ns = select(quick, cost, exit_ns)

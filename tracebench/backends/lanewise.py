@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
 from numba import config, types
 from numba.extending import overload
 
@@ -30,8 +31,9 @@ def _width(w) -> int:
 
 
 def load(a, o, w):
-    """``w`` lanes of ``a`` from flat offset ``o``: ``a[o]``, or ``(a[o], ..., a[o + 3])``."""
-    return a[o] if w == 1 else tuple(a[o:o + w])
+    """``w`` lanes of ``a`` from flat offset ``o``: ``a[o]``, or ``(a[o], ..., a[o + 3])``,
+    as int64 whatever ``a`` stores (the cost draws are narrower)."""
+    return np.int64(a[o]) if w == 1 else tuple(np.int64(x) for x in a[o:o + w])
 
 
 def store(a, o, v):
@@ -104,8 +106,9 @@ if not config.DISABLE_JIT:
     @overload(load, prefer_literal=True)
     def _load_nb(a, o, w):
         if _width(w) == 1:
-            return lambda a, o, w: a[o]
-        return lambda a, o, w: (a[o], a[o + 1], a[o + 2], a[o + 3])
+            return lambda a, o, w: np.int64(a[o])
+        return lambda a, o, w: (np.int64(a[o]), np.int64(a[o + 1]), np.int64(a[o + 2]),
+                                np.int64(a[o + 3]))
 
     @overload(store)
     def _store_nb(a, o, v):

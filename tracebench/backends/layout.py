@@ -12,8 +12,8 @@ Arrays a kernel takes besides the trace columns (one backend; flattened in C ord
 ============  ==============================  ===========================================
 array         shape                           index enum
 ============  ==============================  ===========================================
-kind_table    (levels, N_KINDS, N_KIND_COLS)  :class:`KindCol` (``ACT_*``, ``IRQ_*``)
-ipi_table     (levels, N_IPI_COLS)            :class:`IpiCol` (``IPI_*``)
+kind_table    (N_KINDS, N_KIND_COLS) + draws  :class:`KindCol` (``ACT_*``, ``IRQ_*``)
+ipi_table     (N_IPI_COLS,)                   :class:`IpiCol` (``IPI_*``)
 hdr           (N_HDR,)                        :class:`Hdr` (``H_*``), from ``hist.geometry()``
 state         (n_cpus, N_STATE)               :class:`State` (``S_*``)
 out           see ``kernel.py``               :class:`Out` (``OUT_*``)
@@ -23,9 +23,15 @@ lat_counts    (N_KINDS, counts length)        HdrHistogram counts per event kind
 terr_counts   (counts length,)                HdrHistogram counts of timer errors
 ============  ==============================  ===========================================
 
-The model tables hold one table per cost level (``levels`` = 1 where every cost is a
-constant, ``spread.LEVELS`` where one is a distribution): a kernel finds ``levels`` from
-the table's length and an event's level with ``spread.cost_level`` (``kernel.py``).
+The model tables are the median tables (every parameter at its p50); where a cost is a
+distribution, an event reads its costs at the level ``spread.cost_level`` draws for it
+(``kernel.py``) from the cost draws, which follow the kind table (``model.kernel_tables``):
+:data:`N_DIR` int64 of directory (``DIR_*``: the number of levels, 1 where every cost is a
+constant, and per kind and for the IPI table where its rows are), then the draw rows,
+:data:`DRAW_DTYPE`: per kind one row of the costs its events read (``ACT_DRAWN`` for a guest
+action, ``IRQ_DRAWN`` for an interrupt) and for the IPI table one of ``IPI_DRAWN``, per level
+(one row for every level where none of them varies), slots named ``D_*``. A column not
+drawn is the same at every level: the median table's.
 
 A lane group (``LANES`` backends to a pass) adds a lane axis to each: last where the kernel
 reads every lane's value of one column as one vector, first where a lane's part is handed
@@ -256,6 +262,28 @@ KIND_COL_NAMES = tuple(m.label for m in KindCol)
 IPI_COL_NAMES = tuple(m.label for m in IpiCol)
 KIND_COST_COLS = tuple(m for m in KindCol if m.quantity in (Q.NS, Q.NS_SETTLED))
 IPI_COST_COLS = tuple(m for m in IpiCol if m.quantity in (Q.NS, Q.NS_SETTLED))
+
+# The cost draws: what an event reads at its cost level, apart from the level-free columns.
+# A guest action reads its ACT_COST, an interrupt its IRQ_* costs, and any event may read
+# the IPI table's costs; each is one short row per level, its slots in these orders.
+ACT_DRAWN = tuple(m for m in KindCol if m.quantity == Q.NS and m.name.startswith("ACT_"))
+IRQ_DRAWN = tuple(m for m in KindCol if m.quantity == Q.NS and m.name.startswith("IRQ_"))
+IPI_DRAWN = tuple(m for m in IpiCol if m.quantity == Q.NS)
+(D_ACT_COST,) = range(len(ACT_DRAWN))
+(D_IRQ_HOST, D_IRQ_RUN, D_IRQ_RUN_STALL, D_IRQ_WAKE, D_IRQ_WINDOW, D_IRQ_WINDOW_STALL,
+ D_IRQ_INJECT, D_IRQ_POLL_WAKE, D_IRQ_ADVANCE_MIN) = range(len(IRQ_DRAWN))
+(D_IPI_TARGET_COST, D_IPI_CALL_COST, D_IPI_SHORT_COST, D_IPI_HLT_RETURN_COST,
+ D_IPI_HOST_POLL, D_IPI_GUEST_POLL, D_IPI_EOI_PENDING_COST, D_IPI_BLOCKED_COST,
+ D_IPI_BLOCKED_TARGET_COST) = range(len(IPI_DRAWN))
+#: the draws' directory, right after the median kind table: the number of levels (1 or
+#: ``spread.LEVELS``), then for each kind and last for the IPI table the offset of its
+#: level-0 row and the step from one level's row to the next (0: one row serves every level)
+DIR_LEVELS = 0
+#: the draws' storage type (offsets in the directory count its elements from the first row)
+DRAW_DTYPE = np.dtype(np.int32)
+DIR_KIND = 1
+DIR_IPI = DIR_KIND + 2 * N_KINDS
+N_DIR = DIR_IPI + 2
 
 
 def _rows(columns: type[Column], lead: tuple[int, ...]) -> np.ndarray:

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from tracebench.backends import layout as L
-from tracebench.schema import N_KINDS, EventKind, ExitReason
+from tracebench.schema import INTERRUPT_KINDS, N_KINDS, EventKind, ExitReason
 
 
 @dataclasses.dataclass
@@ -91,10 +91,11 @@ SETTLED_MASK = _entries((L.Q.NS_SETTLED,))
 
 @dataclasses.dataclass(frozen=True)
 class CompiledModel:
-    """What a kernel needs, int64: ``kind_levels`` (levels x N_KINDS x N_KIND_COLS) and
+    """The model, int64: ``kind_levels`` (levels x N_KINDS x N_KIND_COLS) and
     ``ipi_levels`` (levels x N_IPI_COLS), one table per cost level (``spread.py``; one
-    level where every cost is a constant). ``kind_table`` and ``ipi_table`` are the median
-    tables (the model at every parameter's p50), for reading."""
+    level where every cost is a constant), as the reference reads them; ``kind_table`` and
+    ``ipi_table``, the median tables (the model at every parameter's p50). A kernel takes
+    them in the compact form of :func:`kernel_tables`."""
 
     kind_table: np.ndarray
     ipi_table: np.ndarray
@@ -108,6 +109,12 @@ class CompiledModel:
         out (rounded here), the seed of the cost draws, and the median tables (default:
         the only level)."""
         flat = np.rint(flat).astype(np.int64)
+        costs = flat[:, COST_MASK]
+        if costs.size and (costs.min() < DRAW_MIN or costs.max() > DRAW_MAX):
+            # the kernel's cost draws are int32 (kernel_tables): 2.1 s per event, where a
+            # top quantile level of a wide distribution could otherwise reach far past it
+            raise ValueError(f"a cost reaches {costs.max() / 1e9:.3g} s per event (at its top "
+                             f"quantile level); the model holds costs up to {DRAW_MAX / 1e9:.3g} s")
         n_kind = N_KINDS * L.N_KIND_COLS
         kind = np.ascontiguousarray(flat[:, :n_kind]).reshape(-1, N_KINDS, L.N_KIND_COLS)
         ipi = flat[:, n_kind:].copy()
@@ -132,6 +139,54 @@ class CompiledModel:
         ipi = {col.label: _readable(col, v) for col, v in zip(L.IpiCol, self.ipi_table,
                                                              strict=True)}
         return {"kinds": kinds, "ipi": ipi}
+
+
+def kernel_tables(models: list[CompiledModel]) -> tuple[np.ndarray, np.ndarray]:
+    """The flat ``(kind_table, ipi_table)`` the kernels take for one backend or a lane
+    group (``layout.py``; the lane axis last): the median tables, their columns that no
+    level changes, with the cost draws (directory, then rows) after the kind table.
+
+    Drawing a level per event from 1,024 full tables (2 MB a backend) missed the caches
+    on most events and halved the kernel's speed (BENCHMARKS.md). A draw row holds only
+    the costs its event reads, and a kind or the IPI table whose costs no level changes
+    keeps one row for all levels, so the rows an event may read stay in L2. Every value is
+    the level tables' own: the model, and so every result, is the same.
+    """
+    levels = max(m.levels for m in models)
+    kind = np.stack([m.kind_table for m in models], axis=-1)
+    ipi = np.stack([m.ipi_table for m in models], axis=-1)
+    for m in models:  # what the kernel reads from the median tables must be every level's
+        if not ((m.kind_levels == m.kind_table) | _drawn_kind).all() or \
+                not ((m.ipi_levels == m.ipi_table) | _drawn_ipi).all():
+            raise ValueError("a column read at the median varies with the cost level")
+    directory = np.zeros(L.N_DIR, dtype=np.int64)
+    directory[L.DIR_LEVELS] = levels
+    rows, at = [], 0
+
+    def place(where: int, tables: list[np.ndarray]) -> None:
+        nonlocal at
+        varies = any((t != t[0]).any() for t in tables)
+        block = np.stack([np.repeat(t, levels // len(t), axis=0) if varies else t[:1]
+                          for t in tables], axis=-1)
+        directory[where], directory[where + 1] = at, block[0].size if varies else 0
+        rows.append(block.ravel())
+        at += block.size
+
+    for k in range(N_KINDS):
+        cols = list(L.IRQ_DRAWN if k in INTERRUPT_KINDS else L.ACT_DRAWN)
+        place(L.DIR_KIND + 2 * k, [m.kind_levels[:, k, cols] for m in models])
+    place(L.DIR_IPI, [m.ipi_levels[:, list(L.IPI_DRAWN)] for m in models])
+    draws = np.concatenate(rows)
+    assert draws.min() >= DRAW_MIN and draws.max() <= DRAW_MAX  # from_flat checked them
+    draws = np.concatenate([draws, [0] * (draws.size % 2)]).astype(L.DRAW_DTYPE)
+    return np.concatenate([kind.ravel(), directory, draws.view(np.int64)]), ipi.ravel()
+
+
+DRAW_MIN, DRAW_MAX = np.iinfo(L.DRAW_DTYPE).min, np.iinfo(L.DRAW_DTYPE).max
+_drawn_kind = np.zeros(L.N_KIND_COLS, dtype=bool)
+_drawn_kind[list(L.ACT_DRAWN + L.IRQ_DRAWN)] = True
+_drawn_ipi = np.zeros(L.N_IPI_COLS, dtype=bool)
+_drawn_ipi[list(L.IPI_DRAWN)] = True
 
 
 def _readable(col: L.TableColumn, value) -> int | str:

@@ -185,8 +185,18 @@ def _mix64(z: int) -> int:
 def cost_level(seed, ts, cpu, kind, levels):
     """The cost level, in ``[0, levels)``, that an event at trace time ``ts`` on ``cpu`` of
     ``kind`` draws under ``seed`` (see the module docstring). Python ints here (the
-    reference and ``NUMBA_DISABLE_JIT``); the kernel's compiled twin is below."""
-    h = _mix64((int(seed) * _GOLDEN + _GOLDEN) & _MASK64)
+    reference and ``NUMBA_DISABLE_JIT``); the kernel's compiled twins are below."""
+    return seeded_level(seed_hash(seed), ts, cpu, kind, levels)
+
+
+def seed_hash(seed):
+    """The first of :func:`cost_level`'s three rounds, the seed's alone: a replay loop
+    computes it once (:func:`seeded_level` takes it)."""
+    return _mix64((int(seed) * _GOLDEN + _GOLDEN) & _MASK64)
+
+
+def seeded_level(h, ts, cpu, kind, levels):
+    """:func:`cost_level` from ``h = seed_hash(seed)``."""
     h = _mix64(h ^ (int(ts) & _MASK64))
     h = _mix64(h ^ ((int(cpu) << 8) | int(kind)))
     # the top 32 bits scaled to [0, levels): a multiply and a shift, no division
@@ -201,12 +211,22 @@ if not config.DISABLE_JIT:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
 
-    @overload(cost_level)
-    def _cost_level_nb(seed, ts, cpu, kind, levels):
-        def level(seed, ts, cpu, kind, levels):
+    @overload(seed_hash)
+    def _seed_hash_nb(seed):
+        def first(seed):
             golden = np.uint64(_GOLDEN)
-            h = _mix_nb(np.uint64(seed) * golden + golden)
+            return _mix_nb(np.uint64(seed) * golden + golden)
+        return first
+
+    @overload(seeded_level)
+    def _seeded_level_nb(h, ts, cpu, kind, levels):
+        def level(h, ts, cpu, kind, levels):
             h = _mix_nb(h ^ np.uint64(ts))
             h = _mix_nb(h ^ ((np.uint64(cpu) << np.uint64(8)) | np.uint64(kind)))
             return np.int64(((h >> np.uint64(32)) * np.uint64(levels)) >> np.uint64(32))
         return level
+
+    @overload(cost_level)
+    def _cost_level_nb(seed, ts, cpu, kind, levels):
+        return lambda seed, ts, cpu, kind, levels: seeded_level(seed_hash(seed), ts, cpu, kind,
+                                                                levels)

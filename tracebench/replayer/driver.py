@@ -26,7 +26,7 @@ from tracebench.backends.base import Backend
 from tracebench.backends.configure import Configured
 from tracebench.backends.kernel import replay_chunk_nb, replay_lanes_nb
 from tracebench.backends.layout import COLUMN_DTYPES, LANES, N_OUT
-from tracebench.backends.model import CompiledModel
+from tracebench.backends.model import CompiledModel, kernel_tables
 from tracebench.backends.params import ParamSet
 from tracebench.schema import N_KINDS
 from tracebench.signals import quiet_thread
@@ -82,6 +82,7 @@ class BackendRun:
     terr_counts: np.ndarray = None  # [hdr counts] timer error of matched timer interrupts
     _columns: dict[str, np.ndarray] | None = dataclasses.field(default=None, repr=False)
     _block: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    _tables: tuple[np.ndarray, np.ndarray] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         self.state = layout.new_state(self.n_cpus)
@@ -89,6 +90,7 @@ class BackendRun:
         self.exit_agg = layout.new_exit_agg(self.n_cpus)
         self.lat_counts = np.zeros((N_KINDS, hist.counts_len()), dtype=np.int64)
         self.terr_counts = np.zeros(hist.counts_len(), dtype=np.int64)
+        self._tables = kernel_tables([self.model])
 
     def run_chunk(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray,
                   reuse: bool = False) -> dict[str, np.ndarray]:
@@ -119,9 +121,8 @@ class BackendRun:
             self.run_chunk({k: v[lo:lo + BLOCK_ROWS] for k, v in cols.items()}, hdr, reuse=True)
 
     def _kernel_args(self, cols: Mapping[str, np.ndarray], hdr: np.ndarray, out) -> tuple:
-        return kernel_args(cols, self.model.kind_levels, self.model.ipi_levels, self.n_cpus,
-                           hdr, self.state, out, self.kind_agg, self.exit_agg, self.lat_counts,
-                           self.terr_counts)
+        return kernel_args(cols, *self._tables, self.n_cpus, hdr, self.state, out,
+                           self.kind_agg, self.exit_agg, self.lat_counts, self.terr_counts)
 
 
 def kernel_args(cols: Mapping[str, np.ndarray], kind_table, ipi_table, n_cpus: int, hdr,
@@ -157,12 +158,8 @@ class LaneGroup:
         if len({lane_key(r) for r in runs}) != 1:
             raise ValueError("a lane group's backends share the seed of their cost draws")
         # one level drawn per event for every lane: a backend whose costs are all constants
-        # has the same table at every level
-        levels = max(r.model.levels for r in runs)
-        self.kind_tables = flat(layout.stack_lanes("kind_table", [
-            np.repeat(r.model.kind_levels, levels // r.model.levels, axis=0) for r in lanes]))
-        self.ipi_tables = flat(layout.stack_lanes("ipi_table", [
-            np.repeat(r.model.ipi_levels, levels // r.model.levels, axis=0) for r in lanes]))
+        # has the same costs at every level
+        self.kind_tables, self.ipi_tables = kernel_tables([r.model for r in lanes])
         for name in self.ACCUMULATED:
             stacked = layout.stack_lanes(name, [getattr(r, name) for r in lanes])
             setattr(self, name, stacked)
