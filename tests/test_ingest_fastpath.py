@@ -105,6 +105,10 @@ def _payloads(rng: random.Random, tsc_of):
             "6e0 value 12",  # no match: dropped
             f"6e0, value {tsc_of():x}x",  # 'x' inside the hex run
             f"48, value {rng.randrange(1 << 64):016x} extra words",
+            # MSRs KVM intercepts (intercepts.INTERCEPTED_MSRS) -> msr_write; 0x49 is not
+            f"{rng.choice(['3b', '1b', '1a0', '11', '12', '4b564d04', '4b564dff'])}, value "
+            f"{rng.randrange(1 << 64):x}",
+            f"{rng.choice(['49', '4b564cff', '4b564e00', '1a'])}, value 1",
             "6e0, value ",
         ]
         return "write_msr", rng.choice(choices)

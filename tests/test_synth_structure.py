@@ -253,7 +253,10 @@ def test_every_event_kind_appears_with_defaults_or_an_option():
     for name, params in runs:
         cols, _ = generate(name, 4, SEC // 4, 3, params)
         seen |= {EventKind(k) for k in np.unique(cols["kind"])}
-    assert seen == set(EventKind), f"never generated: {set(EventKind) - seen}"
+    # intercepted MSRs and port I/O lie outside the interrupt/timer scenarios: only real
+    # traces carry them (ingest), so no scenario needs to generate them
+    outside = {EventKind.MSR_READ, EventKind.MSR_WRITE, EventKind.PORT_IO}
+    assert seen == set(EventKind) - outside, f"never generated: {set(EventKind) - seen}"
 
 
 def test_large_trace_keeps_invariants():

@@ -29,6 +29,18 @@ reads under every backend: exitless under APICv/AVIC and on bare metal, but MSR_
 under `x2apic_msr` backends (`x2apic-tscdeadline`, `svm`, `kvm-pv`), where an x2APIC guest
 would not poll at all.
 
+## Intercepted MSRs and port I/O: a rule, not an axis
+
+`msr_read`, `msr_write` (an intercepted MSR outside the APIC/timer table: IA32_TSC_ADJUST,
+IA32_APIC_BASE, the KVM PV MSRs) and `port_io` (a port no other kind holds: keyboard,
+serial, RTC) trap alike under every hypervisor, whatever its interrupt and timer design, so
+they follow from whether the backend is virtualized (`tracebench/backends/intercept.py`):
+every backend whose `delivery` is not `native` takes one exit each, MSR_READ / MSR_WRITE at
+`exit_roundtrip_cyc + msr_handler_cyc` and IO_INSTRUCTION at an unhandled port's exit to
+user space (`exit_roundtrip_cyc + pio_in_emulation_cyc + userspace_exit_cyc`, kvm-unit-tests'
+`inl_from_qemu`); `native` none. An OUT is charged as an IN. The 8259 PIC's EOI, a port
+write to the in-kernel PIC, is the `eoi` option `pic` (preset `full-virt-pic`).
+
 ## What the tables cannot express yet
 
 - IPIv and logical destinations: IPIv virtualizes only physical-mode fixed IPIs; a

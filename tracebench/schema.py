@@ -67,6 +67,11 @@ class EventKind(CodeEnum):
     IRQ_UNMASK = 12, "interrupt line unmasked"
     IDLE_ENTER = 13, "vCPU goes idle (HLT / mwait)"
     IDLE_EXIT = 14, "vCPU leaves idle"
+    # Appended, never renumbered: stored traces keep their codes. Guest actions outside the
+    # interrupt/timer table that still trap: each is one exit under every virtualized backend.
+    MSR_READ = 15, "RDMSR of an intercepted MSR outside the APIC/timer table; arg = MSR index"
+    MSR_WRITE = 16, "WRMSR of an intercepted MSR outside the APIC/timer table; arg = MSR index"
+    PORT_IO = 17, "a port access no other kind holds; arg = port, + PORT_WRITE for an OUT"
 
 
 #: kinds whose time is set by something outside the vCPU's own instruction stream
@@ -114,6 +119,8 @@ class ClockSource(CodeEnum):
 TARGET_NONE = -1  # for kinds without a target the column is -1 as well
 TARGET_ALL_BUT_SELF = -1
 TARGET_MASK = -2
+#: added to a ``port_io`` event's ``arg`` (the port) when the access is a write (OUT)
+PORT_WRITE = 1 << 16
 
 KIND_TYPE = pa.dictionary(pa.int8(), pa.string())
 

@@ -34,6 +34,7 @@ _BUILTIN_MODULES = (
     "native", "full_virt", "apic_hooks", "pv_clock", "irqchip",  # the 2007 design space
     "x2apic_tscdeadline", "apicv", "apicv_ipiv", "kvm_pv", "xen_evtchn", "eli", "vmi_2007",
     "apicv_xapic", "svm", "avic", "svm_idlehlt",  # APIC-mode and AMD variants
+    "full_virt_pic",  # a legacy guest's 8259 PIC EOI
 )
 #: the seed's four designs and the bare-metal floor
 SEED_BACKENDS = ("native", "full-virt", "apic-hooks", "pv-clock", "irqchip")

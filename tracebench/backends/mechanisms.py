@@ -14,6 +14,9 @@ mask            how an interrupt line is masked / unmasked
 idle            what a vCPU does when it goes idle (``idle.py``)
 ==============  ==============================================================
 
+Intercepted MSRs and port I/O outside these axes are a rule, not an axis
+(``intercept.py``): one exit each on every virtualized backend, none on bare metal.
+
 Each option is a function of the parameters (cycles) that fills part of a
 :class:`CycleModel`. The parameters a backend exposes are exactly those its
 options read (recorded while composing), so listings cannot drift from the model.
@@ -34,6 +37,7 @@ from tracebench.backends.access import (
     hcall,
 )
 from tracebench.backends.idle import IDLE
+from tracebench.backends.intercept import is_virtualized, other_intercepts
 from tracebench.backends.model import CycleModel
 from tracebench.errors import ParamError
 from tracebench.schema import EventKind as K
@@ -198,6 +202,11 @@ EOI = {
                _pv_eoi),
     "shared_mem": ("irq_chip EOI in shared memory (event channels), no exit",
                    lambda m, p, acc: m.action(K.EOI, p.shared_mem_cyc)),
+    # an OUT takes KVM's fast PIO path to the in-kernel PIC (outl_to_kernel), no decode
+    "pic": ("8259 PIC EOI: a port write (out 0x20/0xa0) to the in-kernel PIC, one "
+            "IO_INSTRUCTION exit, no decode (legacy guests: BIOS, DOS, no APIC)",
+            lambda m, p, acc: m.action(K.EOI, p.exit_roundtrip_cyc + p.inkernel_pio_cyc, 1,
+                                       R.IO_INSTRUCTION)),
 }
 
 
@@ -370,4 +379,5 @@ def compose(mech: Mapping[str, str], values: Mapping[str, float]) -> tuple[Cycle
     TPR[mech["tpr"]][1](m, p, acc)
     MASK[mech["mask"]][1](m, p, acc)
     IDLE[mech["idle"]][1](m, p)
+    other_intercepts(m, p, is_virtualized(mech))
     return m, p.used

@@ -67,6 +67,13 @@ def choose(ev: Evidence) -> tuple[str, list[str]]:
     if xapic or (legacy and not x2apic and not tscdl):
         why.append("xAPIC MMIO accesses (APIC_ACCESS / kvm_mmio on 0xfee00000)" if xapic
                    else "8259 PIC interrupts and no x2APIC or TSC-deadline MSR")
+        pic_eois = ev.events.get("kvm_ack_irq_pic", 0)
+        if pic_eois and not xapic:
+            # the guest acknowledges the 8259, not a local APIC: its EOI is a port write
+            why.append(f"{pic_eois} PIC acknowledges (kvm_ack_irq PIC): the guest's EOI is a "
+                       "port write to the 8259 (out 0x20/0xa0, one IO_INSTRUCTION exit), "
+                       "not an xAPIC EOI register write")
+            return "full-virt-pic", why
         return "full-virt", why
     pv = []
     if ev.events.get("kvm_pv_eoi"):

@@ -1,7 +1,8 @@
 """Candidate rows of the hot guest events from their numeric fields (``text/fields.py``).
 
 A compiled copy of the guest rules in ``guest.py`` for the records whose
-fields the kernel could read: ``write_msr`` (``msr_rows``), the handler entries and
+fields the kernel could read: ``write_msr`` (``msr_rows``; the intercepted MSRs of
+``intercepts.py``), the handler entries and
 exits, ``cpu_idle``, ``ipi_send_cpu``, and the time marks (``TIME_MARKS``, and
 ``hrtimer_start`` when MSR writes are traced). Each branch cites the rule it mirrors;
 the polars rules stay the reference (``tests/test_ingest_fastpath.py`` runs both on the
@@ -28,6 +29,7 @@ from tracebench.ingest.rules.guest import (
     X2APIC_FIRST,
     X2APIC_LAST,
 )
+from tracebench.ingest.rules.intercepts import INTERCEPTED_RANGES
 from tracebench.ingest.text import fields as F
 from tracebench.jit import kernel
 from tracebench.schema import EventKind as K
@@ -53,6 +55,7 @@ _IPI_SEND, _EOI, _TPR, _APIC_WRITE = (
     int(K.APIC_WRITE),
 )
 _IDLE_ENTER, _IDLE_EXIT = int(K.IDLE_ENTER), int(K.IDLE_EXIT)
+_MSR_WRITE = int(K.MSR_WRITE)
 _I64_LIMIT = 9.223372036854775807e18  # 2**63 as float: casts at or beyond it fail in polars
 
 
@@ -60,6 +63,15 @@ _I64_LIMIT = 9.223372036854775807e18  # 2**63 as float: casts at or beyond it fa
 def _bits(v, lo, n):
     """Bits ``lo .. lo+n-1`` of UInt64 bits held in an int64 (base.bits)."""
     return np.int64((np.uint64(v) >> np.uint64(lo)) & np.uint64((1 << n) - 1))
+
+
+@kernel
+def _intercepted(msr):
+    """intercepts.intercepted: an MSR KVM intercepts (the table's ranges)."""
+    for j in range(INTERCEPTED_RANGES.shape[0]):
+        if INTERCEPTED_RANGES[j, 0] <= msr <= INTERCEPTED_RANGES[j, 1]:
+            return True
+    return False
 
 
 @kernel
@@ -145,6 +157,9 @@ def _map_nb(route, kind_of, fam_of, ids, ok, fa, fb, ts, seq, cpu, has_cal, tsc_
             elif X2APIC_FIRST <= msr <= X2APIC_LAST:
                 kind = _APIC_WRITE
                 arg = (msr - X2APIC_FIRST) * 16
+            elif _intercepted(msr):
+                kind = _MSR_WRITE
+                arg = msr
             else:
                 miss_msr[nm] = msr
                 nm += 1

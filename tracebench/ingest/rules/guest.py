@@ -48,6 +48,7 @@ from tracebench.ingest.rules.base import (
     rows,
     unmapped,
 )
+from tracebench.ingest.rules.intercepts import intercepted
 from tracebench.schema import EventKind as K
 
 # x86 MSRs (SDM vol. 3, ch. 11 "x2APIC")
@@ -78,10 +79,14 @@ rule = GUEST_RULES.rule
 # --------------------------------------------------------------------------- MSRs
 
 
-def msr_rows(df: pl.DataFrame, ctx: MapContext, write: bool, event: str):
+def msr_rows(df: pl.DataFrame, ctx: MapContext, write: bool, event: str,
+             all_exit: bool = False):
     """Rows for MSR accesses; ``df`` has ``msr`` (Int64) and ``value`` (UInt64) columns.
 
-    Shared by the guest's ``msr:write_msr`` and the host's ``kvm_msr``.
+    Shared by the guest's ``msr:write_msr`` and the host's ``kvm_msr``. An MSR outside the
+    APIC/timer table is an ``msr_write`` / ``msr_read`` (arg = the MSR) where the access
+    exited: every one where ``all_exit`` (``kvm_msr`` fires inside the exit), else those
+    of ``intercepts.INTERCEPTED_MSRS``; the others are unmapped.
     """
     msr, val = pl.col("msr"), pl.col("value")
     out, left = [], df
@@ -152,6 +157,9 @@ def msr_rows(df: pl.DataFrame, ctx: MapContext, write: bool, event: str):
         out.append(rows(apic, int(K.APIC_READ), arg=(msr - X2APIC_FIRST) * 16))
         out.append(rows(left.filter(msr == MSR_TSC), int(K.CLOCK_READ), arg=1))  # ClockSource.TSC
         rest = left.filter(~msr.is_between(X2APIC_FIRST, X2APIC_LAST) & (msr != MSR_TSC))
+    other = rest if all_exit else rest.filter(intercepted(msr))
+    out.append(rows(other, int(K.MSR_WRITE if write else K.MSR_READ), arg=msr))
+    rest = rest.clear() if all_exit else rest.filter(~intercepted(msr))
     label = (
         pl.format(
             f"{event}(0x{{}})",
@@ -184,14 +192,16 @@ def _guest_msr(df: pl.DataFrame, ctx: MapContext, write: bool, event: str):
 
 @rule(
     ("write_msr",),
-    "timer_arm, timer_cancel, ipi_send, eoi, tpr_write, apic_write",
+    "timer_arm, timer_cancel, ipi_send, eoi, tpr_write, apic_write, msr_write",
     "x86 WRMSR. 0x6e0 TSC-deadline -> timer_arm (arg = deadline ns via TSC calibration; "
     "value 0 -> timer_cancel); 0x830 x2APIC ICR -> ipi_send (vector = low byte; "
     "shorthand self -> own vCPU, all / all-but-self -> -1; logical cluster mode -> mask); "
     "0x83f SELF IPI -> ipi_send to self; 0x80b -> eoi (arg 0 = traced); 0x808 -> tpr_write; "
     "0x838 TMICT -> timer_arm (deadline = now + count x 16 ns); other 0x800-0x8ff -> "
-    "apic_write (arg = xAPIC offset); other MSRs unmapped as write_msr(0xNNN), records "
-    "whose MSR or value does not parse as write_msr(unparsed)",
+    "apic_write (arg = xAPIC offset); MSRs KVM intercepts (intercepts.INTERCEPTED_MSRS: "
+    "0x1b, 0x3b, 0x1a0, 0x11-0x12, 0x4b564d00-0x4b564dff) -> msr_write (arg = MSR); other "
+    "MSRs unmapped as write_msr(0xNNN), records whose MSR or value does not parse as "
+    "write_msr(unparsed)",
 )
 def _write_msr(df, ctx):
     return _guest_msr(df, ctx, True, "write_msr")
@@ -199,9 +209,10 @@ def _write_msr(df, ctx):
 
 @rule(
     ("read_msr",),
-    "apic_read, clock_read",
+    "apic_read, clock_read, msr_read",
     "x86 RDMSR. 0x800-0x8ff -> apic_read (arg = xAPIC offset); 0x10 TSC -> clock_read; "
-    "other MSRs unmapped as read_msr(0xNNN), unparsable records as read_msr(unparsed)",
+    "MSRs KVM intercepts (as write_msr) -> msr_read (arg = MSR); other MSRs unmapped as "
+    "read_msr(0xNNN), unparsable records as read_msr(unparsed)",
 )
 def _read_msr(df, ctx):
     return _guest_msr(df, ctx, False, "read_msr")

@@ -39,6 +39,8 @@ from tracebench.ingest.rules.base import (
 from tracebench.ingest.rules.guest import VEC_LOCAL_TIMER, X2APIC_FIRST, X2APIC_LAST, msr_rows
 from tracebench.ingest.rules.kvmexits import exit_hints, mmio_reason, register
 from tracebench.ingest.rules.kvmfacts import HLT_REASONS, int_field_sp, vcpu_of
+from tracebench.ingest.rules.kvmports import io_exit_rows
+from tracebench.ingest.rules.kvmports import register as register_ports
 from tracebench.schema import ClockSource
 from tracebench.schema import EventKind as K
 
@@ -77,7 +79,6 @@ APIC_REGS = {
 }
 XAPIC_BASE_GPA = 0xFEE00000
 HPET_BASE_GPA, HPET_COUNTER = 0xFED00000, 0xF0
-PIC_PORTS, PIT_PORTS, ACPI_PM_PORTS = (0x20, 0xA0), (0x40, 0x41, 0x42), (0x608, 0xB008)
 KVM_HC_SEND_IPI = 10
 #: Hyper-V synthetic APIC MSRs (HV_X64_MSR_EOI/ICR/TPR) -> their x2APIC equivalents: an
 #: enlightened Windows guest signals EOI and sends IPIs through them
@@ -86,9 +87,11 @@ HYPERV_APIC_MSRS = {0x40000070: 0x80B, 0x40000071: 0x830, 0x40000072: 0x808}
 
 @rule(
     ("kvm_exit",),
-    "(measured exit), idle_enter on HLT",
+    "(measured exit), idle_enter on HLT, eoi/clock_read/port_io on IO",
     "VMX 'reason NAME ...' or SVM 'vcpu N reason name ...'; paired with the next "
-    "kvm_entry of the vCPU for the exits table; a HLT exit is idle_enter, its entry idle_exit",
+    "kvm_entry of the vCPU for the exits table; a HLT exit is idle_enter, its entry "
+    "idle_exit; where kvm_pio is not traced, an IO exit's port and direction (kvmports.py) "
+    "-> eoi / clock_read / port_io as kvm_pio",
 )
 def _kvm_exit(df, ctx):
     reason = pl.col("payload").str.extract(r"reason (\S+)", 1)
@@ -101,13 +104,13 @@ def _kvm_exit(df, ctx):
     )
     df = df.with_columns(reason=reason.fill_null("UNKNOWN"))
     ids = {r: ctx.reason_id(r) for r in df["reason"].unique().sort().to_list()}
-    return rows(
+    return pl.concat([rows(
         df,
         H_KVM_EXIT,
         cpu=vcpu_of(ctx),
         aux=pl.col("reason").replace_strict(ids, return_dtype=pl.Int64),
         arg=pl.col("reason").is_in(HLT_REASONS).cast(pl.Int64),
-    ), unmapped(df.clear(), "")
+    ), io_exit_rows(df, ctx)]), unmapped(df.clear(), "")
 
 
 @rule(
@@ -127,7 +130,8 @@ _KVM_MSR = r"^msr_(read|write) ([0-9a-fA-F]+) = (?:0x)?([0-9a-fA-F]+)"
     "as write_msr/read_msr",
     "'msr_write 6e0 = 0x...': same MSR table as the guest's write_msr/read_msr (Hyper-V "
     "EOI/ICR/TPR MSRs 0x40000070-72 as x2APIC EOI/ICR/TPR); x2APIC MSRs are left to "
-    "kvm_apic where it is traced; each is one MSR_WRITE/MSR_READ exit",
+    "kvm_apic where it is traced; every other MSR -> msr_write/msr_read (arg = MSR: it "
+    "exited); each is one MSR_WRITE/MSR_READ exit",
 )
 def _kvm_msr(df, ctx):
     p = pl.col("payload")
@@ -142,8 +146,9 @@ def _kvm_msr(df, ctx):
     df = df.with_columns(msr=pl.col("msr").replace(HYPERV_APIC_MSRS))
     if "kvm_apic" in ctx.present:
         df = df.filter(~pl.col("msr").is_between(X2APIC_FIRST, X2APIC_LAST))
-    w, wu = msr_rows(df.filter(pl.col("dir") == "write"), ctx, True, "kvm_msr_write")
-    r, ru = msr_rows(df.filter(pl.col("dir") == "read"), ctx, False, "kvm_msr_read")
+    # kvm_msr fires inside the RDMSR/WRMSR exit: every MSR it shows was intercepted
+    w, wu = msr_rows(df.filter(pl.col("dir") == "write"), ctx, True, "kvm_msr_write", True)
+    r, ru = msr_rows(df.filter(pl.col("dir") == "read"), ctx, False, "kvm_msr_read", True)
     return pl.concat([w, r, hints]), pl.concat([wu, ru])
 
 
@@ -225,37 +230,6 @@ def _kvm_mmio(df, ctx):
         out.append(r)
         miss.append(u)
     return pl.concat(out), pl.concat(miss)
-
-
-@rule(
-    ("kvm_pio",),
-    "eoi (PIC), clock_read (PIT, ACPI PM timer)",
-    "'pio_write at 0x20 size 1 count 1 val 0x20': a write with bit 5 set to PIC port "
-    "0x20/0xa0 is an EOI; reads of PIT 0x40-0x42 or ACPI PM 0x608/0xb008 -> clock_read",
-)
-def _kvm_pio(df, ctx):
-    p = pl.col("payload")
-    port = hex_u64(p.str.extract(r"at (0x[0-9a-fA-F]+)", 1)).cast(pl.Int64)
-    val = hex_u64(p.str.extract(r"val (0x[0-9a-fA-F]+)", 1)).cast(pl.Int64).fill_null(0)
-    write = p.str.starts_with("pio_write")
-    df = df.with_columns(port=port, val=val, w=write)
-    eoi = df.filter(
-        pl.col("w") & pl.col("port").is_in(PIC_PORTS) & ((pl.col("val") // 32) % 2 == 1)
-    )
-    pit = df.filter(~pl.col("w") & pl.col("port").is_in(PIT_PORTS))
-    pm = df.filter(~pl.col("w") & pl.col("port").is_in(ACPI_PM_PORTS))
-    used = pl.concat([eoi.select("seq"), pit.select("seq"), pm.select("seq")])
-    return pl.concat(
-        [
-            exit_hints(df, ctx, "IO_INSTRUCTION"),
-            rows(eoi, int(K.EOI), cpu=vcpu_of(ctx), arg=EOI_TRACED),
-            rows(pit, int(K.CLOCK_READ), cpu=vcpu_of(ctx), arg=int(ClockSource.PIT)),
-            rows(pm, int(K.CLOCK_READ), cpu=vcpu_of(ctx), arg=int(ClockSource.ACPI_PM)),
-        ]
-    ), unmapped(
-        df.join(used, on="seq", how="anti"),
-        pl.format("kvm_pio(0x{})", pl.col("port").cast(pl.String)),
-    )
 
 
 @rule(("kvm_eoi",), "eoi", "'apicid 0 vector 176' -> eoi on that vCPU (arg 0 = traced)")
@@ -368,13 +342,17 @@ def _hypercall(df, ctx):
 @rule(
     ("kvm_ack_irq",),
     "eoi",
-    "'irqchip PIC slave pin 12': the guest acknowledged a PIC interrupt -> eoi; IO-APIC "
-    "acks only where kvm_eoi is not traced (the LAPIC EOI is the guest's action there)",
+    "'irqchip PIC slave pin 12': the guest acknowledged a PIC interrupt -> eoi, unless "
+    "kvm_pio is traced (its port write is that EOI); IO-APIC acks only where kvm_eoi is "
+    "not traced (the LAPIC EOI is the guest's action there)",
 )
 def _ack(df, ctx):
     pic = pl.col("payload").str.contains("PIC")
     keep = df if "kvm_eoi" not in ctx.present else df.filter(pic)
+    if "kvm_pio" in ctx.present:
+        keep = keep.filter(~pic)
     return rows(keep, int(K.EOI), cpu=vcpu_of(ctx), arg=EOI_TRACED), unmapped(df.clear(), "")
 
 
 register(rule)  # the hint-only rules: kvm_vcpu_wakeup, kvm_cpuid, kvm_cr, kvm_fast_mmio
+register_ports(rule)  # kvm_pio

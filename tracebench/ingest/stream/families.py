@@ -23,7 +23,7 @@ from tracebench.ingest.stream.exits import MeasuredExits
 #: events whose presence anywhere in the input changes a rule (see the rule tables' docs);
 #: the probe looks for all of them whatever the family (they are listed in the metadata)
 PROBED = ("write_msr", "kvm_apic", "kvm_eoi", "kvm_msr", "kvm_apic_accept_irq", "kvm_exit",
-          "kvm_mmio", "kvm_inj_virq")
+          "kvm_mmio", "kvm_inj_virq", "kvm_pio", "kvm_ack_irq")
 
 
 def _no_learning(ctx: MapContext, slow: dict) -> None:
