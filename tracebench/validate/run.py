@@ -156,7 +156,9 @@ def validate(host_traces: Sequence[str | os.PathLike], backend: str = "auto",
         pred = result.exits
         # mean time per exit, like perf kvm stat's Avg: the model's expectation, not the
         # mean of the few costs a short trace draws. Every cost at its mean (spread_scale 0
-        # keeps each mean) makes an exit's cost its expected cost; the exits are the same
+        # keeps each mean) makes an exit's cost its expected cost. Only the times are read
+        # from this replay: the counts stay the drawn replay's (timing-dependent paths,
+        # such as a kick a longer exit makes needless, can move them)
         means = replay([out], [preset], profile=profile,
                        params={**(params or {}), "spread_scale": 0}, events=False).exits
         backend_name = pred["backend"][0] if pred.height else preset

@@ -98,7 +98,7 @@ def _relate_nb(ts, cidx, n_cpu, kind, target, arg, aux, dur, infer_eoi, msr_trac
         h_exit[j] = 0
         h_steal[j] = 0
         p = last_h[c]
-        if host_time and p >= 0 and _is_irq(kind[p]) and last_t[c] >= ts[p]:  # in a handler
+        if host_time and p >= 0 and _is_irq(kind[p]):  # inside a handler
             gap = ts[j] - last_t[c]
             if gap > STEAL_GAP_NS:
                 steal[c] += gap

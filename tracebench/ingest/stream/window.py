@@ -28,7 +28,7 @@ from tracebench.ingest.stream.resolve import resolve
 from tracebench.ingest.stream.routes import CALIB_EVENTS
 from tracebench.ingest.text import fields
 from tracebench.ingest.text.lines import MAX_CPU_INDEX
-from tracebench.schema import TARGET_MASK, EventKind
+from tracebench.schema import INTERRUPT_KINDS, TARGET_MASK, EventKind
 
 #: what a rule raises when a field's value does not fit its column (a strict cast)
 _RANGE_ERRORS = (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError)
@@ -88,8 +88,7 @@ def _range_text(exc: Exception) -> str:
 HOLD_NS = 100_000_000
 #: a handler's entry -> exit longer than this is not found (its dur_ns stays 0)
 MAX_HANDLER_NS = 1_000_000_000
-_IRQ_KINDS = np.array([int(EventKind.TIMER_IRQ), int(EventKind.IPI_IRQ),
-                       int(EventKind.DEVICE_IRQ)], np.int8)  # fmt: skip
+_IRQ_KINDS = np.array(INTERRUPT_KINDS, np.int8)
 #: lines at the start of the input used to calibrate the TSC -> ns map
 CALIB_LINES = 200_000
 #: late lines reported by number, per event and chunk (the rest are only counted)
